@@ -1,0 +1,48 @@
+"""Register every conf/models.yml entry in the MLflow registry (idempotent).
+
+    python -m jobs.register_models [--catalog conf/models.yml] [--only NAME ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from udfs.catalog import CatalogEntry, load_catalog
+from udfs.errors import ConfigError
+from udfs.platform import setup_environment
+from udfs.registry import register_folder
+
+
+def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
+    """Register one catalog entry; (version, created)."""
+    weights = entry.source_dir()
+    if weights is None:  # a hub id: only on machines that reach the hub
+        from huggingface_hub import snapshot_download
+
+        weights = snapshot_download(entry.source["hf_id"])
+    if not weights.is_dir():
+        raise ConfigError(f"models.{entry.name}.source", entry.source, "a folder that exists", source="catalog")
+    from pathlib import Path
+
+    return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=Path(weights),
+                           alias=entry.alias, description=entry.description, move_alias=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", help="catalog YAML (default: conf/models.yml)")
+    parser.add_argument("--only", nargs="*", help="register only these entries")
+    args = parser.parse_args(argv)
+    setup_environment()
+    catalog = load_catalog(args.catalog)
+    names = args.only or list(catalog.entries)
+    for name in names:
+        entry = catalog[name]
+        version, created = register_entry(entry)
+        state = "registered new version" if created else "unchanged, kept version"
+        print(f"{name}: {state} {version} (@{entry.alias}); task={entry.task}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

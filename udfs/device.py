@@ -1,0 +1,67 @@
+"""Pick the torch device for the current Spark task."""
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+_warned = False
+
+
+def assigned_gpus() -> list[str]:
+    """GPU addresses Spark assigned to the running task (empty outside a task or without GPU scheduling)."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    if ctx is None:
+        return []
+    info = ctx.resources().get("gpu")
+    return list(info.addresses) if info is not None else []
+
+
+def select_device(requested: str = "auto") -> str:
+    """``cuda:<addr>`` for the task's assigned GPU when CUDA is usable, else ``cpu``.
+
+    ``requested``: "auto" (as above), "cpu", or an explicit "cuda:N". A task that was given a GPU on a
+    machine without CUDA runs on the CPU and logs one warning per worker.
+    """
+    global _warned
+    if requested == "cpu":
+        return "cpu"
+    import torch
+
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device: got {requested!r} but CUDA is not available on this worker")
+        return requested
+    addresses = assigned_gpus()
+    if addresses:
+        if torch.cuda.is_available():
+            return f"cuda:{_local_index(addresses[0])}"
+        if not _warned:
+            log.warning("Spark assigned GPU %s to this task but CUDA is not available; running on the CPU",
+                        ",".join(addresses))
+            _warned = True
+        return "cpu"
+    return "cuda:0" if torch.cuda.is_available() and os.environ.get("TEXTSPARK_USE_UNASSIGNED_GPU") else "cpu"
+
+
+def _local_index(address: str) -> int:
+    """Spark addresses are what the discovery script printed (physical indexes); map through
+    CUDA_VISIBLE_DEVICES when the cluster manager already narrowed the visible devices."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if visible and address in visible:
+        return visible.index(address)
+    return int(address)
+
+
+def configure_threads() -> int:
+    """One torch thread per task CPU (spark.task.cpus, default 1): more oversubscribes the cores."""
+    import torch
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    n = int(os.environ.get("TEXTSPARK_TORCH_THREADS") or (ctx.cpus() if ctx is not None else 1) or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n

@@ -1,0 +1,23 @@
+"""Errors textspark raises on the driver, before any Spark work starts."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or not allowed.
+
+    The message always names the key, the value given and what is allowed, e.g.
+    ``tasks[1].task: got 'sentimnet'; allowed: classify, embed, language, sentiment, summarize, translate``.
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str | Iterable[Any], *, source: str | None = None):
+        if not isinstance(allowed, str):
+            allowed = ", ".join(str(a) for a in allowed)
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: got {value!r}; allowed: {allowed}")
+        self.key, self.value, self.allowed, self.source = key, value, allowed, source
+
+
+class ModelReferenceError(LookupError):
+    """A model reference (``models:/name@alias`` or ``models:/name/3``) does not resolve."""

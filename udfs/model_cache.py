@@ -1,0 +1,45 @@
+"""Per-Python-worker model cache.
+
+Operational contract: Spark reuses Python worker processes between tasks when
+``spark.python.worker.reuse`` is true (the default; conf/spark/*.yml keep it so). This module's dict lives
+as long as the worker process, so each worker loads a given (model version, device, precision) once and
+every later Arrow batch and task on that worker reuses it. Keys are exact resolved versions, never aliases,
+so moving an alias between jobs can never serve a stale model. Loads are serialised per key by a lock
+(Spark may run several UDF threads in one worker, e.g. for multiple UDFs in one stage).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Hashable
+
+_models: dict[Hashable, Any] = {}
+_locks: dict[Hashable, threading.Lock] = {}
+_guard = threading.Lock()
+_loads = 0
+
+
+def get(key: Hashable, loader: Callable[[], Any]) -> Any:
+    """The cached value for ``key``; calls ``loader()`` once per process for a new key."""
+    global _loads
+    try:
+        return _models[key]
+    except KeyError:
+        pass
+    with _guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        if key not in _models:
+            _models[key] = loader()
+            _loads += 1
+        return _models[key]
+
+
+def load_count() -> int:
+    """How many loads this process performed (for tests and diagnostics)."""
+    return _loads
+
+
+def clear() -> None:
+    with _guard:
+        _models.clear()
+        _locks.clear()

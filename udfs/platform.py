@@ -1,0 +1,120 @@
+"""The embedded platform: offline environment, MLflow URIs and the Spark session builder.
+
+Everything here is explicit: callers pass a Spark profile name or path; the project root is the
+checkout this package lives in unless ``TEXTSPARK_HOME`` says otherwise.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from udfs.errors import ConfigError
+
+PROJECT_ROOT = Path(os.environ.get("TEXTSPARK_HOME", Path(__file__).resolve().parents[1]))
+CONF_DIR = PROJECT_ROOT / "conf"
+
+# Set for every process textspark starts (driver, and through the environment, local workers).
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def setup_environment() -> None:
+    """Offline hub, no telemetry, and default MLflow URIs; values the user already set win."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", default_tracking_uri())
+    os.environ.setdefault("MLFLOW_REGISTRY_URI", os.environ["MLFLOW_TRACKING_URI"])
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def default_artifact_location() -> str:
+    return (PROJECT_ROOT / "mlruns").as_uri()
+
+
+def mlflow_uris() -> tuple[str, str]:
+    """(tracking URI, registry URI) as the driver sees them; captured into UDFs for the workers."""
+    setup_environment()
+    import mlflow
+
+    tracking = mlflow.get_tracking_uri()
+    registry = mlflow.get_registry_uri() or tracking
+    return tracking, registry
+
+
+def get_experiment_id(name: str) -> str:
+    """The experiment's id, created with a project-local artifact location when the tracking store is ours."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = default_artifact_location() if mlflow.get_tracking_uri() == default_tracking_uri() else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def load_spark_profile(profile: str | os.PathLike = "local") -> dict[str, Any]:
+    """Read a Spark profile: a name under conf/spark/ or a path to a YAML file."""
+    path = Path(profile)
+    if path.suffix not in (".yml", ".yaml"):
+        path = CONF_DIR / "spark" / f"{profile}.yml"
+    if not path.is_file():
+        allowed = sorted(p.stem for p in (CONF_DIR / "spark").glob("*.yml"))
+        raise ConfigError("spark.profile", str(profile), allowed + ["<path to a .yml file>"])
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("spark profile", str(path), "a YAML mapping with master, app_name, conf")
+    conf = data.get("conf") or {}
+    if not isinstance(conf, dict):
+        raise ConfigError("conf", conf, "a mapping of Spark settings", source=str(path))
+    return {"master": data.get("master"), "app_name": data.get("app_name", "textspark"),
+            "conf": {str(k): _spark_value(v) for k, v in conf.items()}}
+
+
+def _spark_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] | None = None,
+              app_name: str | None = None):
+    """SparkSession from a profile (conf/spark/<profile>.yml), with ``conf`` overriding its settings.
+
+    A session that already exists (a notebook's, Databricks') is returned as it is, with a warning if the
+    profile asked for a different master.
+    """
+    setup_environment()
+    from pyspark.sql import SparkSession
+
+    settings = load_spark_profile(profile)
+    builder = SparkSession.builder.appName(app_name or settings["app_name"])
+    if settings["master"] and not os.environ.get("TEXTSPARK_KEEP_MASTER"):
+        builder = builder.master(settings["master"])
+    merged = {**settings["conf"], **{k: _spark_value(v) for k, v in (conf or {}).items()}}
+    merged.setdefault("spark.executorEnv.PYTHONPATH", _pythonpath())
+    for key, value in merged.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _pythonpath() -> str:
+    """Local executors must import udfs: put the project on their path (an installed wheel also works)."""
+    parts = [str(PROJECT_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
