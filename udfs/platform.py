@@ -84,6 +84,7 @@ def load_spark_profile(profile: str | os.PathLike = "local") -> dict[str, Any]:
     if not isinstance(conf, dict):
         raise ConfigError("conf", conf, "a mapping of Spark settings", source=str(path))
     return {"master": data.get("master"), "app_name": data.get("app_name", "textspark"),
+            "log_level": str(data.get("log_level", "WARN")),
             "conf": {str(k): _spark_value(v) for k, v in conf.items()}}
 
 
@@ -111,7 +112,9 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
     merged.setdefault("spark.executorEnv.PYTHONPATH", _pythonpath())
     for key, value in merged.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings["log_level"])
+    return spark
 
 
 def _pythonpath() -> str:

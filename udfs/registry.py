@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -98,7 +99,7 @@ def resolve(reference: str, *, task: str | None = None) -> ResolvedModel:
     try:
         mv = mlc.get_model_version(name, version)
     except MlflowException:
-        versions = sorted((v.version for v in mlc.search_model_versions(f"name='{name}'")), key=int)
+        versions = sorted((str(v.version) for v in mlc.search_model_versions(f"name='{name}'")), key=int)
         raise ModelReferenceError(f"model: got {reference!r}; {name!r} has no version {version}. "
                                   f"Versions: {', '.join(versions) or '(none)'}") from None
     tags = mv.tags or {}
@@ -182,9 +183,11 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
             if not run_id:
                 mlflow.log_params({"task": task, "kind": kind, **{f"param.{k}": v for k, v in params.items()},
                                    **(run_params or {})})
-            info = mlflow.pyfunc.log_model(name="model", python_model=TextsparkPyfunc(),
-                                           artifacts={"textspark": str(folder)},
-                                           pip_requirements=pip_requirements())
+            with warnings.catch_warnings():  # "add type hints to predict": inputs are texts in any shape
+                warnings.simplefilter("ignore", UserWarning)
+                info = mlflow.pyfunc.log_model(name="model", python_model=TextsparkPyfunc(),
+                                               artifacts={"textspark": str(folder)},
+                                               pip_requirements=pip_requirements())
             tags = {"textspark.task": task, "textspark.kind": kind, "textspark.fingerprint": fp,
                     "textspark.params": json.dumps(params, sort_keys=True, default=str)}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)

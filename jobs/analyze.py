@@ -1,0 +1,93 @@
+"""Apply the configured tasks to a text table and write every input row, plus one column per task.
+
+    spark-submit jobs/analyze.py --conf conf/jobs/sample.yml
+    python -m jobs.analyze --conf conf/jobs/sample.yml
+
+The output folder also gets ``_textspark_manifest.json`` (tasks, model versions, row and error counts);
+the same facts are logged to an MLflow run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jobs.common import manifest_json, parse_args, read_input, write_text_file  # noqa: E402
+from jobs.config import JobConf, load_job  # noqa: E402
+from udfs.errors import ConfigError  # noqa: E402
+from udfs.pipeline import apply_tasks, plan_tasks  # noqa: E402
+from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+
+
+def run(conf: JobConf, *, spark=None) -> dict:
+    """Run the job; returns the summary it prints. Config and model errors raise before Spark starts."""
+    setup_environment()
+    planned = plan_tasks(conf.tasks)
+    spark = spark or get_spark(conf.spark_profile, conf=conf.spark_conf)
+    started = time.time()
+    df = read_input(spark, conf.input)
+    for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column)):
+        if col is not None and col not in df.columns:
+            raise ConfigError(key, col, df.columns, source=conf.source)
+    out = apply_tasks(df, conf.input.text_column, planned)
+    if conf.output.partitions:
+        out = out.repartition(conf.output.partitions)
+    out.write.mode(conf.output.mode).format(conf.output.format).save(conf.output.path)
+
+    written = spark.read.format(conf.output.format).load(conf.output.path)
+    from pyspark.sql import functions as F
+
+    counts = [F.count(F.lit(1)).alias("rows")]
+    for t in planned:
+        err = F.col(t.error_column) if t.error_column else F.col(f"`{t.column}`.error")
+        counts.append(F.count(err).alias(f"{t.column}__errors"))
+    row = written.agg(*counts).first().asDict()
+    summary = {
+        "output": conf.output.path,
+        "rows": row["rows"],
+        "seconds": round(time.time() - started, 1),
+        "tasks": [{"task": t.task, "column": t.column, "model": t.plan.model.label,
+                   "model_uri": t.plan.model.uri, "null_with_reason": row[f"{t.column}__errors"]} for t in planned],
+        "input": {"path": conf.input.path, "format": conf.input.format, "text_column": conf.input.text_column},
+    }
+    write_text_file(spark, f"{conf.output.path.rstrip('/')}/_textspark_manifest.json", manifest_json(**summary))
+    _log_run(conf, summary)
+    return summary
+
+
+def _log_run(conf: JobConf, summary: dict) -> None:
+    import mlflow
+
+    with mlflow.start_run(experiment_id=get_experiment_id(conf.experiment), run_name="analyze"):
+        mlflow.log_params({"input": conf.input.path, "output": conf.output.path,
+                           **{f"model.{t['column']}": t["model"] for t in summary["tasks"]}})
+        mlflow.log_metrics({"rows": summary["rows"], "seconds": summary["seconds"],
+                            **{f"errors.{t['column']}": t["null_with_reason"] for t in summary["tasks"]}})
+        mlflow.log_dict(summary, "textspark_manifest.json")
+        mlflow.set_tags({"textspark.job": "analyze"})
+
+
+def print_summary(summary: dict) -> None:
+    print(f"\nwrote {summary['rows']} rows to {summary['output']} in {summary['seconds']} s")
+    for t in summary["tasks"]:
+        print(f"  {t['column']:<12} task={t['task']:<10} model={t['model']:<28} null-with-reason={t['null_with_reason']}")
+    print(f"manifest: {summary['output']}/_textspark_manifest.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, argv)
+    try:
+        conf = load_job(args.conf)
+        summary = run(conf)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

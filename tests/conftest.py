@@ -1,0 +1,70 @@
+"""Shared fixtures: one local SparkSession, a throw-away MLflow registry, tiny models registered in it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import build_tiny_encoder
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("textspark")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_registry(workdir):
+    """MLflow tracking + registry in a temporary sqlite file (never the project's mlflow.db)."""
+    import mlflow
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TEXTSPARK_CACHE")}
+    os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, TEXTSPARK_CACHE=str(workdir / "cache"))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    from udfs.platform import setup_environment
+
+    setup_environment()
+    mlflow.create_experiment("textspark-models", artifact_location=(workdir / "mlruns").as_uri())
+    mlflow.create_experiment("textspark-jobs", artifact_location=(workdir / "mlruns").as_uri())
+    yield uri
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def spark(mlflow_registry):
+    from udfs.platform import get_spark
+
+    session = get_spark("local", conf={"spark.sql.shuffle.partitions": 2,
+                                       "spark.sql.execution.arrow.maxRecordsPerBatch": 64})
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(workdir, mlflow_registry) -> str:
+    """A registered tiny random encoder; returns its reference ``models:/tiny-encoder@champion``."""
+    from udfs.registry import register_folder
+
+    folder = build_tiny_encoder(workdir / "tiny-encoder")
+    register_folder("tiny-encoder", task="embed", kind="hf_encoder", weights=folder,
+                    params={"max_tokens": 64, "pooling": "mean", "normalize": True, "token_budget": 256})
+    return "models:/tiny-encoder@champion"
+
+
+@pytest.fixture(scope="session")
+def real_catalog(mlflow_registry):
+    """The project's real catalog (conf/models.yml) registered in the test registry."""
+    from jobs.register_models import register_entry
+    from udfs.catalog import load_catalog
+
+    catalog = load_catalog()
+    for entry in catalog.entries.values():
+        register_entry(entry)
+    return catalog

@@ -1,0 +1,33 @@
+import pytest
+
+from udfs.catalog import load_catalog, parse_catalog
+from udfs.errors import ConfigError
+
+
+def test_project_catalog_is_valid_and_names_its_defaults():
+    catalog = load_catalog()
+    assert catalog.default_reference("embed") == "models:/textspark-minilm@champion"
+    entry = catalog["textspark-minilm"]
+    assert (entry.task, entry.kind, entry.alias) == ("embed", "hf_encoder", "champion")
+    assert (entry.source_dir() / "config.json").is_file()
+
+
+@pytest.mark.parametrize("entry, key, value", [
+    ({"task": "sentimnet", "kind": "hf_encoder", "source": {"path": "x"}}, "models.m.task", "sentimnet"),
+    ({"task": "embed", "kind": "onnx", "source": {"path": "x"}}, "models.m.kind", "onnx"),
+    ({"task": "embed", "kind": "hf_encoder", "source": {"path": "x", "hf_id": "y"}}, "models.m.source", "path"),
+    ({"task": "embed", "kind": "hf_encoder", "source": {"path": "x"}, "params": [1]}, "models.m.params", "[1]"),
+])
+def test_bad_entries_name_key_value_and_allowed(entry, key, value):
+    with pytest.raises(ConfigError) as err:
+        parse_catalog({"models": {"m": entry}})
+    assert err.value.key == key
+    assert value in str(err.value) and "allowed:" in str(err.value)
+
+
+def test_unknown_model_and_missing_default():
+    catalog = parse_catalog({"models": {}, "defaults": {"embed": "models:/x@champion"}})
+    with pytest.raises(ConfigError, match=r"model: got 'nope'"):
+        catalog["nope"]
+    with pytest.raises(ConfigError, match=r"defaults.sentiment: got None; allowed: embed"):
+        catalog.default_reference("sentiment")

@@ -1,0 +1,100 @@
+"""embed(): values equal to the model run directly, nulls with reasons, SQL, load once per worker."""
+import os
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from udfs import embed, register_sql_functions, runtime
+from udfs.embed import embed_plan
+from udfs.loading import build, local_folder
+from udfs.registry import resolve
+from udfs.text import EMPTY_INPUT, NULL_INPUT
+from tests.helpers import assert_rows_equal
+
+BAD_INPUTS = [
+    None, "", "   ", "word " * 20_000, "emoji 😀 and music 𝄞", "ctrl\x01\x02chars\x7f", "nul\x00byte",
+    "lone \ud800 surrogate", "שלום עולם مرحبا بالعالم", "\x00\x01",
+]
+
+
+@pytest.fixture(scope="module")
+def direct(tiny_encoder):
+    """The same registered model, run in-process on the driver: the expected values."""
+    return build(local_folder(resolve(tiny_encoder)), device="cpu", precision="fp32")
+
+
+def test_embed_equals_direct_model_in_input_order(spark, tiny_encoder, direct):
+    texts = ["The match ended in a draw.", "Shares rose.", "A phone was released today with a new chip " * 5]
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, text string")
+    out = df.withColumn("v", embed("text", model=tiny_encoder))
+    assert out.schema.simpleString() == "struct<id:int,text:string,v:array<float>>"
+    expected = direct.embed(texts)
+    assert_rows_equal(out, [{"id": i, "text": t, "v": expected[i].tolist()} for i, t in enumerate(texts)], key="id")
+    norms = np.linalg.norm(np.array([r.v for r in out.collect()]), axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+
+
+def test_bad_inputs_keep_every_row_with_a_reason(spark, tiny_encoder):
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(BAD_INPUTS)], "id int, text string")
+    out = df.select("id", embed("text", model=tiny_encoder, with_error=True).alias("e")).orderBy("id").collect()
+    assert len(out) == len(BAD_INPUTS)
+    reasons = [r.e.error for r in out]
+    assert reasons == [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT, None, None, None, None, None, None, EMPTY_INPUT]
+    for r in out:
+        assert (r.e.embedding is None) == (r.e.error is not None)
+        assert r.e.embedding is None or len(r.e.embedding) == 32
+        assert r.e.model == f"tiny-encoder/{resolve(tiny_encoder).version}"
+
+
+def test_a_row_the_model_cannot_process_gets_a_reason_and_the_rest_succeed(spark, tiny_encoder):
+    def predict(model, texts, options):
+        if any("poison" in t for t in texts):
+            raise ValueError("poison pill")
+        return {"embedding": model.embed(texts)}
+
+    p = runtime.plan("embed", predict, [("embedding", "array<float>")], model=tiny_encoder)
+    df = spark.createDataFrame([(1, "fine"), (2, "poison here"), (3, "also fine")], "id int, text string")
+    rows = df.select("id", runtime.make_udf(p)("text").alias("e")).orderBy("id").collect()
+    assert [(r.id, r.e.error, r.e.embedding is None) for r in rows] == [
+        (1, None, False), (2, "ValueError: poison pill", True), (3, None, False)]
+
+    strict = runtime.plan("embed", predict, [("embedding", "array<float>")], model=tiny_encoder, fail_on_error=True)
+    with pytest.raises(Exception, match="poison pill"):
+        df.select(runtime.make_udf(strict)("text")).collect()
+
+
+def test_sql_registration(spark, tiny_encoder, direct):
+    assert register_sql_functions(spark, ["embed"], models={"embed": tiny_encoder}) == ["embed"]
+    spark.createDataFrame([("hello world",), (None,)], "text string").createOrReplaceTempView("docs")
+    rows = spark.sql("SELECT text, size(embed(text)) AS dim, embed(text) AS v FROM docs ORDER BY text").collect()
+    assert [(r.text, r.dim) for r in rows] == [(None, None), ("hello world", 32)]
+    np.testing.assert_allclose(rows[1].v, direct.embed(["hello world"])[0], atol=1e-5)
+
+
+def test_model_loads_once_per_worker_not_per_batch(spark, tiny_encoder):
+    """Like Spark's predict_batch_udf tests: report which model object served each batch."""
+    def predict(model, texts, options):
+        n = len(texts)
+        return {"pid": [os.getpid()] * n, "model_id": [id(model)] * n, "batch": [n] * n}
+
+    p = runtime.plan("embed", predict, [("pid", "int"), ("model_id", "long"), ("batch", "int")], model=tiny_encoder)
+    df = spark.range(0, 3000, numPartitions=6).select(F.concat(F.lit("row "), F.col("id").cast("string")).alias("text"))
+    out = df.select(runtime.make_udf(p)("text").alias("r")).select("r.*")
+    stats = out.groupBy("pid").agg(F.countDistinct("model_id").alias("models"), F.count("*").alias("rows"),
+                                   F.max("batch").alias("largest")).collect()
+    assert sum(r.rows for r in stats) == 3000
+    assert all(r.models == 1 for r in stats)      # one model object per worker process...
+    assert all(r.largest <= 64 for r in stats)    # ...serving many Arrow batches of <= 64 rows
+    assert sum(r.rows for r in stats) / 64 > 2 * len(stats)
+
+
+def test_settings_fail_early_naming_the_key(tiny_encoder):
+    from udfs.errors import ConfigError, ModelReferenceError
+
+    with pytest.raises(ConfigError, match=r"precision: got 'int3'; allowed: auto, fp32, bf16, fp16"):
+        embed_plan(model=tiny_encoder, precision="int3")
+    with pytest.raises(ConfigError, match=r"device: got 'gpu'"):
+        embed_plan(model=tiny_encoder, device="gpu")
+    with pytest.raises(ModelReferenceError, match="no alias 'staging'"):
+        embed("text", model="models:/tiny-encoder@staging")
