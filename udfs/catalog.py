@@ -10,10 +10,11 @@ from typing import Any
 import yaml
 
 from udfs.errors import ConfigError
+from udfs.kinds import BUILDERS
 from udfs.platform import CONF_DIR, PROJECT_ROOT
 
 TASKS = ("embed", "sentiment", "classify", "summarize", "translate", "language")
-KINDS = ("hf_encoder",)
+KINDS = tuple(BUILDERS)
 SOURCE_KEYS = ("package", "path", "hf_id")
 
 

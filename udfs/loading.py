@@ -1,6 +1,7 @@
 """Worker side: fetch a resolved model version through MLflow and build it by its kind, once per worker."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from udfs import model_cache
+from udfs.kinds import BUILDERS
 from udfs.registry import ResolvedModel
 
 
@@ -48,11 +50,10 @@ def build(folder: Path, *, device: str, precision: str, options: dict[str, Any] 
     """Construct the in-memory model for a ``textspark/`` folder by its kind."""
     meta = json.loads((folder / "textspark.json").read_text())
     kind, params = meta["kind"], {**meta.get("params", {}), **(options or {})}
-    if kind == "hf_encoder":
-        from udfs.backends.hf import Encoder
-
-        return Encoder(folder / "weights", device=device, precision=precision, **params)
-    raise ValueError(f"kind: got {kind!r}; allowed: hf_encoder")
+    if kind not in BUILDERS:
+        raise ValueError(f"kind: got {kind!r}; allowed: {', '.join(sorted(BUILDERS))}")
+    module, _, attr = BUILDERS[kind].partition(":")
+    return getattr(importlib.import_module(module), attr)(folder, device=device, precision=precision, **params)
 
 
 def load(model: ResolvedModel, *, device: str, precision: str = "fp32") -> Any:

@@ -70,6 +70,10 @@ class Encoder:
         return pooled.cpu().numpy()
 
 
+def load_encoder(folder: Path, *, device: str, precision: str, **params: Any) -> Encoder:
+    return Encoder(folder / "weights", device=device, precision=precision, **params)
+
+
 def _autocast(torch, device: str, precision: str):
     if precision in ("bf16", "fp16"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
