@@ -20,6 +20,7 @@ from jobs.config import JobConf, load_job  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+from udfs.scheduling import check_cluster_conf, resource_profile  # noqa: E402
 
 
 def run(conf: JobConf, *, spark=None) -> dict:
@@ -32,7 +33,9 @@ def run(conf: JobConf, *, spark=None) -> dict:
     for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column)):
         if col is not None and col not in df.columns:
             raise ConfigError(key, col, df.columns, source=conf.source)
-    out = apply_tasks(df, conf.input.text_column, planned)
+    use_profile = check_cluster_conf(spark, conf.inference)
+    out = apply_tasks(df, conf.input.text_column, planned, partitions=conf.inference.partitions,
+                      profile=resource_profile(conf.inference) if use_profile else None)
     if conf.output.partitions:
         out = out.repartition(conf.output.partitions)
     out.write.mode(conf.output.mode).format(conf.output.format).save(conf.output.path)

@@ -10,6 +10,7 @@ import yaml
 
 from udfs.errors import ConfigError
 from udfs.platform import PROJECT_ROOT
+from udfs.scheduling import InferenceResources, parse_inference
 from udfs.tasks import COMMON_KEYS, TASK_DEFS
 
 INPUT_FORMATS = ("parquet", "csv", "json", "table")
@@ -49,6 +50,7 @@ class JobConf:
     spark_profile: str = "local"
     spark_conf: dict[str, Any] = field(default_factory=dict)
     experiment: str = "textspark-jobs"
+    inference: InferenceResources = field(default_factory=InferenceResources)
     source: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -171,7 +173,7 @@ def parse_job(data: dict[str, Any], *, source: str | None = None, tasks_required
     ``extra_keys``: top-level keys a particular job adds (it validates their values itself)."""
     if not isinstance(data, dict):
         raise ConfigError("(top level)", data, "a mapping with input, tasks, output", source=source)
-    _unknown(data, ("input", "tasks", "output", "spark", "mlflow", "fail_on_error") + tuple(extra_keys),
+    _unknown(data, ("input", "tasks", "output", "spark", "mlflow", "fail_on_error", "inference") + tuple(extra_keys),
              "(top level)", source)
     spark = _mapping(data, "spark", source, required=False)
     _unknown(spark, ("profile", "conf"), "spark", source)
@@ -188,7 +190,8 @@ def parse_job(data: dict[str, Any], *, source: str | None = None, tasks_required
                       for t in tasks)
     return JobConf(input=parse_input(data, source), output=parse_output(data, source), tasks=tasks,
                    spark_profile=str(spark.get("profile", "local")), spark_conf=dict(conf),
-                   experiment=str(mlflow_section.get("experiment", "textspark-jobs")), source=source, raw=data)
+                   experiment=str(mlflow_section.get("experiment", "textspark-jobs")),
+                   inference=parse_inference(data.get("inference"), source=source), source=source, raw=data)
 
 
 def load_job(path: str | os.PathLike, **kwargs) -> JobConf:

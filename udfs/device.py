@@ -37,13 +37,18 @@ def select_device(requested: str = "auto") -> str:
     addresses = assigned_gpus()
     if addresses:
         if torch.cuda.is_available():
-            return f"cuda:{_local_index(addresses[0])}"
+            return assigned_device(addresses)
         if not _warned:
             log.warning("Spark assigned GPU %s to this task but CUDA is not available; running on the CPU",
                         ",".join(addresses))
             _warned = True
         return "cpu"
     return "cuda:0" if torch.cuda.is_available() and os.environ.get("TEXTSPARK_USE_UNASSIGNED_GPU") else "cpu"
+
+
+def assigned_device(addresses: list[str]) -> str | None:
+    """The torch device for Spark's assignment (first address), whether or not CUDA is usable here."""
+    return f"cuda:{_local_index(addresses[0])}" if addresses else None
 
 
 def _local_index(address: str) -> int:

@@ -85,7 +85,14 @@ def load_spark_profile(profile: str | os.PathLike = "local") -> dict[str, Any]:
         raise ConfigError("conf", conf, "a mapping of Spark settings", source=str(path))
     return {"master": data.get("master"), "app_name": data.get("app_name", "textspark"),
             "log_level": str(data.get("log_level", "WARN")),
-            "conf": {str(k): _spark_value(v) for k, v in conf.items()}}
+            "conf": {str(k): _project_path(str(k), _spark_value(v)) for k, v in conf.items()}}
+
+
+def _project_path(key: str, value: str) -> str:
+    """Discovery scripts named relative to the project (conf/spark/gpu_discovery.sh) become absolute paths."""
+    if key.endswith(".discoveryScript") and not os.path.isabs(value) and (PROJECT_ROOT / value).exists():
+        return str(PROJECT_ROOT / value)
+    return value
 
 
 def _spark_value(value: Any) -> str:

@@ -1,0 +1,133 @@
+"""GPU scheduling for the inference stage: a Spark ResourceProfile for it, CPU-only profiles elsewhere.
+
+Spark's stage-level scheduling (``mapInPandas(..., profile=...)``) lets the inference stage ask each task for
+``gpus_per_task`` GPUs while reading, shuffling and writing keep the default profile, which asks for none:
+CPU parallelism is then set by executor cores, not by the number of GPUs. With dynamic allocation off,
+Spark supports this (as a TaskResourceProfile) on standalone, YARN and Kubernetes; local mode does not.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from udfs.errors import ConfigError
+
+log = logging.getLogger(__name__)
+STAGE_LEVEL = ("auto", True, False)
+DISCOVERY_KEY = "spark.executor.resource.gpu.discoveryScript"
+EXECUTOR_GPUS_KEY = "spark.executor.resource.gpu.amount"
+
+
+@dataclass(frozen=True)
+class InferenceResources:
+    gpus_per_task: float = 0.0
+    cpus_per_task: int = 1
+    stage_level: Any = "auto"      # "auto" | True | False
+    partitions: int | None = None  # repartition before inference: reading stays in its own CPU stage
+    check_discovery: bool = True   # run the GPU discovery script on the driver before the job starts
+
+    @property
+    def wants_gpu(self) -> bool:
+        return self.gpus_per_task > 0
+
+
+def parse_inference(section: Mapping[str, Any] | None, *, source: str | None = None) -> InferenceResources:
+    """Validate the job's ``inference:`` section (all checks that need no Spark)."""
+    section = dict(section or {})
+    allowed = ("gpus_per_task", "cpus_per_task", "stage_level", "partitions", "check_discovery")
+    for key in section:
+        if key not in allowed:
+            raise ConfigError(f"inference.{key}", section[key], f"keys {', '.join(allowed)}", source=source)
+    gpus = section.get("gpus_per_task", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0:
+        raise ConfigError("inference.gpus_per_task", gpus, "0 (CPU), a whole number of GPUs, or a fraction <= 0.5",
+                          source=source)
+    if 0 < gpus < 1 and gpus > 0.5 or gpus >= 1 and float(gpus) != int(gpus):
+        raise ConfigError("inference.gpus_per_task", gpus,
+                          "a whole number, or a fraction <= 0.5 (Spark shares one GPU among floor(1/amount) "
+                          "tasks), e.g. 1, 2, 0.5, 0.25", source=source)
+    cpus = section.get("cpus_per_task", 1)
+    if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+        raise ConfigError("inference.cpus_per_task", cpus, "a positive integer", source=source)
+    stage_level = section.get("stage_level", "auto")
+    if stage_level not in STAGE_LEVEL:
+        raise ConfigError("inference.stage_level", stage_level, "auto, true, false", source=source)
+    partitions = section.get("partitions")
+    if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
+        raise ConfigError("inference.partitions", partitions, "a positive integer", source=source)
+    check = section.get("check_discovery", True)
+    if not isinstance(check, bool):
+        raise ConfigError("inference.check_discovery", check, "true, false", source=source)
+    return InferenceResources(float(gpus), cpus, stage_level, partitions, check)
+
+
+def supports_stage_level(master: str, conf: Mapping[str, str]) -> tuple[bool, str]:
+    """(supported, why not) for task-level resource profiles on this cluster manager."""
+    if conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true":
+        return False, "spark.dynamicAllocation.enabled is true (task resource profiles need it off)"
+    if master.startswith(("spark://", "yarn", "k8s://", "local-cluster")):
+        return True, ""
+    return False, f"master {master!r} does not support stage-level scheduling (standalone, YARN and Kubernetes do)"
+
+
+def check_cluster_conf(spark, res: InferenceResources) -> bool:
+    """Checks that need the session (no job runs). Returns whether to use a GPU stage profile."""
+    if not res.wants_gpu:
+        return False
+    conf = dict(spark.sparkContext.getConf().getAll())
+    master = spark.sparkContext.master
+    ok, why = supports_stage_level(master, conf)
+    if not ok:
+        if res.stage_level is True:
+            raise ConfigError("inference.stage_level", True, f"auto or false here: {why}")
+        log.warning("inference.gpus_per_task=%s requested but %s; running inference in the default profile "
+                    "(GPUs Spark assigns through spark.task.resource.gpu.amount are still used)", res.gpus_per_task, why)
+        return False
+    if res.stage_level is False:
+        return False
+    executor_gpus = conf.get(EXECUTOR_GPUS_KEY)
+    if executor_gpus is None:
+        raise ConfigError(EXECUTOR_GPUS_KEY, None, f"a number of GPUs per executor (>= inference.gpus_per_task="
+                          f"{res.gpus_per_task:g}); see conf/spark/gpu.yml")
+    if float(executor_gpus) < res.gpus_per_task:
+        raise ConfigError("inference.gpus_per_task", res.gpus_per_task,
+                          f"at most {EXECUTOR_GPUS_KEY}={executor_gpus}")
+    script = conf.get(DISCOVERY_KEY)
+    if script and res.check_discovery:
+        check_discovery_script(script)
+    return True
+
+
+def check_discovery_script(script: str) -> list[str]:
+    """Run the GPU discovery script as Spark would; its addresses, or a ConfigError naming the setting."""
+    if not os.path.isfile(script) or not os.access(script, os.X_OK):
+        raise ConfigError(DISCOVERY_KEY, script, "an executable file on every node (e.g. conf/spark/gpu_discovery.sh)")
+    import json
+
+    try:
+        done = subprocess.run([script], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(DISCOVERY_KEY, script, f"a script that runs ({exc})") from None
+    if done.returncode != 0:
+        raise ConfigError(DISCOVERY_KEY, script, f"a script that exits 0 on GPU nodes; it exited {done.returncode}: "
+                          f"{done.stderr.strip()[:300]} (set inference.check_discovery: false if the driver has no GPU)")
+    try:
+        info = json.loads(done.stdout)
+        addresses = [str(a) for a in info["addresses"]]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(DISCOVERY_KEY, script, 'a script printing {"name": "gpu", "addresses": [...]}, '
+                          f"it printed {done.stdout.strip()[:200]!r}") from None
+    if not addresses:
+        raise ConfigError(DISCOVERY_KEY, script, "a script that finds at least one GPU; it found none")
+    return addresses
+
+
+def resource_profile(res: InferenceResources):
+    """The inference stage's profile: ``gpus_per_task`` GPUs and ``cpus_per_task`` CPUs per task."""
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    requests = TaskResourceRequests().cpus(res.cpus_per_task).resource("gpu", res.gpus_per_task)
+    return ResourceProfileBuilder().require(requests).build
