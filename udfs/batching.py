@@ -1,7 +1,7 @@
 """Token-budget batching: sort rows by length, cut batches whose padded size fits a budget."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,3 +20,29 @@ def token_budget_batches(lengths: Sequence[int], *, token_budget: int, max_batch
         size = max(1, min(max_batch_size, token_budget // longest, n - start))
         yield order[start:start + size]
         start += size
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA (or other accelerator) out-of-memory, as raised by torch."""
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def split_on_oom(run: Callable[[np.ndarray], Any], idx: np.ndarray) -> list[tuple[np.ndarray, Any]]:
+    """``[(idx, run(idx))]``; on out-of-memory, halve the batch and retry each half (recursively).
+
+    A single row that still does not fit re-raises, so the runtime gives that row (only) a reason.
+    """
+    try:
+        return [(idx, run(idx))]
+    except Exception as exc:
+        if len(idx) <= 1 or not is_out_of_memory(exc):
+            raise
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(idx) // 2
+    return split_on_oom(run, idx[:half]) + split_on_oom(run, idx[half:])

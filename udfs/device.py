@@ -70,3 +70,25 @@ def configure_threads() -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of this host (empty where /proc/cpuinfo does not exist)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision(device: str) -> str:
+    """bf16 where the hardware computes it natively (CUDA with bf16, or a CPU with AMX-BF16 / AVX512-BF16),
+    else fp32. Detected on each worker, so a mixed cluster does the right thing per host."""
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_flags() & {"amx_bf16", "avx512_bf16"} else "fp32"

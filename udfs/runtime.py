@@ -1,9 +1,12 @@
 """The runtime every task shares: driver-side planning, worker-side batches, per-row reasons.
 
 A task supplies only a predict function ``predict(model, texts, options) -> {field: values}`` (columnar,
-one value per text, in order) and its Spark result fields. The runtime does the rest: resolve the model
-once on the driver, load it once per worker, keep nulls/empties/garbage away from it, turn a failure into a
-null result with a reason (or raise, with ``fail_on_error``), and stamp the model version on each row.
+one value per text, in order) and its Spark result fields. ``predict`` may also return ``"error"``: one
+reason-or-None per text, for rows it could not give a sensible result (e.g. an unsupported language pair)
+without failing the batch; those rows keep the values predict gave (normally None) and get that reason.
+The runtime does the rest: resolve the model once on the driver, load it once per worker, keep
+nulls/empties/garbage away from it, turn a failure into a null result with a reason (or raise, with
+``fail_on_error``), and stamp the model version on each row.
 """
 from __future__ import annotations
 
@@ -88,8 +91,10 @@ def worker_model(p: UdfPlan):
 
 
 def _effective_precision(precision: str, device: str) -> str:
-    """"auto" is fp32 for now: reduced precision is opt-in per model (params.precision) or per call."""
-    return "fp32" if precision == "auto" else precision
+    """"auto" picks bf16 where this worker's hardware has it natively, else fp32 (udfs.device.auto_precision)."""
+    from udfs.device import auto_precision
+
+    return auto_precision(device) if precision == "auto" else precision
 
 
 def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
@@ -102,13 +107,13 @@ def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
     if len(ok):
         rows = clean.iloc[ok].tolist()
         try:
-            _assign(columns, ok, p.predict(model, rows, p.options))
+            _assign(columns, ok, p.predict(model, rows, p.options), reasons)
         except Exception as exc:  # one bad row must not fail the others: retry row by row
             if p.fail_on_error:
                 raise
             for i, text in zip(ok, rows):
                 try:
-                    _assign(columns, np.array([i]), p.predict(model, [text], p.options))
+                    _assign(columns, np.array([i]), p.predict(model, [text], p.options), reasons)
                 except Exception as row_exc:  # noqa: BLE001 - the reason is the result
                     reasons[i] = f"{type(row_exc).__name__}: {row_exc}"[:500]
             del exc
@@ -122,8 +127,18 @@ def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
     return frame
 
 
-def _assign(columns: dict[str, np.ndarray], idx: np.ndarray, result: Mapping[str, Any]) -> None:
+ROW_ERRORS = "error"  # the key under which predict may return per-row reasons
+
+
+def _assign(columns: dict[str, np.ndarray], idx: np.ndarray, result: Mapping[str, Any],
+            reasons: np.ndarray | None = None) -> None:
     for name, values in result.items():
+        if name == ROW_ERRORS and name not in columns:
+            if reasons is not None:
+                for j, i in enumerate(idx):
+                    if values[j] is not None:
+                        reasons[i] = str(values[j])[:500]
+            continue
         if isinstance(values, np.ndarray) and values.ndim == 2:
             values = list(values)
         target = columns[name]

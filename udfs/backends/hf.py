@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.batching import token_budget_batches
+from udfs.batching import split_on_oom, token_budget_batches
 
 # Characters kept per token of budget before tokenizing: a 100,000-character row costs a few ms, not seconds.
 CHARS_PER_TOKEN_CAP = 16
@@ -44,7 +44,8 @@ class Encoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         lengths = [len(x) for x in ids]
         for idx in token_budget_batches(lengths, token_budget=self.token_budget, max_batch_size=self.max_batch_size):
-            out[idx] = self._forward([ids[i] for i in idx])
+            for rows, vectors in split_on_oom(lambda rows: self._forward([ids[i] for i in rows]), idx):
+                out[rows] = vectors
         return out
 
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
