@@ -1,0 +1,133 @@
+"""``summarize``: extractive (sentence centrality on an embedding model) or abstractive (seq2seq, map-reduce).
+
+Extractive: split each row into sentences, embed them all (one length-batched pass for the whole Arrow
+batch), score each sentence by its summed cosine similarity to the row's other sentences (degree
+centrality, LexRank without the threshold), keep the best within ``max_sentences`` / ``max_words`` and
+return them in their original order. Abstractive: the model's ``generate`` with the catalog's beams and
+lengths; documents longer than the model's input are chunked, summarized, and the summaries summarized.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from udfs import runtime
+from udfs.errors import ConfigError
+from udfs.sentences import split_sentences
+
+FIELDS = [("summary", "string"), ("method", "string"), ("input_sentences", "int"), ("summary_sentences", "int"),
+          ("chunks", "int")]
+METHODS = ("auto", "extractive", "abstractive")
+KIND_METHOD = {"hf_encoder": "extractive", "hf_seq2seq": "abstractive"}
+
+
+def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    if options["method"] == "abstractive":
+        return _abstractive(model, texts)
+    return _extractive(model, texts, options)
+
+
+def _abstractive(model, texts: list[str]) -> dict[str, Any]:
+    summaries, chunks = model.summarize(texts)
+    errors = [None if s.strip() else "the model generated an empty summary" for s in summaries]
+    return {"summary": [s if s.strip() else None for s in summaries], "method": ["abstractive"] * len(texts),
+            "input_sentences": [len(split_sentences(t)) for t in texts],
+            "summary_sentences": [len(split_sentences(s)) for s in summaries], "chunks": chunks, "error": errors}
+
+
+def _extractive(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    max_sentences, max_words = options["max_sentences"], options["max_words"]
+    limit = options["max_input_sentences"]
+    docs = [split_sentences(t) for t in texts]
+    counts = [len(d) for d in docs]
+    docs = [d[:limit] for d in docs]
+    rank = [i for i, d in enumerate(docs) if len(d) > max_sentences or _words(d) > (max_words or np.inf)]
+    flat = [s for i in rank for s in docs[i]]
+    vectors = model.embed(flat) if flat else np.zeros((0, 1), dtype=np.float32)
+    if not np.isfinite(vectors).all():
+        raise FloatingPointError("model produced non-finite values")
+    summaries: list[str | None] = [" ".join(d) for d in docs]
+    chosen_n = [len(d) for d in docs]
+    start = 0
+    for i in rank:
+        n = len(docs[i])
+        picked = _select(docs[i], centrality(vectors[start:start + n]), max_sentences, max_words)
+        start += n
+        summaries[i], chosen_n[i] = " ".join(picked), len(picked)
+    return {"summary": summaries, "method": ["extractive"] * len(texts), "input_sentences": counts,
+            "summary_sentences": chosen_n, "chunks": [None] * len(texts)}
+
+
+def centrality(vectors: np.ndarray) -> np.ndarray:
+    """Each sentence's summed (non-negative) cosine similarity to the other sentences."""
+    v = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    sim = np.clip(v @ v.T, 0.0, None)
+    np.fill_diagonal(sim, 0.0)
+    return sim.sum(axis=1)
+
+
+def _select(sentences: list[str], scores: np.ndarray, max_sentences: int, max_words: int | None) -> list[str]:
+    """The highest-scoring sentences (earlier wins ties) that fit the budgets, in their original order; a
+    top sentence longer than ``max_words`` on its own is cut to ``max_words`` words."""
+    order = sorted(range(len(sentences)), key=lambda j: (-scores[j], j))
+    keep, used = [], 0
+    for j in order:
+        if len(keep) >= max_sentences:
+            break
+        n = len(sentences[j].split())
+        if max_words is not None and used + n > max_words:
+            continue
+        keep.append(j)
+        used += n
+    if not keep:  # every sentence exceeds the word budget alone
+        return [" ".join(sentences[order[0]].split()[:max_words]) + " …"]
+    return [sentences[j] for j in sorted(keep)]
+
+
+def _words(sentences: list[str]) -> int:
+    return sum(len(s.split()) for s in sentences)
+
+
+def _positive_int(key: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "a positive integer" + (" or null" if optional else ""))
+
+
+def summarize_plan(*, model: str | None = None, method: str = "auto", max_sentences: int = 3,
+                   max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> runtime.UdfPlan:
+    if method not in METHODS:
+        raise ConfigError("method", method, METHODS)
+    _positive_int("max_sentences", max_sentences)
+    _positive_int("max_words", max_words, optional=True)
+    _positive_int("max_input_sentences", max_input_sentences)
+    p = runtime.plan("summarize", predict, FIELDS, model=model, device=device, precision=precision,
+                     fail_on_error=fail_on_error, catalog=catalog,
+                     options={"max_sentences": max_sentences, "max_words": max_words,
+                              "max_input_sentences": max_input_sentences})
+    served = KIND_METHOD.get(p.model.kind)
+    if served is None or method not in ("auto", served):
+        raise ConfigError("method", method, f"{served or 'no method'} for model {p.model.label} "
+                                            f"(kind {p.model.kind}); extractive needs an embedding model "
+                                            "(hf_encoder), abstractive a seq2seq model (hf_seq2seq)")
+    p.options["method"] = served
+    return p
+
+
+def summarize(column, *, model: str | None = None, method: str = "auto", max_sentences: int = 3,
+              max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
+              fail_on_error: bool = False):
+    """``df.withColumn("sum", summarize("text"))`` -> struct<summary, method, input_sentences,
+    summary_sentences, chunks, model, error>.
+
+    The default model (an embedding model) summarizes extractively: at most ``max_sentences`` sentences
+    (and ``max_words`` words, if given) chosen from the first ``max_input_sentences`` sentences. A seq2seq
+    model (``model="models:/my-bart@champion"``) summarizes abstractively with its catalog's generation
+    settings; ``chunks`` tells how many pieces a long document was cut into.
+    """
+    p = summarize_plan(model=model, method=method, max_sentences=max_sentences, max_words=max_words,
+                       max_input_sentences=max_input_sentences, device=device, fail_on_error=fail_on_error)
+    return runtime.make_udf(p)(column)

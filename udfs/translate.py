@@ -1,0 +1,112 @@
+"""``translate``: text into a target language, from a fixed source language or the detected one.
+
+Rows already in the target language pass through unchanged; a pair the model does not support gives a null
+translation and a reason naming the pairs it does support; long rows are translated sentence by sentence
+(segment by segment) and rejoined by the backend. With ``source="auto"`` a row's language is detected once
+for the whole row: a row mixing two languages is translated (or passed through) as its dominant language.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from udfs import runtime
+from udfs.errors import ConfigError
+
+FIELDS = [("translation", "string"), ("source_language", "string"), ("target_language", "string"),
+          ("source_confidence", "float"), ("translated", "boolean"), ("detector", "string")]
+_CODE = re.compile(r"^[a-z]{2,3}$")
+
+
+def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    target, source = options["target"], options["source"]
+    n = len(texts)
+    if source == "auto":
+        from udfs.loading import load
+
+        detector = load(options["detector"], device="cpu")
+        found = detector.detect(texts, k=1)
+        sources = [f[0][0] if f else None for f in found]
+        confidence = [f[0][1] if f else None for f in found]
+        detector_label = options["detector"].label
+    else:
+        sources, confidence, detector_label = [source] * n, [None] * n, None
+    translation: list[str | None] = [None] * n
+    translated: list[bool | None] = [None] * n
+    errors: list[str | None] = [None] * n
+    supported = _describe(model.pairs)
+    groups: dict[str, list[int]] = {}
+    for i, src in enumerate(sources):
+        if src is None:
+            errors[i] = "could not detect the source language (no letters); pass source= to translate anyway"
+        elif src == target:
+            translation[i], translated[i] = texts[i], False
+        elif f"{src}-{target}" not in model.pairs:
+            errors[i] = f"unsupported language pair {src}->{target}; supported pairs: {supported}"
+        else:
+            groups.setdefault(src, []).append(i)
+    for src, idx in groups.items():
+        for i, text in zip(idx, model.translate([texts[i] for i in idx], src, target)):
+            translation[i], translated[i] = text, True
+    return {"translation": translation, "source_language": sources, "target_language": [target] * n,
+            "source_confidence": confidence, "translated": translated, "detector": [detector_label] * n,
+            "error": errors}
+
+
+def _describe(pairs) -> str:
+    return ", ".join(p.replace("-", "->") for p in pairs) or "(none declared)"
+
+
+def declared_pairs(resolved) -> tuple[str, ...]:
+    """The pairs a registered translation model declares in its params (checked before any Spark work)."""
+    params = resolved.params
+    pairs = params.get("pairs")
+    if isinstance(pairs, dict):
+        return tuple(pairs)
+    if isinstance(pairs, list):
+        return tuple(pairs)
+    languages = params.get("languages")
+    if isinstance(languages, dict):
+        codes = sorted(languages)
+        return tuple(f"{a}-{b}" for a in codes for b in codes if a != b)
+    return ()
+
+
+def translate_plan(*, target: str, source: str = "auto", model: str | None = None, detector: str | None = None,
+                   device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
+                   catalog=None) -> runtime.UdfPlan:
+    from udfs.catalog import load_catalog
+    from udfs.registry import resolve
+
+    if not isinstance(target, str) or not _CODE.match(target):
+        raise ConfigError("target", target, "an ISO 639-1 language code such as pt, en, de")
+    if not isinstance(source, str) or not (source == "auto" or _CODE.match(source)):
+        raise ConfigError("source", source, "auto or an ISO 639-1 language code such as en")
+    p = runtime.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
+                     device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
+    pairs = declared_pairs(p.model)
+    if pairs:
+        targets = sorted({x.split("-")[1] for x in pairs})
+        if target not in targets:
+            raise ConfigError("target", target, f"{', '.join(targets)} (model {p.model.label} supports "
+                                                f"{_describe(pairs)})")
+        if source not in ("auto", target) and f"{source}-{target}" not in pairs:
+            raise ConfigError("source", source, f"auto or a source paired with {target!r} by model "
+                                                f"{p.model.label}: {_describe(pairs)}")
+    if source == "auto":
+        reference = detector or (catalog or load_catalog()).default_reference("language")
+        p.options["detector"] = resolve(reference, task="language")
+    return p
+
+
+def translate(column, *, target: str, source: str = "auto", model: str | None = None, detector: str | None = None,
+              device: str = "auto", fail_on_error: bool = False):
+    """``df.withColumn("pt", translate("text", target="pt", source="en"))``.
+
+    -> struct<translation, source_language, target_language, source_confidence, translated, detector, model,
+    error>. ``source="auto"`` detects each row's language with the language model (``detector=``, default the
+    catalog's); rows already in ``target`` pass through (``translated`` false).
+    """
+    p = translate_plan(target=target, source=source, model=model, detector=detector, device=device,
+                       fail_on_error=fail_on_error)
+    return runtime.make_udf(p)(column)
