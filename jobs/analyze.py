@@ -55,6 +55,8 @@ def run(conf: JobConf, *, spark=None) -> dict:
         "tasks": [{"task": t.task, "column": t.column, "model": t.plan.model.label,
                    "model_uri": t.plan.model.uri, "null_with_reason": row[f"{t.column}__errors"]} for t in planned],
         "input": {"path": conf.input.path, "format": conf.input.format, "text_column": conf.input.text_column},
+        "spark_master": spark.sparkContext.master,
+        "gpu_stage": use_profile,
     }
     write_text_file(spark, f"{conf.output.path.rstrip('/')}/_textspark_manifest.json", manifest_json(**summary))
     _log_run(conf, summary)

@@ -89,3 +89,23 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):
     conf.write_text("input: {path: /nope.parquet}\ntasks: [{task: embed}]\noutput: {path: out}\n")
     assert analyze.main(["--conf", str(conf)]) == 2
     assert "input.path: got '/nope.parquet'; allowed: an existing file or folder" in capsys.readouterr().err
+
+
+def test_spark_submit_entry_point(tiny_encoder, table, tmp_path):
+    """`spark-submit jobs/analyze.py --conf ...`: the command line's --master wins over the profile's."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    conf = tmp_path / "job.yml"
+    conf.write_text(f"input: {{path: {table}, text_column: text}}\n"
+                    f"tasks: [{{task: embed, column: v, model: '{tiny_encoder}'}}]\n"
+                    f"output: {{path: {tmp_path / 'out'}}}\n")
+    submit = Path(sys.executable).with_name("spark-submit")
+    done = subprocess.run([str(submit), "--master", "local[1]", str(root / "jobs" / "analyze.py"), "--conf", str(conf)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=os.environ)
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "out" / "_textspark_manifest.json").read_text())
+    assert (manifest["rows"], manifest["spark_master"], manifest["tasks"][0]["null_with_reason"]) == (11, "local[1]", 4)
+    assert f"wrote 11 rows to {tmp_path / 'out'}" in done.stdout

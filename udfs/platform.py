@@ -105,20 +105,26 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
               app_name: str | None = None):
     """SparkSession from a profile (conf/spark/<profile>.yml), with ``conf`` overriding its settings.
 
-    A session that already exists (a notebook's, Databricks') is returned as it is, with a warning if the
-    profile asked for a different master.
+    Under ``spark-submit``, what the command line set (``--master``, ``--conf k=v``) wins over the profile.
+    A session that already exists (a notebook's, Databricks') is returned as it is.
     """
     setup_environment()
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     settings = load_spark_profile(profile)
+    submitted: dict[str, str] = {}
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # launched by spark-submit: its JVM holds the command-line conf
+        SparkContext._ensure_initialized()
+        submitted = dict(SparkConf().getAll())
     builder = SparkSession.builder.appName(app_name or settings["app_name"])
-    if settings["master"] and not os.environ.get("TEXTSPARK_KEEP_MASTER"):
+    if settings["master"] and "spark.master" not in submitted:
         builder = builder.master(settings["master"])
     merged = {**settings["conf"], **{k: _spark_value(v) for k, v in (conf or {}).items()}}
     merged.setdefault("spark.executorEnv.PYTHONPATH", _pythonpath())
     for key, value in merged.items():
-        builder = builder.config(key, value)
+        if key not in submitted:
+            builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings["log_level"])
     return spark

@@ -1,0 +1,211 @@
+"""Throughput of textspark's embed UDF against the usual ways to run a transformer on Spark.
+
+    .venv/bin/python bench/throughput.py [--rows 1100] [--skip-slow]      (also: make bench)
+
+One process, one SparkSession (local[2]: the machine's 2 cores), one real mixed-length corpus (half tweets,
+half BBC articles), one model (the registered all-MiniLM-L6-v2). Prints rows/s and ratios for:
+  textspark       embed() UDF: token-budget length-sorted batches, auto precision, 1 torch thread per worker
+  plain loop      HF tokenizer + model in this process, fp32, fixed batches of 64 in input order, 2 threads
+  naive UDF       pandas UDF that loads the model inside its body, batches of 64 in input order
+  predict_batch   pyspark.ml.functions.predict_batch_udf, batch_size 64 (model cached per worker)
+  mlflow          mlflow.pyfunc.spark_udf on the same registered model version
+then useful FLOP/s (2 x non-embedding params x real tokens + attention) against this machine's measured
+fp32 and bf16 matmul FLOP/s on 2 threads, and the bf16-vs-fp32 accuracy delta (embedding cosine).
+Every Spark variant gets a warm-up pass on 64 rows first (JVM and Python workers started; models cached
+where the variant caches them). Ratios come from one run; absolute numbers on a shared machine mean little.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs.register_models import register_entry  # noqa: E402
+from udfs.catalog import load_catalog  # noqa: E402
+from udfs.datasets import bbc_news, tweets  # noqa: E402
+from udfs.platform import get_spark, setup_environment  # noqa: E402
+
+BATCH = 64
+
+
+def corpus(rows: int, seed: int = 0) -> pd.DataFrame:
+    half = rows // 2
+    tw = tweets().sample(rows - half, random_state=seed)["text"]
+    bbc = bbc_news().sample(half, random_state=seed)["text"]
+    texts = pd.concat([tw, bbc]).sample(frac=1.0, random_state=seed).tolist()
+    return pd.DataFrame({"id": range(len(texts)), "text": texts})
+
+
+def mean_pool(torch, hidden, mask):
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def plain_loop(weights: Path, texts: list[str], threads: int = 2) -> np.ndarray:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(str(weights))
+    model = AutoModel.from_pretrained(str(weights)).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), BATCH):
+            enc = tok(texts[i:i + BATCH], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            out.append(mean_pool(torch, model(**enc).last_hidden_state, enc["attention_mask"]).numpy())
+    return np.concatenate(out)
+
+
+def naive_udf(weights: str):
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("array<float>")
+    def naive(texts: pd.Series) -> pd.Series:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(weights)  # loaded again for every Arrow batch
+        model = AutoModel.from_pretrained(weights).eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), BATCH):
+                enc = tok(texts.iloc[i:i + BATCH].tolist(), padding=True, truncation=True, max_length=256,
+                          return_tensors="pt")
+                out.extend(mean_pool(torch, model(**enc).last_hidden_state, enc["attention_mask"]).numpy())
+        return pd.Series(out)
+
+    return naive
+
+
+def predict_batch(weights: str):
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import ArrayType, FloatType
+
+    def make_predict_fn():
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(weights)
+        model = AutoModel.from_pretrained(weights).eval()
+
+        def predict(inputs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                enc = tok(inputs.tolist(), padding=True, truncation=True, max_length=256, return_tensors="pt")
+                return mean_pool(torch, model(**enc).last_hidden_state, enc["attention_mask"]).numpy()
+
+        return predict
+
+    return predict_batch_udf(make_predict_fn, return_type=ArrayType(FloatType()), batch_size=BATCH)
+
+
+def timed_spark(df, column) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    rows = df.select("id", column.alias("v")).orderBy("id").collect()
+    return time.perf_counter() - start, np.array([r.v for r in rows], dtype=np.float32)
+
+
+def matmul_flops(dtype_name: str, threads: int = 2, n: int = 2048, reps: int = 6) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def useful_flops(weights: Path, texts: list[str]) -> float:
+    """2 x non-embedding parameters x real tokens + attention (QK^T and AV: 4 x layers x len^2 x hidden)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(str(weights))
+    model = AutoModel.from_pretrained(str(weights))
+    embedding = sum(p.numel() for n, p in model.named_parameters() if n.startswith("embeddings."))
+    dense = sum(p.numel() for p in model.parameters()) - embedding
+    lengths = np.array([len(x) for x in AutoTokenizer.from_pretrained(str(weights))(
+        texts, truncation=True, max_length=256)["input_ids"]], dtype=np.float64)
+    return float(2 * dense * lengths.sum() + 4 * cfg.num_hidden_layers * cfg.hidden_size * (lengths ** 2).sum())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1100)
+    parser.add_argument("--skip-slow", action="store_true", help="only textspark and the plain loop")
+    args = parser.parse_args(argv)
+    setup_environment()
+    entry = load_catalog()["textspark-minilm"]
+    version, _ = register_entry(entry)
+    ref = f"models:/{entry.name}/{version}"
+    weights = entry.source_dir()
+    data = corpus(args.rows)
+    texts = data["text"].tolist()
+    spark = get_spark("local", conf={"spark.sql.execution.arrow.maxRecordsPerBatch": 512})
+    df = spark.createDataFrame(data).repartition(2).cache()
+    df.count()
+    warm = df.limit(64)
+    from udfs import embed
+
+    results: dict[str, tuple[float, np.ndarray]] = {}
+
+    def run(name, column_factory):
+        timed_spark(warm, column_factory())  # warm-up: JVM, workers, per-worker caches
+        results[name] = timed_spark(df, column_factory())
+        print(f"  {name:<22} {len(texts) / results[name][0]:8.1f} rows/s  ({results[name][0]:.1f} s)", flush=True)
+
+    print(f"corpus: {len(texts)} rows ({len(texts) - len(texts) // 2} tweets + {len(texts) // 2} BBC articles), "
+          f"model {ref}, Spark local[2], torch CPU")
+    run("textspark (auto)", lambda: embed("text", model=ref))
+    run("textspark (fp32)", lambda: embed("text", model=ref, precision="fp32"))
+    start = time.perf_counter()
+    loop_vectors = plain_loop(weights, texts)
+    results["plain loop"] = (time.perf_counter() - start, loop_vectors)
+    print(f"  {'plain loop':<22} {len(texts) / results['plain loop'][0]:8.1f} rows/s  ({results['plain loop'][0]:.1f} s)")
+    if not args.skip_slow:
+        run("naive pandas UDF", lambda: naive_udf(str(weights))("text"))
+        run("predict_batch_udf", lambda: predict_batch(str(weights))("text"))
+        import mlflow.pyfunc
+
+        run("mlflow spark_udf", lambda: mlflow.pyfunc.spark_udf(spark, ref, result_type="array<float>",
+                                                               env_manager="local")("text"))
+
+    ours = results["textspark (auto)"][0]
+    print("\nratio textspark (auto) vs each (higher = textspark faster):")
+    for name, (seconds, _) in results.items():
+        if name != "textspark (auto)":
+            print(f"  vs {name:<22} x{seconds / ours:6.2f}")
+
+    flops = useful_flops(weights, texts)
+    fp32_peak, bf16_peak = matmul_flops("fp32"), matmul_flops("bf16")
+    from udfs.device import auto_precision
+
+    print(f"\nuseful work: {flops / 1e9:.0f} GFLOP for the corpus; machine matmul peak on 2 threads: "
+          f"fp32 {fp32_peak / 1e9:.0f} GFLOP/s, bf16 {bf16_peak / 1e9:.0f} GFLOP/s; auto precision here = "
+          f"{auto_precision('cpu')}")
+    for name in ("textspark (auto)", "textspark (fp32)", "plain loop"):
+        achieved = flops / results[name][0]
+        print(f"  {name:<22} {achieved / 1e9:7.1f} GFLOP/s = {achieved / bf16_peak:6.1%} of bf16 peak, "
+              f"{achieved / fp32_peak:6.1%} of fp32 peak")
+
+    reference = results["textspark (fp32)"][1]
+    for name in results:
+        if name == "textspark (fp32)":
+            continue
+        other = results[name][1]
+        cos = np.sum(reference * other, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1))
+        print(f"  cosine {name} vs textspark fp32: min {cos.min():.6f}, mean {cos.mean():.6f}")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
