@@ -28,18 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.register_models import register_entry  # noqa: E402
 from udfs.catalog import load_catalog  # noqa: E402
-from udfs.datasets import bbc_news, tweets  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
+from bench.common import corpus, matmul_flops, useful_flops  # noqa: E402
 
 BATCH = 64
-
-
-def corpus(rows: int, seed: int = 0) -> pd.DataFrame:
-    half = rows // 2
-    tw = tweets().sample(rows - half, random_state=seed)["text"]
-    bbc = bbc_news().sample(half, random_state=seed)["text"]
-    texts = pd.concat([tw, bbc]).sample(frac=1.0, random_state=seed).tolist()
-    return pd.DataFrame({"id": range(len(texts)), "text": texts})
 
 
 def mean_pool(torch, hidden, mask):
@@ -109,32 +101,6 @@ def timed_spark(df, column) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     rows = df.select("id", column.alias("v")).orderBy("id").collect()
     return time.perf_counter() - start, np.array([r.v for r in rows], dtype=np.float32)
-
-
-def matmul_flops(dtype_name: str, threads: int = 2, n: int = 2048, reps: int = 6) -> float:
-    import torch
-
-    torch.set_num_threads(threads)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
-
-
-def useful_flops(weights: Path, texts: list[str]) -> float:
-    """2 x non-embedding parameters x real tokens + attention (QK^T and AV: 4 x layers x len^2 x hidden)."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    cfg = AutoConfig.from_pretrained(str(weights))
-    model = AutoModel.from_pretrained(str(weights))
-    embedding = sum(p.numel() for n, p in model.named_parameters() if n.startswith("embeddings."))
-    dense = sum(p.numel() for p in model.parameters()) - embedding
-    lengths = np.array([len(x) for x in AutoTokenizer.from_pretrained(str(weights))(
-        texts, truncation=True, max_length=256)["input_ids"]], dtype=np.float64)
-    return float(2 * dense * lengths.sum() + 4 * cfg.num_hidden_layers * cfg.hidden_size * (lengths ** 2).sum())
 
 
 def main(argv=None) -> int:

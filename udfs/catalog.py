@@ -15,7 +15,7 @@ from udfs.platform import CONF_DIR, PROJECT_ROOT
 
 TASKS = ("embed", "sentiment", "classify", "summarize", "translate", "language")
 KINDS = tuple(BUILDERS)
-SOURCE_KEYS = ("package", "path", "hf_id")
+SOURCE_KEYS = ("package", "path", "hf_id", "train")  # train: a training config (built from real data)
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class CatalogEntry:
         return f"models:/{self.name}@{self.alias}"
 
     def source_dir(self) -> Path | None:
-        """Local folder holding the weights, or None for a hub id."""
+        """Local folder holding the weights, or None for a hub id or a trained model."""
         if "package" in self.source:
             spec = importlib.util.find_spec(self.source["package"])
             if spec is None or spec.origin is None:
@@ -95,7 +95,8 @@ def _parse_entry(name: str, raw: Any, src: str | None) -> CatalogEntry:
         raise ConfigError(f"{key}.kind", kind, KINDS, source=src)
     source = raw.get("source")
     if not isinstance(source, dict) or sum(k in source for k in SOURCE_KEYS) != 1:
-        raise ConfigError(f"{key}.source", source, "a mapping with exactly one of package, path, hf_id", source=src)
+        raise ConfigError(f"{key}.source", source, "a mapping with exactly one of package, path, hf_id, train",
+                          source=src)
     params = raw.get("params") or {}
     if not isinstance(params, dict):
         raise ConfigError(f"{key}.params", params, "a mapping", source=src)

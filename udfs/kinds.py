@@ -6,4 +6,10 @@ for kinds with weights, ``weights/``. Modules are imported only when a model of 
 """
 BUILDERS: dict[str, str] = {
     "hf_encoder": "udfs.backends.hf:load_encoder",
+    "embedding_head": "udfs.backends.heads:load_head_classifier",
+    "hf_classifier": "udfs.backends.hf_classifier:load_classifier",
+    "kmeans_centroids": "udfs.clustering:load_clustering",
+    "fasttext_lid": "udfs.backends.fasttext_lid:load_detector",
+    "bergamot": "udfs.backends.bergamot:load_translator",
+    "hf_seq2seq": "udfs.backends.seq2seq:load_seq2seq",
 }

@@ -44,10 +44,6 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
 
 
-def default_artifact_location() -> str:
-    return (PROJECT_ROOT / "mlruns").as_uri()
-
-
 def mlflow_uris() -> tuple[str, str]:
     """(tracking URI, registry URI) as the driver sees them; captured into UDFs for the workers."""
     setup_environment()
@@ -59,13 +55,17 @@ def mlflow_uris() -> tuple[str, str]:
 
 
 def get_experiment_id(name: str) -> str:
-    """The experiment's id, created with a project-local artifact location when the tracking store is ours."""
+    """The experiment's id; a new one keeps its artifacts beside a sqlite tracking database (``<dir>/mlruns``)
+    rather than in ``./mlruns`` of whatever the working directory happens to be."""
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = default_artifact_location() if mlflow.get_tracking_uri() == default_tracking_uri() else None
+    uri = mlflow.get_tracking_uri()
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 

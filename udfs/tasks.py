@@ -17,10 +17,24 @@ class TaskDef:
 
 
 def _registry() -> dict[str, TaskDef]:
+    from udfs.classify import classify_plan
     from udfs.embed import embed_plan
+    from udfs.language import language_plan
+    from udfs.sentiment import sentiment_plan
+    from udfs.summarize import summarize_plan
+    from udfs.translate import translate_plan
 
     return {
         "embed": TaskDef("embed", embed_plan, value_field="embedding"),
+        "sentiment": TaskDef("sentiment", sentiment_plan, extra_keys=("label_map",)),
+        "classify": TaskDef("classify", classify_plan,
+                            extra_keys=("labels", "descriptions", "multi_label", "threshold", "method",
+                                        "hypothesis_template", "temperature")),
+        "summarize": TaskDef("summarize", summarize_plan,
+                             extra_keys=("method", "max_sentences", "max_words", "max_input_sentences")),
+        "translate": TaskDef("translate", translate_plan, extra_keys=("target", "source", "detector"),
+                             required_keys=("target",)),
+        "language": TaskDef("language", language_plan, extra_keys=("min_confidence",)),
     }
 
 

@@ -1,0 +1,185 @@
+"""classify(): supervised heads, zero-shot by embedding similarity and by NLI, multi-label, bad input,
+SQL, config errors. Expected values come from the same registered models run directly on the driver."""
+import numpy as np
+import pytest
+
+from udfs import classify, register_sql_functions
+from udfs.backends.heads import forward
+from udfs.classify import _embedding_scores, classify_plan
+from udfs.errors import ConfigError, ModelReferenceError
+from udfs.loading import build, local_folder
+from udfs.registry import register_folder, resolve
+from udfs.text import EMPTY_INPUT, NULL_INPUT
+from udfs.training import register_head
+from tests.helpers import assert_rows_equal
+from tests.tiny_models import tiny_bert_config, train_wordpiece
+
+TOPICS = ["business", "politics", "sport"]
+BAD_INPUTS = [None, "", "   ", "word " * 20_000, "emoji 😀 and music 𝄞", "ctrl\x01\x02chars\x7f", "nul\x00byte",
+              "lone \ud800 surrogate", "שלום עולם مرحبا بالعالم", "\x00\x01"]
+BAD_REASONS = [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT, None, None, None, None, None, None, EMPTY_INPUT]
+
+
+def direct(reference):
+    return build(local_folder(resolve(reference)), device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def tiny_head(tiny_encoder):
+    """A head with fixed random weights on the tiny encoder: models:/tiny-head/<v>."""
+    rng = np.random.default_rng(0)
+    layers = [(rng.normal(size=(32, 8)).astype(np.float32), rng.normal(size=8).astype(np.float32)),
+              (rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32))]
+    version, _ = register_head("tiny-head", task="classify", base_model=tiny_encoder, layers=layers, labels=TOPICS)
+    return f"models:/tiny-head/{version}"
+
+
+def build_tiny_nli(folder):
+    """A tiny random BERT NLI model (entailment / neutral / contradiction) + tokenizer, HF layout."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(0)
+    tokenizer = train_wordpiece()
+    labels = {0: "entailment", 1: "neutral", 2: "contradiction"}
+    config = tiny_bert_config(len(tokenizer), num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_nli(workdir):
+    folder = build_tiny_nli(workdir / "tiny-nli")
+    register_folder("tiny-nli", task="classify", kind="hf_classifier", weights=folder,
+                    params={"nli": True, "max_tokens": 64})
+    return "models:/tiny-nli@champion"
+
+
+def test_supervised_head_equals_the_model_run_directly(spark, tiny_head):
+    texts = ["The match ended in a draw.", "Shares rose after strong profits.", "Parliament debated the budget."]
+    df = spark.createDataFrame(list(enumerate(texts)), "id int, text string")
+    out = df.withColumn("c", classify("text", model=tiny_head))
+    assert out.schema.simpleString() == ("struct<id:int,text:string,c:struct<label:string,score:float,"
+                                         "scores:map<string,float>,labels:array<string>,model:string,error:string>>")
+    m = direct(tiny_head)
+    proba = forward(m.layers, m.encoder.embed(texts))
+    expected = []
+    for i, t in enumerate(texts):
+        j = int(proba[i].argmax())
+        expected.append({"id": i, "text": t, "c": {
+            "label": TOPICS[j], "score": float(proba[i, j]), "scores": dict(zip(TOPICS, map(float, proba[i]))),
+            "labels": [TOPICS[j]], "model": tiny_head.removeprefix("models:/"), "error": None}})
+    assert_rows_equal(out, expected, key="id")
+
+
+def test_supervised_multi_label_lists_every_label_over_the_threshold(spark, tiny_head):
+    texts = ["The match ended in a draw.", "Shares rose after strong profits."]
+    rows = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
+        .select("id", classify("text", model=tiny_head, multi_label=True, threshold=0.2).alias("c")) \
+        .orderBy("id").collect()
+    for r in rows:
+        expected = sorted((label for label, s in r.c.scores.items() if s >= 0.2), key=lambda x: -r.c.scores[x])
+        assert r.c.labels == expected and r.c.label == max(r.c.scores, key=r.c.scores.get)
+
+
+def test_zero_shot_by_embedding_similarity(spark, tiny_encoder):
+    texts = ["The match ended in a draw after a late goal.", "Shares rose after the company reported profits."]
+    descriptions = {"sport": "football matches and goals"}
+    out = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
+        .select("id", classify("text", labels=TOPICS, descriptions=descriptions, model=tiny_encoder,
+                               hypothesis_template="News about {}.").alias("c")).orderBy("id").collect()
+    enc = direct(tiny_encoder)
+    label_vectors = enc.embed(["News about business.", "News about politics.", "football matches and goals"])
+    sim = enc.embed(texts) @ label_vectors.T
+    expected = np.exp(sim / 0.05) / np.exp(sim / 0.05).sum(axis=1, keepdims=True)
+    for r, e in zip(out, expected):
+        np.testing.assert_allclose([r.c.scores[k] for k in TOPICS], e, atol=1e-4)
+        assert r.c.label == TOPICS[int(e.argmax())] and r.c.labels == [r.c.label]
+        assert r.c.model == f"tiny-encoder/{resolve(tiny_encoder).version}"
+    multi = spark.createDataFrame([(texts[0],)], "text string") \
+        .select(classify("text", labels=TOPICS, model=tiny_encoder, hypothesis_template="News about {}.",
+                         multi_label=True, threshold=0.0).alias("c")).first().c
+    np.testing.assert_allclose([multi.scores[k] for k in TOPICS],
+                               np.clip(enc.embed([texts[0]]) @ enc.embed([f"News about {t}." for t in TOPICS]).T, 0, 1)[0],
+                               atol=1e-4)  # multi-label embedding scores are the cosine similarities
+
+
+def test_label_vectors_are_embedded_once_per_worker():
+    class Fake:
+        calls: list = []
+
+        def embed(self, texts):
+            self.calls.append(list(texts))
+            return np.eye(3)[[len(t) % 3 for t in texts]].astype(np.float32)
+
+    fake = Fake()
+    prompts = [["a"], ["bb"], ["ccc"]]
+    for _ in range(3):
+        _embedding_scores(fake, ["x", "yy"], prompts, 0.05, False)
+    assert fake.calls.count(["a", "bb", "ccc"]) == 1 and len(fake.calls) == 4
+
+
+def test_zero_shot_by_nli_entailment(spark, tiny_nli):
+    texts = ["The match ended in a draw.", "Shares rose."]
+    out = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
+        .select("id", classify("text", labels=TOPICS, model=tiny_nli).alias("c"),
+                classify("text", labels=TOPICS, model=tiny_nli, multi_label=True, threshold=0.3).alias("m")) \
+        .orderBy("id").collect()
+    model = direct(tiny_nli)
+    hypotheses = [f"This example is about {t}." for t in TOPICS]
+    single = model.zero_shot(texts, hypotheses)
+    multi = model.zero_shot(texts, hypotheses, multi_label=True)
+    logits = model.logits([texts[0]] * 3, hypotheses)  # entailment vs contradiction for text 0, by hand
+    np.testing.assert_allclose(multi[0], 1 / (1 + np.exp(logits[:, 2] - logits[:, 0])), atol=1e-5)
+    for r, s, m in zip(out, single, multi):
+        np.testing.assert_allclose([r.c.scores[k] for k in TOPICS], s, atol=1e-5)
+        assert sum(r.c.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose([r.m.scores[k] for k in TOPICS], m, atol=1e-5)
+        assert r.m.labels == [TOPICS[j] for j in np.argsort(-m, kind="stable") if m[j] >= 0.3]
+    with pytest.raises(ConfigError, match=r"hypothesis_template: .* one template for the nli method"):
+        classify("text", labels=TOPICS, model=tiny_nli, hypothesis_template=["a {}", "b {}"])
+
+
+@pytest.mark.parametrize("which", ["head", "embedding", "nli"])
+def test_bad_inputs_keep_every_row_with_a_reason(spark, tiny_head, tiny_encoder, tiny_nli, which):
+    kwargs = {"head": {"model": tiny_head}, "embedding": {"model": tiny_encoder, "labels": TOPICS},
+              "nli": {"model": tiny_nli, "labels": TOPICS}}[which]
+    df = spark.createDataFrame(list(enumerate(BAD_INPUTS)), "id int, text string")
+    rows = df.select("id", classify("text", **kwargs).alias("c")).orderBy("id").collect()
+    assert len(rows) == len(BAD_INPUTS)
+    assert [r.c.error for r in rows] == BAD_REASONS
+    for r in rows:
+        assert (r.c.label is None) == (r.c.error is not None)
+        assert r.c.label is None or (r.c.label in TOPICS and 0.0 <= r.c.score <= 1.0)
+
+
+def test_sql_registration(spark, tiny_head, tiny_encoder):
+    assert register_sql_functions(spark, ["classify"], models={"classify": tiny_encoder},
+                                  options={"classify": {"labels": TOPICS}}) == ["classify"]
+    spark.createDataFrame([("The match ended.",), (None,)], "text string").createOrReplaceTempView("classify_docs")
+    rows = spark.sql("SELECT text, classify(text).label AS label, classify(text).error AS error "
+                     "FROM classify_docs ORDER BY text").collect()
+    assert rows[0].label is None and rows[0].error == NULL_INPUT
+    assert rows[1].label in TOPICS and rows[1].error is None
+
+
+def test_settings_fail_early_naming_the_key(tiny_head, tiny_encoder):
+    with pytest.raises(ConfigError, match=r"labels: got \['a'\]; allowed: none for tiny-head/\d+, a trained "
+                                          r"classifier with its own labels \(business, politics, sport\)"):
+        classify_plan(model=tiny_head, labels=["a"])
+    with pytest.raises(ConfigError, match=r"labels: got None; allowed: a non-empty list of labels: tiny-encoder"):
+        classify_plan(model=tiny_encoder)
+    with pytest.raises(ConfigError, match=r"method: got 'nli'; allowed: embedding for tiny-encoder"):
+        classify_plan(model=tiny_encoder, labels=TOPICS, method="nli")
+    with pytest.raises(ConfigError, match=r"threshold: got 1.5; allowed: a number between 0 and 1"):
+        classify_plan(model=tiny_encoder, labels=TOPICS, threshold=1.5)
+    with pytest.raises(ConfigError, match=r"labels: got \['a', 'a'\]; allowed: a non-empty list of distinct"):
+        classify_plan(model=tiny_encoder, labels=["a", "a"])
+    with pytest.raises(ConfigError, match=r"descriptions: got \['golf'\]; allowed: keys among labels"):
+        classify_plan(model=tiny_encoder, labels=TOPICS, descriptions={"golf": "a sport"})
+    with pytest.raises(ConfigError, match=r"hypothesis_template: got 'no placeholder'"):
+        classify_plan(model=tiny_encoder, labels=TOPICS, hypothesis_template="no placeholder")
+    with pytest.raises(ModelReferenceError, match=r"'tiny-head' has no alias 'production'. Aliases that exist: "
+                                                  r"@candidate -> v\d+"):
+        classify("text", model="models:/tiny-head@production")

@@ -1,0 +1,150 @@
+"""sentiment(): canonical labels through label_map, values equal to the model run directly, bad input,
+the analyze job with sentiment + classify tasks, SQL, and the real default recipe on real tweets."""
+import numpy as np
+import pytest
+
+from udfs import register_sql_functions, sentiment
+from udfs.backends.heads import forward
+from udfs.errors import ConfigError
+from udfs.loading import build, local_folder
+from udfs.registry import register_folder, resolve
+from udfs.sentiment import sentiment_plan
+from udfs.text import EMPTY_INPUT, NULL_INPUT
+from udfs.training import register_head
+from tests.helpers import assert_rows_equal
+from tests.test_classify import BAD_INPUTS, BAD_REASONS
+from tests.tiny_models import tiny_bert_config, train_wordpiece
+
+TEXTS = ["I love this product, it works great!", "Terrible service, I will never come back.",
+         "The train was on time."]
+
+
+@pytest.fixture(scope="module")
+def tiny_sentiment(tiny_encoder):
+    """A head whose own labels are NEG / NEU / POS, mapped to canonical labels by the stored label_map."""
+    rng = np.random.default_rng(1)
+    layers = [(rng.normal(size=(32, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32))]
+    version, _ = register_head("tiny-sentiment", task="sentiment", base_model=tiny_encoder, layers=layers,
+                               labels=["NEG", "NEU", "POS"], alias="champion",
+                               label_map={"NEG": "negative", "NEU": "neutral", "POS": "positive"})
+    return f"models:/tiny-sentiment/{version}"
+
+
+@pytest.fixture(scope="module")
+def tiny_stars(workdir):
+    """A tiny random 5-class "N stars" sequence classifier (hf_classifier) with a merging label_map."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(2)
+    tokenizer = train_wordpiece()
+    labels = {i: f"{i + 1} stars" for i in range(5)}
+    model = BertForSequenceClassification(tiny_bert_config(len(tokenizer), num_labels=5, id2label=labels,
+                                                           label2id={v: k for k, v in labels.items()}))
+    folder = workdir / "tiny-stars"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    label_map = {"1 stars": "negative", "2 stars": "negative", "3 stars": "neutral", "4 stars": "positive",
+                 "5 stars": "positive"}
+    register_folder("tiny-stars", task="sentiment", kind="hf_classifier", weights=folder,
+                    params={"labels": list(labels.values()), "label_map": label_map, "max_tokens": 64})
+    return "models:/tiny-stars@champion"
+
+
+def test_head_labels_map_to_canonical_and_equal_the_model(spark, tiny_sentiment):
+    df = spark.createDataFrame(list(enumerate(TEXTS)), "id int, text string")
+    out = df.withColumn("s", sentiment("text", model=tiny_sentiment))
+    assert out.schema.simpleString() == ("struct<id:int,text:string,s:struct<label:string,score:float,"
+                                         "scores:map<string,float>,model:string,error:string>>")
+    m = build(local_folder(resolve(tiny_sentiment)), device="cpu", precision="fp32")
+    proba = forward(m.layers, m.encoder.embed(TEXTS))
+    canon = ["negative", "neutral", "positive"]
+    expected = [{"id": i, "text": t, "s": {"label": canon[int(p.argmax())], "score": float(p.max()),
+                                           "scores": dict(zip(canon, map(float, p))),
+                                           "model": tiny_sentiment.removeprefix("models:/"), "error": None}}
+                for i, (t, p) in enumerate(zip(TEXTS, proba))]
+    assert_rows_equal(out, expected, key="id")
+
+
+def test_five_star_model_scores_merge_into_three_labels(spark, tiny_stars):
+    out = spark.createDataFrame([(t,) for t in TEXTS], "text string") \
+        .select("text", sentiment("text", model=tiny_stars).alias("s")).collect()
+    model = build(local_folder(resolve(tiny_stars)), device="cpu", precision="fp32")
+    proba = model.predict_proba([r.text for r in out])
+    for r, p in zip(out, proba):
+        expected = {"negative": p[0] + p[1], "neutral": p[2], "positive": p[3] + p[4]}
+        assert r.s.scores == pytest.approx(expected, abs=1e-5)
+        assert r.s.label == max(expected, key=expected.get)
+
+
+def test_label_map_problems_fail_before_spark(tiny_stars, tiny_sentiment):
+    with pytest.raises(ConfigError, match=r"label_map: .*\['3 stars', '4 stars', '5 stars'\] map to no canonical"):
+        sentiment_plan(model=tiny_stars, label_map={"1 stars": "negative", "2 stars": "negative"})
+    with pytest.raises(ConfigError, match=r"label_map: got \{'NEG': 'bad'\}; allowed: values among negative"):
+        sentiment_plan(model=tiny_sentiment, label_map={"NEG": "bad"})
+    from udfs.errors import ModelReferenceError
+
+    with pytest.raises(ModelReferenceError, match="a 'embed' model; task 'sentiment' needs"):
+        sentiment_plan(model="models:/tiny-encoder@champion")
+
+
+def test_bad_inputs_keep_every_row_with_a_reason(spark, tiny_sentiment):
+    df = spark.createDataFrame(list(enumerate(BAD_INPUTS)), "id int, text string")
+    rows = df.select("id", sentiment("text", model=tiny_sentiment).alias("s")).orderBy("id").collect()
+    assert [r.s.error for r in rows] == BAD_REASONS
+    assert all((r.s.label is None) == (r.s.error is not None) for r in rows)
+    assert {r.s.label for r in rows if r.s.label} <= {"negative", "neutral", "positive"}
+
+
+def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, tiny_encoder, tmp_path):
+    from jobs import analyze
+    from jobs.config import parse_job
+
+    rows = [{"id": i, "text": t} for i, t in enumerate(TEXTS + [None])]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "in.parquet")
+    conf = parse_job({"input": {"path": str(tmp_path / "in.parquet"), "id_column": "id"},
+                      "tasks": [{"task": "sentiment", "model": tiny_sentiment, "column": "s"},
+                                {"task": "classify", "model": tiny_encoder, "labels": ["good", "bad"],
+                                 "multi_label": True, "threshold": 0.0, "column": "topic"}],
+                      "output": {"path": str(tmp_path / "out")}}, source="test")
+    summary = analyze.run(conf, spark=spark)
+    out = spark.read.parquet(str(tmp_path / "out")).orderBy("id").collect()
+    assert summary["rows"] == 4 and [t["null_with_reason"] for t in summary["tasks"]] == [1, 1]
+    assert [r.s.error for r in out] == [None, None, None, NULL_INPUT]
+    assert all(r.topic.labels == sorted(r.topic.scores, key=lambda k: -r.topic.scores[k]) for r in out[:3])
+    with pytest.raises(ConfigError, match=r"tasks\[0\].label_map: got \{'NEG': 'meh'\}"):
+        from udfs.pipeline import plan_tasks
+
+        plan_tasks(parse_job({"input": {"path": str(tmp_path / "in.parquet")}, "output": {"path": "x"},
+                              "tasks": [{"task": "sentiment", "model": tiny_sentiment,
+                                         "label_map": {"NEG": "meh"}}]}).tasks)
+    register_sql_functions(spark, ["sentiment"], models={"sentiment": tiny_sentiment})
+    spark.createDataFrame([(TEXTS[0],), ("",)], "text string").createOrReplaceTempView("sentiment_docs")
+    got = spark.sql("SELECT sentiment(text).label AS label, sentiment(text).error AS error FROM sentiment_docs "
+                    "ORDER BY text").collect()
+    assert got[0].label is None and got[0].error == EMPTY_INPUT and got[1].label in ("negative", "neutral", "positive")
+
+
+@pytest.mark.real
+def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
+    """The default recipe (conf/jobs/train_sentiment.yml) on 1,200 real tweets, not the full build: better
+    than chance on its held-out tweets, obvious sentences right, the catalog default once @champion."""
+    from dataclasses import replace
+
+    from jobs.config import resolve_path
+    from jobs.train_classifier import load_train_job, read_table
+    from udfs.training import train
+
+    job = load_train_job(resolve_path("conf/jobs/train_sentiment.yml"))  # registers textspark-sentiment
+    result = train(read_table(spark, job), replace(job.settings, max_rows=1200))
+    assert result.labels == ["negative", "neutral", "positive"]
+    assert result.metrics["macro_f1"] > 0.5  # chance is ~0.33; the full default build reaches 0.73
+    assert resolve("models:/textspark-sentiment@champion").version == result.version
+    texts = ["I absolutely love this, it is wonderful and amazing!", "This is awful, I hate it so much.",
+             "I love my new phone, best purchase ever", "Worst experience ever, totally disgusting and rude"]
+    rows = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
+        .select("id", sentiment("text").alias("s")).orderBy("id").collect()
+    assert [r.s.label for r in rows] == ["positive", "negative", "positive", "negative"]
+    assert rows[0].s.model == f"textspark-sentiment/{result.version}"

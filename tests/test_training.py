@@ -1,0 +1,203 @@
+"""train_classifier: stratified deterministic split, logged run, registered version that the UDFs load,
+aliases, full fine-tuning, bad training data, and catalog entries built by training (idempotent)."""
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import yaml
+
+from udfs import classify
+from udfs.errors import ConfigError
+from udfs.loading import build, local_folder
+from udfs.registry import client, resolve
+from udfs.training import TrainSettings, prepare, train
+
+VOCAB = {
+    "sport": ["match", "goal", "team", "striker", "league", "coach"],
+    "business": ["shares", "profits", "market", "company", "prices", "bank"],
+    "politics": ["minister", "parliament", "election", "policy", "vote", "party"],
+}
+
+
+def labeled_rows(per_class: int = 12) -> list[tuple[int, str, str]]:
+    """Short texts whose words give their class away (learnable even on a tiny random encoder)."""
+    rows = []
+    for label, words in VOCAB.items():
+        for i in range(per_class):
+            text = f"the {words[i % 6]} and the {words[(i * 5 + 1) % 6]} {words[(i + 2) % 6]} today number {i}"
+            rows.append((len(rows), text, label))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table(spark):
+    return spark.createDataFrame(labeled_rows(), "id int, text string, label string")
+
+
+@pytest.fixture(scope="module")
+def trained(table, tiny_encoder):
+    s = TrainSettings(name="tiny-topics", base_model=tiny_encoder, test_fraction=0.25, seed=3,
+                      head={"hidden": 16, "epochs": 60, "learning_rate": 0.01})
+    return train(table, s), s
+
+
+def test_split_is_stratified_deterministic_and_disjoint(table, tiny_encoder):
+    s = TrainSettings(name="x", base_model=tiny_encoder, test_fraction=0.25, seed=3)
+    a, b = prepare(table, s), prepare(table, s)
+    assert a.class_counts == b.class_counts == {"train": {k: 9 for k in VOCAB}, "test": {k: 3 for k in VOCAB}}
+    rows_a = sorted(tuple(r) for r in a.df.collect())
+    assert rows_a == sorted(tuple(r) for r in b.df.collect())
+    assert len(rows_a) == 36 and len({r[0] for r in rows_a}) == 36
+    other = prepare(table, TrainSettings(name="x", base_model=tiny_encoder, test_fraction=0.25, seed=4))
+    assert sorted(tuple(r) for r in other.df.collect()) != rows_a  # the seed picks the held-out rows
+    assert a.labels == sorted(VOCAB)
+
+
+def test_max_rows_takes_a_stratified_subsample(table, tiny_encoder):
+    p = prepare(table, TrainSettings(name="x", base_model=tiny_encoder, max_rows=18, test_fraction=0.34))
+    assert p.class_counts == {"train": {k: 4 for k in VOCAB}, "test": {k: 2 for k in VOCAB}}
+
+
+def test_training_registers_a_version_the_udf_loads_with_the_logged_metrics(spark, trained, tiny_encoder):
+    result, s = trained
+    mv = resolve(result.uri)
+    assert (mv.task, mv.kind, mv.params["labels"]) == ("classify", "embedding_head", sorted(VOCAB))
+    assert result.aliases == {"candidate": result.version, "champion": result.version}  # first version
+    assert result.counts["train"] == 27 and result.counts["test"] == 9
+    # the metrics equal the registered model's own predictions on the held-out rows
+    test_rows = prepare(spark.createDataFrame(labeled_rows(), "id int, text string, label string"), s) \
+        .df.filter("split = 'test'").toPandas()
+    model = build(local_folder(mv), device="cpu", precision="fp32")
+    pred = np.array(model.labels)[model.predict_proba(test_rows["text"].tolist()).argmax(axis=1)]
+    accuracy = float((pred == test_rows["label"].to_numpy()).mean())
+    assert result.metrics["accuracy"] == pytest.approx(accuracy)
+    assert accuracy >= 0.6  # the words give the class away; a head that learned nothing scores ~0.33
+    run = mlflow.get_run(result.run_id)
+    assert run.data.metrics["test.accuracy"] == pytest.approx(accuracy)
+    assert {"test.macro_f1", "test.sport.precision", "test.politics.recall", "rows.train"} <= set(run.data.metrics)
+    assert run.data.params["method"] == "head" and run.data.params["labels"] == "business,politics,sport"
+    artifacts = {a.path for a in client().list_artifacts(result.run_id)}
+    assert {"confusion_matrix.png", "confusion_matrix.json", "classification_report.json"} <= artifacts
+    assert client().get_model_version("tiny-topics", result.version).run_id == result.run_id  # model logged in the run
+    confusion = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/confusion_matrix.json")
+    assert np.asarray(confusion["matrix"]).sum() == 9 and np.trace(confusion["matrix"]) == round(accuracy * 9)
+    # the classify UDF serves it, with the same predictions
+    df = spark.createDataFrame(test_rows[["text"]].reset_index())
+    out = df.select("index", classify("text", model=result.uri).alias("c")).orderBy("index").collect()
+    assert [r.c.label for r in out] == list(pred)
+    assert [r.c.model for r in out] == [f"tiny-topics/{result.version}"] * len(out)
+
+
+def test_pyfunc_loads_the_version_alone(trained):
+    result, _ = trained
+    model = mlflow.pyfunc.load_model(result.uri)
+    rows = model.predict(["the match and the goal team today", "shares profits market"])
+    direct = build(local_folder(resolve(result.uri)), device="cpu", precision="fp32")
+    expected = direct.predict(["the match and the goal team today", "shares profits market"])
+    assert [r["label"] for r in rows] == [r["label"] for r in expected]
+    assert rows[0]["scores"] == pytest.approx(expected[0]["scores"])
+    assert sum(rows[0]["scores"].values()) == pytest.approx(1.0)
+
+
+def test_retraining_moves_candidate_not_champion(table, trained, tiny_encoder):
+    first, s = trained
+    again = TrainSettings(name="tiny-topics", base_model=tiny_encoder, test_fraction=0.25, seed=3,
+                          head={"hidden": 0, "epochs": 30, "learning_rate": 0.05})
+    second = train(table, again)
+    assert second.created and int(second.version) > int(first.version)
+    assert second.aliases["candidate"] == second.version
+    assert second.aliases["champion"] == first.version
+
+
+def test_full_finetuning_one_epoch_registers_an_hf_classifier(spark, table, tiny_encoder):
+    s = TrainSettings(name="tiny-finetuned", method="finetune", base_model=tiny_encoder, test_fraction=0.25,
+                      finetune={"epochs": 1, "batch_size": 8, "max_length": 32, "learning_rate": 1e-3})
+    result = train(table, s)
+    mv = resolve(result.uri)
+    assert (mv.kind, mv.params["labels"], mv.params["max_tokens"]) == ("hf_classifier", sorted(VOCAB), 32)
+    weights = local_folder(mv) / "weights"
+    assert (weights / "config.json").is_file() and (weights / "tokenizer.json").is_file()
+    out = spark.createDataFrame([("the match and the goal",), (None,)], "text string") \
+        .select(classify("text", model=result.uri).alias("c")).collect()
+    assert out[0].c.label in VOCAB and sum(out[0].c.scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert (out[1].c.label, out[1].c.error) == (None, "null input")
+    assert mlflow.get_run(result.run_id).data.params["finetune.epochs"] == "1"
+
+
+@pytest.mark.parametrize("rows, settings, message", [
+    ([], {}, "training table is empty"),
+    ([(1, "a", "sport"), (2, "b", "sport"), (3, "c", "sport")], {}, r"only one class \('sport', 3 rows\)"),
+    ([(1, "a", "sport"), (2, "b", "sport"), (3, "c", "politics")], {}, r"classes \['politics'\] have fewer than 2"),
+    ([(1, "a", "sport"), (2, "b", None), (3, "c", "politics")], {"null_labels": "error"},
+     r"label: 1 of 3 rows have a null or blank label \(null_labels: error\)"),
+    ([(1, None, None), (2, "  ", "x")], {}, "no row with both a text and a label"),
+])
+def test_bad_training_data_fails_with_a_clear_error(spark, tiny_encoder, rows, settings, message):
+    df = spark.createDataFrame(rows, "id int, text string, label string")
+    with pytest.raises(ValueError, match=message):
+        train(df, TrainSettings(name="never-registered", base_model=tiny_encoder, **settings))
+    assert "never-registered" not in {m.name for m in client().search_registered_models()}
+
+
+def test_null_labels_are_dropped_and_counted_by_default(spark, tiny_encoder):
+    rows = labeled_rows(4) + [(100, "a text without label", None), (101, None, "sport"), (102, "dup", "sport"),
+                              (103, "dup", "sport")]
+    p = prepare(spark.createDataFrame(rows, "id int, text string, label string"),
+                TrainSettings(name="x", base_model=tiny_encoder, test_fraction=0.25))
+    assert (p.counts["rows_in"], p.counts["null_labels"], p.counts["null_texts"], p.counts["duplicates"]) == (16, 1, 1, 1)
+    assert p.counts["train"] + p.counts["test"] == 13
+
+
+def test_split_column_and_labels_unseen_in_training(spark, tiny_encoder):
+    rows = [(1, "a", "sport", "train"), (2, "b", "politics", "train"), (3, "c", "sport", "test"),
+            (4, "d", "business", "test")]
+    df = spark.createDataFrame(rows, "id int, text string, label string, split string")
+    s = TrainSettings(name="x", base_model=tiny_encoder, split_column="split")
+    with pytest.raises(ValueError, match=r"test-split labels \['business'\] never occur in the training split"):
+        prepare(df, s)
+    bad = spark.createDataFrame([(1, "a", "sport", "training"), (2, "b", "politics", "test")],
+                                "id int, text string, label string, split string")
+    with pytest.raises(ValueError, match=r"split: values \['training'\] are neither train nor one of test"):
+        prepare(bad, s)
+    ok = prepare(spark.createDataFrame(rows[:3] + [(4, "d", "politics", "validation")],
+                                       "id int, text string, label string, split string"), s)
+    assert ok.class_counts == {"train": {"sport": 1, "politics": 1}, "test": {"sport": 1, "politics": 1}}
+
+
+def test_settings_fail_early_naming_the_key(spark, table, tiny_encoder):
+    with pytest.raises(ConfigError, match=r"method: got 'lora'; allowed: head, finetune"):
+        TrainSettings(name="x", method="lora")
+    with pytest.raises(ConfigError, match=r"test_fraction: got 1.5"):
+        TrainSettings(name="x", test_fraction=1.5)
+    with pytest.raises(ConfigError, match=r"head.layers: got 3; allowed: keys hidden"):
+        TrainSettings(name="x", head={"layers": 3})
+    with pytest.raises(ConfigError, match=r"label_column: got 'sentiment'; allowed: id, text, label"):
+        train(table, TrainSettings(name="x", base_model=tiny_encoder, label_column="sentiment"))
+    with pytest.raises(ConfigError, match=r"label_map: .*\['business', 'politics', 'sport'\] map to no canonical"):
+        train(table, TrainSettings(name="x", task="sentiment", base_model=tiny_encoder))
+
+
+def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp_path, monkeypatch):
+    """A catalog entry with source {train: conf}: trained and made champion when absent, untouched after."""
+    from jobs.register_models import register_entry
+    from jobs.train_classifier import parse_train_job
+    from udfs.catalog import parse_catalog
+
+    path = tmp_path / "labeled.parquet"
+    spark.createDataFrame(labeled_rows(), "id int, text string, label string").toPandas().to_parquet(path)
+    conf = tmp_path / "train.yml"
+    conf.write_text(yaml.safe_dump({"input": {"path": str(path)}, "label_column": "label", "base_model": tiny_encoder,
+                                    "head": {"hidden": 0, "epochs": 20}, "register": {"name": "ignored"}}))
+    catalog = parse_catalog({"models": {"tiny-built": {"task": "classify", "kind": "embedding_head",
+                                                       "source": {"train": str(conf)}}}})
+    monkeypatch.setattr("udfs.platform.get_spark", lambda *a, **k: spark)
+    version, created = register_entry(catalog["tiny-built"])
+    assert created and resolve("models:/tiny-built@champion").version == version
+    assert register_entry(catalog["tiny-built"]) == (version, False)
+    assert len(client().search_model_versions("name='tiny-built'")) == 1
+    with pytest.raises(ConfigError, match=r"input.dataset: got 'imdb'; allowed: tweets, bbc_news, drug_reviews"):
+        parse_train_job({"input": {"dataset": "imdb"}, "register": {"name": "x"}})
+    with pytest.raises(ConfigError, match=r"register.name: got None"):
+        parse_train_job({"input": {"dataset": "tweets"}})
+

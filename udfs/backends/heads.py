@@ -1,0 +1,117 @@
+"""A classification head on frozen sentence embeddings: fit on the driver (torch), serve with numpy.
+
+A registered ``embedding_head`` version is self-contained: ``weights/encoder/`` holds the encoder (Hugging
+Face layout, loaded by :class:`udfs.backends.hf.Encoder`) and ``weights/head.npz`` the head's layers as
+plain arrays (``W0, b0, W1, b1, ...``; ReLU between layers, softmax at the end), so a worker needs no
+pickle and no training code. ``params.labels`` lists the class names in output order.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+HEAD_FILE = "head.npz"
+ENCODER_DIR = "encoder"
+
+
+def forward(layers: Sequence[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, k) for embeddings ``x`` (n, d)."""
+    h = np.asarray(x, dtype=np.float32)
+    for i, (w, b) in enumerate(layers):
+        h = h @ w + b
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    return softmax(h)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def save_head(path: Path, layers: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    arrays = {}
+    for i, (w, b) in enumerate(layers):
+        arrays[f"W{i}"], arrays[f"b{i}"] = np.asarray(w, np.float32), np.asarray(b, np.float32)
+    np.savez(path, **arrays)
+
+
+def load_head(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    with np.load(path, allow_pickle=False) as arrays:
+        n = len([k for k in arrays.files if k.startswith("W")])
+        return [(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n)]
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden: int = 256, epochs: int = 40,
+             learning_rate: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.2, batch_size: int = 128,
+             class_weight: str | None = "balanced", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fit a softmax head (``hidden=0``: linear; else one ReLU hidden layer) on ``x`` -> class index ``y``.
+
+    Deterministic for a given seed (CPU). ``class_weight="balanced"`` weighs the loss by inverse class
+    frequency, which favours macro-F1 on skewed labels.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    d = x.shape[1]
+    if hidden:
+        net = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout),
+                                  torch.nn.Linear(hidden, n_classes))
+    else:
+        net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, n_classes))
+    counts = np.bincount(y, minlength=n_classes).astype(np.float32)
+    weight = None
+    if class_weight == "balanced":
+        weight = torch.tensor(len(y) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
+    elif class_weight is not None:
+        raise ValueError(f"class_weight: got {class_weight!r}; allowed: balanced, null")
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
+    opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    net.train()
+    for _ in range(int(epochs)):
+        perm = torch.randperm(len(xt), generator=gen)
+        for start in range(0, len(xt), batch_size):
+            idx = perm[start:start + batch_size]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx], weight=weight)
+            loss.backward()
+            opt.step()
+    net.eval()
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
+
+
+class HeadClassifier:
+    """Encoder (frozen) + head: ``predict_proba(texts)`` -> (n, len(labels)) in ``labels`` order."""
+
+    def __init__(self, folder: Path, *, device: str = "cpu", precision: str = "fp32", labels: Sequence[str] = (),
+                 **params: Any):
+        from udfs.backends.hf import Encoder
+
+        self.layers = load_head(folder / "weights" / HEAD_FILE)
+        self.labels = [str(label) for label in labels]
+        if len(self.labels) != self.layers[-1][1].shape[0]:
+            raise ValueError(f"params.labels has {len(self.labels)} names but the head has "
+                             f"{self.layers[-1][1].shape[0]} outputs")
+        self.encoder = Encoder(folder / "weights" / ENCODER_DIR, device=device, precision=precision, **params)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return forward(self.layers, self.encoder.embed(texts))
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Plain dicts for ``mlflow.pyfunc``: label, score, scores."""
+        return rows_from_proba(self.predict_proba(texts), self.labels)
+
+
+def rows_from_proba(proba: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
+    top = proba.argmax(axis=1)
+    return [{"label": labels[j], "score": float(p[j]), "scores": dict(zip(labels, map(float, p)))}
+            for p, j in zip(proba, top)]
+
+
+def load_head_classifier(folder: Path, *, device: str, precision: str, **params: Any) -> HeadClassifier:
+    return HeadClassifier(folder, device=device, precision=precision, **params)

@@ -1,0 +1,190 @@
+"""``classify``: struct<label, score, scores, labels, model, error>, supervised or zero-shot.
+
+Three methods, chosen from the model's kind (or ``method=``):
+
+* ``supervised``: a trained classifier (``embedding_head`` or ``hf_classifier``), e.g.
+  ``model="models:/topics@champion"``; its own labels; ``labels=`` is not allowed.
+* ``embedding``: zero-shot on an embedding model (the default when ``labels=`` is given without a model):
+  cosine similarity between the text's vector and each label's vector (the label text through
+  ``hypothesis_template``, or its description); ``scores`` = softmax(similarity / temperature).
+* ``nli``: zero-shot on an NLI model (labels include "entailment"): does the text entail
+  ``hypothesis_template.format(label)``? ``scores`` = softmax of the entailment logits across labels.
+
+``multi_label=True``: ``labels`` lists every label whose own score reaches ``threshold``, best first
+(possibly none); the per-label scores are then independent: P(label) for supervised models, P(entailment)
+against contradiction for NLI, the raw cosine similarity for the embedding method (pick a threshold on that
+scale, e.g. 0.3). Single-label: ``labels`` is ``[label]``. ``label`` / ``score`` are always the top label.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from udfs import model_cache, runtime
+from udfs.errors import ConfigError
+
+FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>"), ("labels", "array<string>")]
+METHODS = ("auto", "supervised", "embedding", "nli")
+SUPERVISED_KINDS = ("embedding_head", "hf_classifier")
+# The embedding method averages the label's vector over several generic phrasings (prompt ensembling).
+DEFAULT_TEMPLATES = {"embedding": ("This text is about {}.", "The topic of this text is {}.",
+                                   "This article is about {}.", "A story about {}."),
+                     "nli": ("This example is about {}.",)}
+
+
+def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    method, multi = options["method"], options["multi_label"]
+    if method == "supervised":
+        names, scores = list(model.labels), np.asarray(model.predict_proba(texts), dtype=np.float64)
+    elif method == "nli":
+        names = options["labels"]
+        hypotheses = [p[0] for p in options["prompts"]]
+        scores = np.asarray(model.zero_shot(texts, hypotheses, multi_label=multi), dtype=np.float64)
+    else:
+        names = options["labels"]
+        scores = _embedding_scores(model, texts, options["prompts"], options["temperature"], multi)
+    if not np.isfinite(scores).all():
+        raise FloatingPointError("model produced non-finite scores")
+    return _postprocess(scores, names, multi, options["threshold"])
+
+
+def _embedding_scores(model, texts: list[str], prompts: list[list[str]], temperature: float,
+                      multi: bool) -> np.ndarray:
+    key = ("classify.prompts", id(model), tuple(map(tuple, prompts)))  # label vectors: once per worker
+    label_vectors = model_cache.get(key, lambda: _label_vectors(model, prompts))
+    sim = _unit(model.embed(texts)) @ label_vectors.T
+    if multi:
+        return np.clip(sim, 0.0, 1.0)
+    z = sim / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _label_vectors(model, prompts: list[list[str]]) -> np.ndarray:
+    """One unit vector per label: the normalised mean of its prompts' vectors."""
+    flat = _unit(model.embed([p for group in prompts for p in group]))
+    out, start = [], 0
+    for group in prompts:
+        out.append(flat[start:start + len(group)].mean(axis=0))
+        start += len(group)
+    return _unit(np.stack(out))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+
+
+def _postprocess(scores: np.ndarray, names: Sequence[str], multi: bool, threshold: float) -> dict[str, Any]:
+    top = scores.argmax(axis=1)
+    if multi:
+        chosen = [[names[j] for j in np.argsort(-s, kind="stable") if s[j] >= threshold] for s in scores]
+    else:
+        chosen = [[names[j]] for j in top]
+    return {"label": [names[j] for j in top], "score": [float(s[j]) for s, j in zip(scores, top)],
+            "scores": [dict(zip(names, map(float, s))) for s in scores], "labels": chosen}
+
+
+def _method_for(resolved, requested: str) -> str:
+    kind, params = resolved.kind, resolved.params
+    nli = bool(params.get("nli")) or any(str(x).lower().startswith("entail") for x in params.get("labels") or ())
+    if kind == "hf_encoder":
+        available = ("embedding",)
+    elif kind == "hf_classifier" and nli:
+        available = ("nli",)
+    elif kind in SUPERVISED_KINDS:
+        available = ("supervised",)
+    else:
+        raise ConfigError("model", resolved.label, f"a classifier ({', '.join(SUPERVISED_KINDS)}), an NLI "
+                          f"hf_classifier or an embedding model (hf_encoder); this one is {kind!r}")
+    if requested == "auto":
+        return available[0]
+    if requested not in available:
+        raise ConfigError("method", requested, f"{', '.join(available)} for {resolved.label} (kind {kind})")
+    return requested
+
+
+def _prompts(labels: list[str], descriptions, templates: Sequence[str]) -> list[list[str]]:
+    """Per label, the texts that stand for it: its description, else each template filled with it."""
+    if descriptions is None:
+        return [[t.format(label) for t in templates] for label in labels]
+    if isinstance(descriptions, Mapping):
+        unknown = sorted(set(descriptions) - set(labels))
+        if unknown:
+            raise ConfigError("descriptions", unknown, f"keys among labels {labels}")
+        return [[str(descriptions[label])] if label in descriptions else [t.format(label) for t in templates]
+                for label in labels]
+    if isinstance(descriptions, (list, tuple)) and len(descriptions) == len(labels) \
+            and all(isinstance(d, str) and d.strip() for d in descriptions):
+        return [[d] for d in descriptions]
+    raise ConfigError("descriptions", descriptions,
+                      f"a mapping label -> description, or a list of {len(labels)} non-empty strings")
+
+
+def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = None, descriptions=None,
+                  multi_label: bool = False, threshold: float = 0.5, method: str = "auto",
+                  hypothesis_template: str | Sequence[str] | None = None, temperature: float = 0.05,
+                  device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
+                  catalog=None) -> runtime.UdfPlan:
+    if labels is not None:
+        if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels or \
+                not all(isinstance(x, str) and x.strip() for x in labels) or len(set(labels)) != len(labels):
+            raise ConfigError("labels", labels, "a non-empty list of distinct, non-empty label names")
+        labels = list(labels)
+    if method not in METHODS:
+        raise ConfigError("method", method, METHODS)
+    if not isinstance(multi_label, bool):
+        raise ConfigError("multi_label", multi_label, "true, false")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise ConfigError("threshold", threshold, "a number between 0 and 1")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ConfigError("temperature", temperature, "a positive number")
+    given = hypothesis_template
+    if isinstance(hypothesis_template, str):
+        hypothesis_template = [hypothesis_template]
+    if hypothesis_template is not None and (
+            not isinstance(hypothesis_template, (list, tuple)) or not hypothesis_template
+            or not all(isinstance(t, str) and "{}" in t for t in hypothesis_template)):
+        raise ConfigError("hypothesis_template", given,
+                          "a string containing {} (the label), or a list of them (embedding method: averaged)")
+    if model is None and labels is not None:  # zero-shot without a model: the default embedding model
+        from udfs.catalog import load_catalog
+
+        model = (catalog or load_catalog()).default_reference("embed")
+    p = runtime.plan("classify", predict, FIELDS, model=model, device=device, precision=precision,
+                     fail_on_error=fail_on_error, catalog=catalog)
+    chosen = _method_for(p.model, method)
+    options: dict[str, Any] = {"method": chosen, "multi_label": multi_label, "threshold": float(threshold),
+                               "temperature": float(temperature)}
+    if chosen == "supervised":
+        if labels is not None or descriptions is not None:
+            known = p.model.params.get("labels")
+            raise ConfigError("labels", labels, f"none for {p.model.label}, a trained classifier with its own labels"
+                              f"{' (' + ', '.join(map(str, known)) + ')' if known else ''}; for zero-shot "
+                              "labels use an embedding or NLI model")
+    else:
+        if labels is None:
+            raise ConfigError("labels", None, f"a non-empty list of labels: {p.model.label} classifies zero-shot "
+                              f"({chosen}); or pass model= a trained classifier, e.g. models:/topics@champion")
+        templates = hypothesis_template or p.model.params.get("hypothesis_template") or DEFAULT_TEMPLATES[chosen]
+        templates = [templates] if isinstance(templates, str) else list(templates)
+        if chosen == "nli" and len(templates) != 1:
+            raise ConfigError("hypothesis_template", templates, "one template for the nli method")
+        options.update(labels=labels, prompts=_prompts(labels, descriptions, templates))
+    return replace(p, options=options)
+
+
+def classify(column, *, model: str | None = None, labels: Sequence[str] | None = None, descriptions=None,
+             multi_label: bool = False, threshold: float = 0.5, method: str = "auto",
+             hypothesis_template: str | Sequence[str] | None = None, temperature: float = 0.05,
+             device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
+    """``df.withColumn("t", classify("text", labels=["sport", "politics"]))`` (zero-shot) or
+    ``classify("text", model="models:/topics@champion")`` (trained) -> struct<label, score, scores, labels,
+    model, error>. ``descriptions``: label -> text to embed / entail instead of the bare label."""
+    p = classify_plan(model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
+                      threshold=threshold, method=method, hypothesis_template=hypothesis_template,
+                      temperature=temperature, device=device, precision=precision, fail_on_error=fail_on_error)
+    return runtime.make_udf(p)(column)

@@ -1,0 +1,83 @@
+"""``sentiment``: struct<label, score, scores, model, error> with canonical labels negative/neutral/positive.
+
+Any classifier registered for the ``sentiment`` task works: a head on frozen embeddings (the default,
+trained on labeled tweets), or a Hugging Face sequence classifier. A model's own labels ("POSITIVE",
+"LABEL_1", "5 stars") reach the canonical ones through ``label_map`` (stored in the catalog entry's /
+registered version's params, or given per call). Labels that already are canonical, in any case, map to
+themselves. Several model labels may map to one canonical label: their probabilities add up.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from udfs import runtime
+from udfs.errors import ConfigError
+
+CANONICAL = ("negative", "neutral", "positive")
+FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>")]
+
+
+def canonical_map(model_labels: Sequence[str], label_map: Mapping[str, str] | None) -> dict[str, str]:
+    """model label -> canonical label; raises ValueError naming any label that maps nowhere."""
+    label_map = dict(label_map or {})
+    out, missing = {}, []
+    for label in model_labels:
+        target = label_map.get(label, label_map.get(str(label).lower(), str(label).lower()))
+        if target in CANONICAL:
+            out[label] = target
+        else:
+            missing.append(label)
+    if missing:
+        raise ValueError(f"label_map: model labels {missing} map to no canonical sentiment label; give "
+                         f"label_map entries mapping them to one of {', '.join(CANONICAL)}")
+    return out
+
+
+def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    proba = np.asarray(model.predict_proba(texts), dtype=np.float64)
+    if not np.isfinite(proba).all():
+        raise FloatingPointError("model produced non-finite scores")
+    mapping = canonical_map(model.labels, options.get("label_map"))
+    targets = [c for c in CANONICAL if c in mapping.values()]
+    merge = np.zeros((len(model.labels), len(targets)))
+    for i, label in enumerate(model.labels):
+        merge[i, targets.index(mapping[label])] = 1.0
+    scores = proba @ merge
+    top = scores.argmax(axis=1)
+    return {"label": [targets[j] for j in top], "score": [float(s[j]) for s, j in zip(scores, top)],
+            "scores": [dict(zip(targets, map(float, s))) for s in scores]}
+
+
+def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | None = None, device: str = "auto",
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> runtime.UdfPlan:
+    p = runtime.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
+                     fail_on_error=fail_on_error, catalog=catalog)
+    chosen = p.model.params.get("label_map") if label_map is None else label_map
+    if chosen is not None and not isinstance(chosen, Mapping):
+        raise ConfigError("label_map", chosen, "a mapping of model label -> negative | neutral | positive")
+    chosen = {str(k): str(v) for k, v in (chosen or {}).items()}
+    bad = {k: v for k, v in chosen.items() if v not in CANONICAL}
+    if bad:
+        raise ConfigError("label_map", bad, f"values among {', '.join(CANONICAL)}")
+    if p.model.params.get("labels"):  # known at registration: check every label is covered, before Spark starts
+        try:
+            canonical_map(p.model.params["labels"], chosen)
+        except ValueError as exc:
+            raise ConfigError("label_map", chosen, f"{exc} (model {p.model.label})") from None
+    return replace(p, options={"label_map": chosen})
+
+
+def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] | None = None,
+              device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
+    """``df.withColumn("s", sentiment("text"))`` -> struct<label, score, scores, model, error>.
+
+    ``label``: negative | neutral | positive; ``score``: its probability; ``scores``: every canonical
+    label the model covers -> probability; ``model``: the version that produced the row; ``error``: why a
+    row got no result (null/empty input, a failure), else null.
+    """
+    p = sentiment_plan(model=model, label_map=label_map, device=device, precision=precision,
+                       fail_on_error=fail_on_error)
+    return runtime.make_udf(p)(column)
