@@ -1,0 +1,226 @@
+"""Find the themes in a text table: embeddings -> distributed k-means -> named clusters, versioned in MLflow.
+
+    spark-submit jobs/cluster.py --conf conf/jobs/cluster_sample.yml
+    python -m jobs.cluster --conf conf/jobs/cluster_sample.yml
+
+mode: fit (default) embeds the texts (or reads embedding_column), fits k-means (k, or the best silhouette
+in k_range), registers the clustering as models:/<name>@<alias> and logs an MLflow run. mode: assign puts
+new rows into the clusters of a registered clustering (model: models:/<name>@<alias>) without refitting.
+Both write <output.path>/assignments (every input row: id, cluster, distance, error, model versions),
+<output.path>/clusters (cluster, size, keywords, examples, example_ids), _projection.png and
+_textspark_manifest.json.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jobs.common import manifest_json, parse_args, read_input, write_text_file  # noqa: E402
+from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
+from udfs import clustering as cl  # noqa: E402
+from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
+from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+
+
+def parse_cluster_job(data: dict, *, source: str | None = None) -> tuple[JobConf, cl.ClusterConf]:
+    """Validate a cluster job mapping: the shared input/output/spark/mlflow keys plus the cluster keys."""
+    conf = parse_job(data, source=source, tasks_required=False, extra_keys=cl.KEYS)
+    if conf.tasks:
+        raise ConfigError("tasks", data.get("tasks"), "no tasks in a cluster job (use jobs/analyze.py)", source=source)
+    if not conf.input.id_column:
+        raise ConfigError("input.id_column", None, "the column that identifies a row (assignments are keyed by it)",
+                          source=source)
+    return conf, cl.parse_cluster_conf(data, source=source)
+
+
+def load_cluster_job(path: str | os.PathLike) -> tuple[JobConf, cl.ClusterConf]:
+    return parse_cluster_job(read_yaml(path), source=str(path))
+
+
+def _embed_plan(cc: cl.ClusterConf, model: str | None):
+    """The embed UDF plan (resolves the model to one version on the driver), or None for an input column."""
+    from udfs.embed import embed_plan
+
+    if cc.embedding_column:
+        return None
+    key = "model" if cc.mode == "assign" else "embedding_model"
+    try:
+        return embed_plan(model=model, device=cc.device, precision=cc.precision, fail_on_error=cc.fail_on_error)
+    except ModelReferenceError as exc:
+        raise ConfigError(key, model or "(catalog default)", str(exc)) from None
+
+
+def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
+    """Run the job; returns its summary. Config and model-reference errors raise before Spark work."""
+    setup_environment()
+    clustering = resolved = None
+    if cc.mode == "assign":
+        try:
+            clustering, resolved = cl.load_registered(cc.model)
+        except ModelReferenceError as exc:
+            raise ConfigError("model", cc.model, str(exc), source=conf.source) from None
+        if clustering.embedding_model is None and not cc.embedding_column:
+            raise ConfigError("embedding_column", None, f"the column of vectors {cc.model} was fitted on "
+                              f"({clustering.embedding_column!r}): it was not fitted on texts", source=conf.source)
+        plan = _embed_plan(cc, clustering.embedding_model)
+    else:
+        plan = _embed_plan(cc, cc.embedding_model)
+    spark = spark or get_spark(conf.spark_profile, conf=conf.spark_conf)
+    started = time.time()
+    df = read_input(spark, conf.input)
+    for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column),
+                     ("label_column", cc.label_column), ("embedding_column", cc.embedding_column)):
+        if col is not None and col not in df.columns:
+            raise ConfigError(key, col, df.columns, source=conf.source)
+
+    from pyspark import StorageLevel
+
+    prepared = cl.prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
+                          label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
+                          dim=clustering.dim if clustering else None,
+                          distance=clustering.distance if clustering else cc.distance,
+                          chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
+                          max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
+                          ).persist(StorageLevel.MEMORY_AND_DISK)
+    assigned = None
+    try:
+        embedding_label = plan.model.label if plan else None
+        if cc.mode == "fit":
+            result = cl.fit(prepared, cc, embedding_model=plan.model.uri if plan else None)
+            clustering = result.clustering
+        assigned = cl.assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
+        sizes = cl.sizes(assigned)
+        keywords = cl.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
+        examples = cl.representatives(assigned, cc.examples)
+        scores = cl.label_scores(assigned) if cc.label_column else {}
+        vectors, labels = cl.projection_sample(assigned, cc.projection_size, seed=cc.seed)
+        summary = {
+            "mode": cc.mode, "output": conf.output.path, "input": conf.input.path, "k": clustering.k,
+            "distance": clustering.distance, "embedding_model": embedding_label,
+            "embedding_column": cc.embedding_column, "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
+            "keywords": {str(c): w for c, w in sorted(keywords.items())}, **scores,
+        }
+        if cc.mode == "fit":
+            clustering.keywords, clustering.sizes = keywords, sizes
+            summary.update(silhouette=result.silhouette, k_range=list(cc.k_range) if cc.k_range else None,
+                           candidates={str(k): s for k, s in result.candidates.items()},
+                           rows_distinct=result.distinct)
+        with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
+            png = cl.projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
+                                    title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
+                                          f"k={clustering.k}")
+            run_id = _log_run(conf, cc, clustering, summary, png)
+            summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
+            summary["model_uri"] = f"models:/{summary['model']}"
+            summary["run_id"] = run_id
+            _write_outputs(spark, conf, assigned, clustering, keywords, sizes, examples, summary, png)
+    finally:
+        if assigned is not None:
+            assigned.unpersist()
+        prepared.unpersist()
+    summary["seconds"] = round(time.time() - started, 1)
+    write_text_file(spark, f"{conf.output.path.rstrip('/')}/_textspark_manifest.json", manifest_json(**summary))
+    return summary
+
+
+def _log_run(conf: JobConf, cc: cl.ClusterConf, clustering: cl.Clustering, summary: dict, png: Path) -> str:
+    """One MLflow run per job; a fit also registers the clustering inside it (sets ``clustering.label``)."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=get_experiment_id(conf.experiment), run_name=f"cluster {cc.mode}") as run:
+        params = {"mode": cc.mode, "input": conf.input.path, "output": conf.output.path, "distance": clustering.distance,
+                  "embedding_model": summary["embedding_model"], "embedding_column": cc.embedding_column}
+        if cc.mode == "fit":
+            params.update(k=cc.k, k_range=cc.k_range, seed=cc.seed, max_iter=cc.max_iter, sample_size=cc.sample_size,
+                          label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
+                          max_chunks=clustering.max_chunks)
+        else:
+            params.update(model=cc.model)
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        metrics = {"k": clustering.k, **{f"size.{c}": n for c, n in summary["sizes"].items()}}
+        for key in ("silhouette", "nmi", "purity"):
+            if summary.get(key) is not None:
+                metrics[key] = summary[key]
+        metrics.update({f"silhouette.k{k}": s for k, s in (summary.get("candidates") or {}).items() if s is not None})
+        metrics["rows_assigned"] = sum(summary["sizes"].values())
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(png))
+        mlflow.log_dict({"keywords": summary["keywords"], "sizes": summary["sizes"]}, "clusters.json")
+        mlflow.set_tags({"textspark.job": "cluster"})
+        run_id = run.info.run_id
+    if cc.mode == "fit":  # register_folder reopens the run to log the model into it
+        cl.register(clustering, name=cc.name, alias=cc.alias, run_id=run_id,
+                    description=f"k-means (k={clustering.k}, {clustering.distance}) on {conf.input.path}")
+        mlflow.MlflowClient().set_tag(run_id, "textspark.model", clustering.label)
+    return run_id
+
+
+def _write_outputs(spark, conf: JobConf, assigned, clustering: cl.Clustering, keywords, sizes, examples,
+                   summary: dict, png: Path) -> None:
+    from pyspark.sql import functions as F
+
+    base = conf.output.path.rstrip("/")
+    out = assigned.select(F.col("_id").alias(conf.input.id_column), "cluster", "distance", "error",
+                          F.lit(summary["model"]).alias("model"),
+                          F.lit(summary["embedding_model"]).cast("string").alias("embedding_model"))
+    if conf.output.partitions:
+        out = out.repartition(conf.output.partitions)
+    out.write.mode(conf.output.mode).format(conf.output.format).save(f"{base}/assignments")
+    table = cl.cluster_table(clustering.k, sizes, keywords, examples)
+    (spark.createDataFrame(table, cl.CLUSTERS_SCHEMA).coalesce(1).write.mode(conf.output.mode)
+     .format(conf.output.format).save(f"{base}/clusters"))
+    written = spark.read.format(conf.output.format).load(f"{base}/assignments")
+    counts = written.agg(F.count(F.lit(1)).alias("rows"), F.count("cluster").alias("assigned")).first()
+    summary.update(rows=int(counts["rows"]), rows_assigned=int(counts["assigned"]),
+                   null_with_reason=int(counts["rows"] - counts["assigned"]))
+    _write_bytes(spark, f"{base}/_projection.png", png.read_bytes())
+
+
+def _write_bytes(spark, path: str, content: bytes) -> None:
+    """Like jobs.common.write_text_file, for bytes (the PNG lands wherever the output does)."""
+    hpath = spark._jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(spark._jsc.hadoopConfiguration()).create(hpath, True)
+    try:
+        stream.write(bytearray(content))
+    finally:
+        stream.close()
+
+
+def print_summary(summary: dict) -> None:
+    print(f"\n{summary['mode']}: {summary['rows']} rows -> {summary['output']} in {summary['seconds']} s; "
+          f"k={summary['k']} ({summary['distance']}), clustering {summary['model']}, "
+          f"embeddings {summary['embedding_model'] or summary['embedding_column']}")
+    if summary.get("silhouette") is not None:
+        print(f"  silhouette={summary['silhouette']:.3f}" + (
+            f"  candidates={summary['candidates']}" if summary.get("candidates") else ""))
+    if summary.get("nmi") is not None:
+        print(f"  vs labels: NMI={summary['nmi']:.3f} purity={summary['purity']:.3f}")
+    print(f"  rows without a cluster (null with reason): {summary['null_with_reason']}")
+    for c, words in summary["keywords"].items():
+        print(f"  cluster {c:>3} size={summary['sizes'].get(c, 0):<6} {', '.join(words[:8])}")
+    print(f"manifest: {summary['output']}/_textspark_manifest.json  plot: {summary['output']}/_projection.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, argv)
+    try:
+        conf, cc = load_cluster_job(args.conf)
+        summary = run(conf, cc)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except cl.ClusteringError as exc:
+        print(f"input error: {exc}", file=sys.stderr)
+        return 3
+    print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Clustering: every row assigned or given a reason, k by silhouette, c-TF-IDF keywords, MLflow run and
+registered centroids that assign new rows without refitting, bad input and bad config named clearly."""
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.cluster import main, parse_cluster_job, run
+from udfs import clustering as cl
+from udfs.errors import ConfigError
+from udfs.text import EMPTY_INPUT, NULL_INPUT
+
+GROUPS = {
+    "sport": "The match ended in a draw after a late goal.",
+    "business": "Shares rose after the company reported strong profits.",
+    "film": "The film won three awards at the festival.",
+}
+COPIES = 5
+
+
+def _job(path, out, **keys):
+    return {"input": {"path": str(path), "id_column": "id", "text_column": "text"},
+            "output": {"path": str(out)}, **keys}
+
+
+@pytest.fixture(scope="module")
+def texts_table(workdir):
+    rows = [{"id": f"{g}-{i}", "text": t, "label": g} for g, t in GROUPS.items() for i in range(COPIES)]
+    rows += [{"id": "null", "text": None, "label": None}, {"id": "empty", "text": "", "label": "sport"},
+             {"id": "blank", "text": "  \n ", "label": "film"}]
+    path = workdir / "cluster-texts.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path, rows
+
+
+@pytest.fixture(scope="module")
+def fitted(spark, tiny_encoder, texts_table, workdir):
+    path, rows = texts_table
+    conf, cc = parse_cluster_job(_job(path, workdir / "clusters-fit", k=3, embedding_model=tiny_encoder,
+                                      label_column="label", name="test-clusters", examples=2))
+    return run(conf, cc, spark=spark), conf, rows
+
+
+def test_fit_assigns_every_row_and_null_text_gets_a_reason(spark, fitted):
+    summary, conf, rows = fitted
+    out = spark.read.parquet(f"{conf.output.path}/assignments")
+    assert out.schema.simpleString() == ("struct<id:string,cluster:int,distance:double,error:string,"
+                                         "model:string,embedding_model:string>")
+    got = {r.id: r for r in out.collect()}
+    assert sorted(got) == sorted(r["id"] for r in rows)  # every input row, once
+    assert {i: (got[i].cluster, got[i].distance, got[i].error) for i in ("null", "empty", "blank")} == {
+        "null": (None, None, NULL_INPUT), "empty": (None, None, EMPTY_INPUT), "blank": (None, None, EMPTY_INPUT)}
+    by_group = {g: {got[f"{g}-{i}"].cluster for i in range(COPIES)} for g in GROUPS}
+    assert all(len(c) == 1 for c in by_group.values()), by_group          # duplicates share a cluster...
+    assert sorted(c.pop() for c in by_group.values()) == [0, 1, 2]        # ...and each theme has its own
+    assert max(r.distance for r in got.values() if r.cluster is not None) < 1e-6  # each point is its centroid
+    assert {(r.model, r.embedding_model) for r in got.values()} == {(summary["model"], "tiny-encoder/1")}
+    assert summary["model"].startswith("test-clusters/")
+    assert (summary["rows"], summary["rows_assigned"], summary["null_with_reason"]) == (len(rows), 15, 3)
+
+
+def _expected_terms(text):
+    from pyspark.ml.feature import StopWordsRemover
+
+    stop = set(StopWordsRemover.loadDefaultStopWords("english"))
+    return sorted({w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3 and w not in stop})
+
+
+def test_clusters_table_sizes_keywords_examples(spark, fitted):
+    summary, conf, _ = fitted
+    table = spark.read.parquet(f"{conf.output.path}/clusters")
+    assert table.schema.simpleString() == ("struct<cluster:int,size:bigint,keywords:array<string>,"
+                                           "examples:array<string>,example_ids:array<string>>")
+    got = {r.cluster: r for r in table.collect()}
+    assert sorted(got) == [0, 1, 2]
+    for group, text in GROUPS.items():
+        c = next(c for c, r in got.items() if r.examples == [text])  # one distinct text: one example
+        # every term of the group occurs COPIES times in its cluster and nowhere else: equal scores, A-Z
+        assert (got[c].size, got[c].keywords) == (COPIES, _expected_terms(text))
+        assert len(got[c].example_ids) == 1 and got[c].example_ids[0].startswith(f"{group}-")
+
+
+def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
+    import mlflow
+    from udfs.registry import client
+
+    summary, conf, _ = fitted
+    r = mlflow.get_run(summary["run_id"])
+    assert r.data.params["k"] == "3" and r.data.params["embedding_model"] == "tiny-encoder/1"
+    m = r.data.metrics
+    assert (m["k"], m["nmi"], m["purity"], m["rows_assigned"]) == (3, 1.0, 1.0, 15)
+    assert sorted(v for k, v in m.items() if k.startswith("size.")) == [5, 5, 5]
+    assert m["silhouette"] == pytest.approx(1.0, abs=1e-6)  # every point sits on its centroid
+    png = mlflow.artifacts.download_artifacts(run_id=summary["run_id"], artifact_path="projection.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    name, version = summary["model"].split("/")
+    mv = client().get_model_version(name, version)
+    assert (mv.tags["textspark.task"], mv.tags["textspark.kind"], mv.run_id) == ("cluster", "kmeans_centroids",
+                                                                                summary["run_id"])
+    assert str(dict(client().get_registered_model(name).aliases)["champion"]) == version
+    clustering, _ = cl.load_registered(f"models:/{name}@champion")
+    assert (clustering.k, clustering.dim, clustering.embedding_model, clustering.chunk_words) == (
+        3, 32, "models:/tiny-encoder/1", 150)
+    assert clustering.keywords == {int(c): w for c, w in summary["keywords"].items()}
+
+
+def test_assign_mode_puts_new_rows_in_the_registered_clusters_without_refitting(spark, fitted, workdir):
+    from udfs.registry import client
+
+    summary, conf, _ = fitted
+    fit_rows = {r.id: r.cluster for r in spark.read.parquet(f"{conf.output.path}/assignments").collect()}
+    versions = len(client().search_model_versions("name='test-clusters'"))
+    new = pd.DataFrame({"id": ["n1", "n2", "n3", "n4", "n5"],
+                        "text": [GROUPS["film"], GROUPS["sport"], None, GROUPS["business"], GROUPS["film"]]})
+    path = workdir / "cluster-new.parquet"
+    new.to_parquet(path, index=False)
+    aconf, acc = parse_cluster_job(_job(path, workdir / "clusters-assign", mode="assign",
+                                        model="models:/test-clusters@champion"))
+    s = run(aconf, acc, spark=spark)
+    got = {r.id: r for r in spark.read.parquet(f"{aconf.output.path}/assignments").collect()}
+    assert {i: r.cluster for i, r in got.items()} == {
+        "n1": fit_rows["film-0"], "n2": fit_rows["sport-0"], "n3": None, "n4": fit_rows["business-0"],
+        "n5": fit_rows["film-0"]}
+    assert got["n3"].error == NULL_INPUT
+    assert {r.model for r in got.values()} == {summary["model"]} and s["model"] == summary["model"]
+    assert len(client().search_model_versions("name='test-clusters'")) == versions  # nothing refitted/registered
+    table = {r.cluster: r for r in spark.read.parquet(f"{aconf.output.path}/clusters").collect()}
+    assert {c: (r.size, r.keywords) for c, r in table.items()} == {
+        c: ({fit_rows["film-0"]: 2}.get(c, 1), summary["keywords"][str(c)]) for c in range(3)}
+
+
+def test_registered_clustering_works_as_a_plain_mlflow_model(fitted):
+    import mlflow.pyfunc
+
+    summary, conf, _ = fitted
+    model = mlflow.pyfunc.load_model(f"models:/{summary['model']}")
+    got = model.predict(pd.DataFrame({"text": [GROUPS["film"], GROUPS["sport"]]}))
+    clusters = {r["cluster"] for r in got}
+    assert len(clusters) == 2 and all(r["distance"] < 1e-5 for r in got)
+
+
+def test_long_texts_are_the_mean_of_their_word_windows(spark, tiny_encoder):
+    from tests.tiny_models import CORPUS
+    from udfs.embed import embed_plan
+    from udfs.loading import build, local_folder
+    from udfs.registry import resolve
+
+    direct = build(local_folder(resolve(tiny_encoder)), device="cpu", precision="fp32")
+    words = " ".join(CORPUS).split()
+    long_text, short = " ".join(words[:230]), "Shares rose."
+    df = spark.createDataFrame([("long", long_text), ("short", short), ("blank", " \t ")], "id string, text string")
+    prepared = cl.prepare(df, id_column="id", text_column="text", embed_plan=embed_plan(model=tiny_encoder),
+                          chunk_words=50, max_chunks=4)
+    got = {r._id: r for r in prepared.collect()}
+    windows = [" ".join(words[i:i + 50]) for i in (0, 50, 100, 150)]  # 5 windows of 230 words, first 4 kept
+    np.testing.assert_allclose(got["long"].vector, direct.embed(windows).mean(0), atol=1e-5)
+    np.testing.assert_allclose(got["short"].vector, direct.embed([short])[0], atol=1e-5)
+    np.testing.assert_allclose(cl.embed_chunked(direct, [long_text], 50, 4)[0], got["long"].vector, atol=1e-5)
+    assert (got["blank"].vector, got["blank"].error) == (None, EMPTY_INPUT)
+    assert all(got[i].error is None for i in ("long", "short"))
+
+
+# ---- vectors given as an input column: exact geometry --------------------------------------------
+
+def _vector_frame(spark, directions, per=6, noise=0.02, seed=0, extra=()):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g, angle in enumerate(directions):
+        for i in range(per):
+            a = angle + rng.normal(0, noise)
+            rows.append((f"g{g}-{i}", f"group {g} text {i}", [math.cos(a), math.sin(a), 0.0], f"g{g}"))
+    rows += list(extra)
+    return spark.createDataFrame(rows, "id string, text string, vec array<double>, label string")
+
+
+def test_k_range_picks_the_best_silhouette(spark):
+    df = _vector_frame(spark, [0.0, math.pi / 2, math.pi, 3 * math.pi / 2])
+    cc = cl.parse_cluster_conf({"k_range": [3, 5], "embedding_column": "vec"})
+    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
+    result = cl.fit(prepared, cc, embedding_model=None)
+    assert result.k == 4
+    assert sorted(result.candidates) == [3, 4, 5]  # 24 distinct points: every candidate tried
+    scored = {k: s for k, s in result.candidates.items() if s is not None}
+    assert max(scored, key=scored.get) == 4 and scored[4] > 0.9 and max(scored[3], scored[5]) < scored[4]
+    assigned = cl.assign(prepared, result.clustering)
+    labels = {(r._id[:2], r.cluster) for r in assigned.collect()}
+    assert len(labels) == 4 and len({c for _, c in labels}) == 4  # each group is one cluster
+    prepared.unpersist()
+
+
+def test_bad_vectors_get_reasons_and_distances_match_numpy(spark):
+    extra = [("null-vec", "x", None, "g0"), ("nan", "x", [float("nan"), 0.0, 1.0], "g0"),
+             ("short", "x", [1.0, 0.0], "g0"), ("zero", "x", [0.0, 0.0, 0.0], "g0"),
+             ("inf", "x", [float("inf"), 0.0, 0.0], "g0"), ("null-text", None, [1.0, 0.0, 0.0], "g0")]
+    df = _vector_frame(spark, [0.0, math.pi], extra=extra)
+    cc = cl.parse_cluster_conf({"k": 2, "embedding_column": "vec"})
+    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
+    result = cl.fit(prepared, cc, embedding_model=None)
+    rows = {r._id: r for r in cl.assign(prepared, result.clustering).collect()}
+    assert {i: (rows[i].cluster, rows[i].error) for i, *_ in extra} == {
+        "null-vec": (None, cl.NULL_VECTOR), "nan": (None, cl.NON_FINITE), "short": (None, "embedding has 2 values; expected 3"),
+        "zero": (None, cl.ZERO_VECTOR), "inf": (None, cl.NON_FINITE),
+        "null-text": (rows["g0-0"].cluster, None)}  # a vector column does not need the text
+    c = result.clustering.centroids
+    for r in rows.values():
+        if r.cluster is not None:
+            v = np.array(r.vector)
+            cos = 1 - (c @ v) / (np.linalg.norm(c, axis=1) * np.linalg.norm(v))
+            assert (r.cluster, r.distance) == (int(cos.argmin()), pytest.approx(cos.min(), abs=1e-9))
+    # representatives: the 2 rows nearest each centroid, by distance
+    assigned = cl.assign(prepared, result.clustering)
+    nearest = {}
+    for r in sorted((r for r in rows.values() if r.cluster is not None and r._text is not None),
+                    key=lambda r: (r.distance, r._id)):
+        nearest.setdefault(r.cluster, [])
+        if len(nearest[r.cluster]) < 2 and r._text not in [t for _, t in nearest[r.cluster]]:
+            nearest[r.cluster].append((r._id, r._text))
+    assert cl.representatives(assigned, 2) == nearest
+    prepared.unpersist()
+
+
+def test_euclidean_distance_is_plain_euclidean():
+    c = cl.Clustering(centroids=np.array([[0.0, 0.0], [10.0, 0.0]]), distance="euclidean")
+    best, d = c.assign(np.array([[3.0, 4.0], [9.0, 0.0]]))
+    assert best.tolist() == [0, 1] and d == pytest.approx([5.0, 1.0])
+
+
+# ---- keywords and scores ------------------------------------------------------------------------
+
+def test_keywords_are_class_based_tfidf(spark):
+    docs = [(0, "Goal goal match referee"), (0, "The match and the goal"), (1, "Profit shares market"),
+            (1, "Market profit goal"), (1, "Shares shares shares, he said")]
+    df = spark.createDataFrame(docs, "cluster int, _text string")
+    got = cl.keywords(df, 3)
+    # reference: texts containing each term, per cluster (stop words 'the', 'and' gone; a repeated word
+    # counts once per text), A = mean words per cluster
+    counts = {0: {"goal": 2, "match": 2, "referee": 1}, 1: {"profit": 2, "shares": 2, "market": 2, "goal": 1}}
+    total = {t: sum(c.get(t, 0) for c in counts.values()) for t in {t for c in counts.values() for t in c}}
+    a = sum(sum(c.values()) for c in counts.values()) / 2
+    expected = {}
+    for k, c in counts.items():
+        words = sum(c.values())
+        score = {t: n / words * math.log(1 + a / total[t]) for t, n in c.items()}
+        expected[k] = sorted(score, key=lambda t: (-score[t], t))[:3]
+    assert got == expected == {0: ["match", "goal", "referee"], 1: ["market", "profit", "shares"]}
+
+
+def test_nmi_and_purity_match_scikit_learn():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        pred, true = rng.integers(0, 4, 200), rng.integers(0, 3, 200)
+        table = np.zeros((4, 3))
+        np.add.at(table, (pred, true), 1)
+        nmi, purity = cl.nmi_purity(table)
+        assert nmi == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-9)
+        assert purity == pytest.approx(sum(np.bincount(true[pred == c]).max() for c in range(4) if (pred == c).any()) / 200)
+    assert cl.nmi_purity(np.array([[5, 0], [0, 5]])) == (1.0, 1.0)
+    assert cl.nmi_purity(np.array([[5, 5]])) == (0.0, 0.5)
+
+
+# ---- bad input and bad config -------------------------------------------------------------------
+
+def test_fewer_distinct_rows_than_k_is_a_clear_error(spark):
+    df = _vector_frame(spark, [0.0, math.pi / 2, math.pi], noise=0.0)  # 18 rows, 3 distinct vectors
+    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec")
+    with pytest.raises(cl.ClusteringError, match=r"k: got 4, but the input has only 3 distinct embedding\(s\) "
+                                                 r"among 18 row\(s\) with text \(15 duplicate\(s\)"):
+        cl.fit(prepared, cl.parse_cluster_conf({"k": 4, "embedding_column": "vec"}), embedding_model=None)
+    with pytest.raises(cl.ClusteringError, match=r"k_range: got \[5, 8\], but the input has only 3 distinct"):
+        cl.fit(prepared, cl.parse_cluster_conf({"k_range": [5, 8], "embedding_column": "vec"}), embedding_model=None)
+    # a range reaching past the distinct points is capped, not an error
+    result = cl.fit(prepared, cl.parse_cluster_conf({"k_range": [2, 8], "embedding_column": "vec"}),
+                    embedding_model=None)
+    assert (result.k, sorted(result.candidates)) == (3, [2, 3])
+
+
+def test_all_null_text_is_a_clear_error(spark, tiny_encoder, workdir):
+    path = workdir / "cluster-null.parquet"
+    pd.DataFrame({"id": ["a", "b", "c"], "text": [None, "", " "]}).to_parquet(path, index=False)
+    conf, cc = parse_cluster_job(_job(path, workdir / "clusters-null", k=2, embedding_model=tiny_encoder))
+    with pytest.raises(cl.ClusteringError, match=r"no row can be clustered: 3 input row\(s\), none with an "
+                                                 r"embedding; reasons: ") as info:
+        run(conf, cc, spark=spark)
+    assert f"'{NULL_INPUT}': 1" in str(info.value) and f"'{EMPTY_INPUT}': 2" in str(info.value)
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({}, r"k: got \{'k': None, 'k_range': None\}; allowed: exactly one of k"),
+    ({"k": 3, "k_range": [2, 4]}, r"k: got \{'k': 3, 'k_range': \[2, 4\]\}; allowed: exactly one of k"),
+    ({"k": 1}, r"k: got 1; allowed: an integer from 2 to 1000"),
+    ({"k": "five"}, r"k: got 'five'"),
+    ({"k": True}, r"k: got True"),
+    ({"k_range": [6, 2]}, r"k_range: got \[6, 2\]; allowed: \[lo, hi\] with integers 2 <= lo <= hi <= 1000"),
+    ({"k_range": [1, 4]}, r"k_range: got \[1, 4\]"),
+    ({"k_range": [3]}, r"k_range: got \[3\]"),
+    ({"k_range": [2.5, 4]}, r"k_range: got \[2.5, 4\]"),
+    ({"k": 3, "distance": "manhattan"}, r"distance: got 'manhattan'; allowed: cosine, euclidean"),
+    ({"k": 3, "mode": "predict"}, r"mode: got 'predict'; allowed: fit, assign"),
+    ({"mode": "assign"}, r"model: got None; allowed: models:/<name>@<alias> of a registered clustering"),
+    ({"mode": "assign", "model": "models:/x@champion", "k": 3}, r"k: got 3; allowed: nothing in mode: assign"),
+    ({"k": 3, "model": "models:/x@champion"}, r"model: got 'models:/x@champion'; allowed: no model in mode: fit"),
+    ({"k": 3, "embedding_model": "models:/a@b", "embedding_column": "v"}, r"embedding_model: got 'models:/a@b'"),
+    ({"k": 3, "keywords": 0}, r"keywords: got 0; allowed: an integer from 1 to 100"),
+    ({"k": 3, "name": "a/b"}, r"name: got 'a/b'"),
+    ({"k": 3, "chunk_words": -1}, r"chunk_words: got -1; allowed: an integer from 0 to 100000"),
+    ({"mode": "assign", "model": "models:/x@champion", "chunk_words": 50}, r"chunk_words: got 50; allowed: nothing"),
+    ({"k": 3, "clusters": 4}, r"\(top level\).clusters: got 4"),
+    ({"k": 3, "tasks": [{"task": "embed"}]}, r"tasks: got .*; allowed: no tasks in a cluster job"),
+])
+def test_bad_config_names_key_value_and_allowed(texts_table, workdir, keys, message):
+    path, _ = texts_table
+    with pytest.raises(ConfigError, match=message):
+        parse_cluster_job(_job(path, workdir / "never", **keys))
+
+
+def test_id_column_is_required_and_columns_must_exist(spark, texts_table, workdir, tiny_encoder):
+    path, _ = texts_table
+    job = _job(path, workdir / "never", k=2)
+    del job["input"]["id_column"]
+    with pytest.raises(ConfigError, match=r"input.id_column: got None; allowed: the column that identifies a row"):
+        parse_cluster_job(job)
+    conf, cc = parse_cluster_job(_job(path, workdir / "never", k=2, label_column="topic", embedding_model=tiny_encoder))
+    with pytest.raises(ConfigError, match=r"label_column: got 'topic'; allowed: id, text, label"):
+        run(conf, cc, spark=spark)
+    conf, cc = parse_cluster_job(_job(path, workdir / "never", k=2, embedding_model="models:/nope@champion"))
+    with pytest.raises(ConfigError, match=r"embedding_model: got 'models:/nope@champion'; .*no registered model 'nope'"):
+        run(conf, cc, spark=spark)
+
+
+def test_command_line_runs_and_config_errors_exit_2(fitted, texts_table, workdir, tiny_encoder, capsys):
+    import yaml
+
+    path, _ = texts_table
+    good, bad = workdir / "cluster-good.yml", workdir / "cluster-bad.yml"
+    good.write_text(yaml.safe_dump(_job(path, workdir / "clusters-cli", mode="assign",
+                                        model="models:/test-clusters@champion")))
+    bad.write_text(yaml.safe_dump(_job(path, workdir / "never", k_range=[9, 3])))
+    assert main(["--conf", str(bad)]) == 2
+    assert "configuration error: " in capsys.readouterr().err
+    assert main(["--conf", str(good)]) == 0
+    assert f"assign: {len(fitted[2])} rows" in capsys.readouterr().out
+
+
+def test_sample_config_parses(texts_table):
+    import yaml
+
+    from udfs.platform import PROJECT_ROOT
+
+    data = yaml.safe_load((PROJECT_ROOT / "conf" / "jobs" / "cluster_sample.yml").read_text())
+    data["input"]["path"] = str(texts_table[0])  # the BBC sample is built by `make run`
+    conf, cc = parse_cluster_job(data)
+    assert (cc.mode, cc.k_range, cc.label_column, cc.name, conf.input.id_column) == (
+        "fit", (3, 8), "label", "textspark-bbc-topics", "id")
+
+
+# ---- the real default embedder on real news ------------------------------------------------------
+
+@pytest.mark.real
+def test_real_minilm_finds_the_bbc_topics(spark, workdir):
+    from jobs.register_models import register_entry
+    from udfs.catalog import load_catalog
+    from udfs.datasets import bbc_news
+
+    register_entry(load_catalog()["textspark-minilm"])
+    news = bbc_news().groupby("label").sample(20, random_state=1)[["id", "text", "label"]]
+    path = workdir / "bbc-100.parquet"
+    news.to_parquet(path, index=False)
+    conf, cc = parse_cluster_job(_job(path, workdir / "clusters-bbc", k=5, label_column="label",
+                                      name="test-bbc-topics", projection_size=100))
+    summary = run(conf, cc, spark=spark)
+    assert (summary["rows"], summary["rows_assigned"], summary["embedding_model"]) == (100, 100, "textspark-minilm/1")
+    # 100 articles is a small sample (the bench scores all 2,225); chance level here is NMI ~0.06, purity ~0.3
+    assert summary["nmi"] > 0.5 and summary["purity"] > 0.6, summary
+    words = {w for ws in summary["keywords"].values() for w in ws}
+    assert {"film", "election"} & words, summary["keywords"]
