@@ -26,6 +26,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 run: venv
 	$(PY) -m jobs.register_models
 	$(PY) -m jobs.make_sample
+	$(PY) -m jobs.make_sample --out data/sample/bbc.parquet --articles 250 --tweets 0
 	$(PY) -m jobs.analyze --conf $(JOB)
 
 test: venv

@@ -20,6 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.common import bench_registry  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 
@@ -53,23 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k-range", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"))
     args = parser.parse_args(argv)
 
-    tmp = tempfile.mkdtemp(prefix="textspark-bench-")
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        os.environ.setdefault("TEXTSPARK_CACHE", f"{tmp}/cache")
     from pyspark import StorageLevel
-
-    from jobs.register_models import register_entry
     from udfs import clustering as cl
-    from udfs.catalog import load_catalog
     from udfs.datasets import bbc_news
     from udfs.embed import embed_plan
-    from udfs.platform import get_spark, setup_environment
-    from udfs.registry import parse_reference
 
-    setup_environment()
-    catalog = load_catalog()
-    register_entry(catalog[parse_reference(catalog.default_reference("embed"))[0]])  # idempotent
+    from udfs.platform import get_spark
+
+    bench_registry("embed")
     news = bbc_news()
     if args.articles < len(news):
         news = news.groupby("label").sample(frac=args.articles / len(news), random_state=0)
@@ -78,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = get_spark("local")
     plan = embed_plan()
-    path = f"{tmp}/bbc.parquet"
+    path = f"{tempfile.mkdtemp(prefix='textspark-bench-')}/bbc.parquet"
     news.to_parquet(path, index=False)
     df = spark.read.parquet(path)
     started = time.time()

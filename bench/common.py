@@ -50,3 +50,22 @@ def useful_flops(weights: Path, texts: list[str]) -> float:
     return float(2 * dense * lengths.sum() + 4 * cfg.num_hidden_layers * cfg.hidden_size * (lengths ** 2).sum())
 
 
+def bench_registry(task: str):
+    """A throw-away MLflow registry (unless MLFLOW_TRACKING_URI is set) holding ``task``'s default catalog
+    model; returns the catalog. Quality benches use it so they never touch the project's registry."""
+    import os
+    import tempfile
+
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        tmp = tempfile.mkdtemp(prefix="textspark-bench-")
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        os.environ.setdefault("TEXTSPARK_CACHE", f"{tmp}/cache")
+    from jobs.register_models import register_entry
+    from udfs.catalog import load_catalog
+    from udfs.platform import setup_environment
+    from udfs.registry import parse_reference
+
+    setup_environment()
+    catalog = load_catalog()
+    register_entry(catalog[parse_reference(catalog.default_reference(task))[0]])  # idempotent
+    return catalog

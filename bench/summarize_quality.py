@@ -16,10 +16,11 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import bench_registry  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -53,22 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=3, help="N: sentences per summary for every method")
     args = parser.parse_args(argv)
 
-    tmp = tempfile.mkdtemp(prefix="textspark-bench-")
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        os.environ.setdefault("TEXTSPARK_CACHE", f"{tmp}/cache")
-    from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
     from udfs.datasets import bbc_news
-    from udfs.platform import get_spark, setup_environment
-    from udfs.registry import parse_reference
     from udfs.runtime import make_udf
     from udfs.sentences import split_sentences
     from udfs.summarize import summarize_plan
 
-    setup_environment()
-    catalog = load_catalog()
-    register_entry(catalog[parse_reference(catalog.default_reference("summarize"))[0]])
+    from udfs.platform import get_spark
+
+    bench_registry("summarize")
     news = bbc_news()
     news = news.groupby("label").sample(frac=min(1.0, args.articles / len(news)), random_state=0).reset_index(drop=True)
     print(f"BBC news: {len(news)} articles; input = body (headline held out); N = {args.sentences} sentences")

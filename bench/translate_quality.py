@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import bench_registry  # noqa: E402
 
 
 def real_sentences(n: int) -> list[str]:
@@ -37,22 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=200)
     args = parser.parse_args(argv)
 
-    tmp = tempfile.mkdtemp(prefix="textspark-bench-")
-    if "MLFLOW_TRACKING_URI" not in os.environ:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        os.environ.setdefault("TEXTSPARK_CACHE", f"{tmp}/cache")
     import sacrebleu
-
-    from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
-    from udfs.platform import get_spark, setup_environment
-    from udfs.registry import parse_reference
     from udfs.runtime import make_udf
     from udfs.translate import translate_plan
 
-    setup_environment()
-    catalog = load_catalog()
-    register_entry(catalog[parse_reference(catalog.default_reference("translate"))[0]])
+    from udfs.platform import get_spark
+
+    bench_registry("translate")
     sentences = real_sentences(args.sentences)
     print(f"{len(sentences)} real English sentences ({args.sentences // 2} BBC first sentences + tweets)")
 

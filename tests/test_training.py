@@ -1,6 +1,5 @@
 """train_classifier: stratified deterministic split, logged run, registered version that the UDFs load,
 aliases, full fine-tuning, bad training data, and catalog entries built by training (idempotent)."""
-from pathlib import Path
 
 import mlflow
 import numpy as np

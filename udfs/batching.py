@@ -22,6 +22,17 @@ def token_budget_batches(lengths: Sequence[int], *, token_budget: int, max_batch
         start += size
 
 
+def pad_batch(batch_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists to the batch's longest: (input_ids, attention_mask), int64."""
+    width = max(len(x) for x in batch_ids)
+    input_ids = np.full((len(batch_ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch_ids), width), dtype=np.int64)
+    for row, x in enumerate(batch_ids):
+        input_ids[row, :len(x)] = x
+        mask[row, :len(x)] = 1
+    return input_ids, mask
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA (or other accelerator) out-of-memory, as raised by torch."""
     import torch

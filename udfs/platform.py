@@ -113,6 +113,9 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
     from pyspark.sql import SparkSession
 
     settings = load_spark_profile(profile)
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook's, Databricks', a test's: its settings are its owner's
+        return active
     submitted: dict[str, str] = {}
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # launched by spark-submit: its JVM holds the command-line conf
         SparkContext._ensure_initialized()

@@ -108,7 +108,7 @@ def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
         rows = clean.iloc[ok].tolist()
         try:
             _assign(columns, ok, p.predict(model, rows, p.options), reasons)
-        except Exception as exc:  # one bad row must not fail the others: retry row by row
+        except Exception:  # one bad row must not fail the others: retry row by row
             if p.fail_on_error:
                 raise
             for i, text in zip(ok, rows):
@@ -116,7 +116,6 @@ def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
                     _assign(columns, np.array([i]), p.predict(model, [text], p.options), reasons)
                 except Exception as row_exc:  # noqa: BLE001 - the reason is the result
                     reasons[i] = f"{type(row_exc).__name__}: {row_exc}"[:500]
-            del exc
     frame = pd.DataFrame(columns)
     frame["model"] = p.model.label
     frame["error"] = reasons

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.batching import split_on_oom, token_budget_batches
+from udfs.batching import pad_batch, split_on_oom, token_budget_batches
 
 # Characters kept per token of budget before tokenizing: a 100,000-character row costs a few ms, not seconds.
 CHARS_PER_TOKEN_CAP = 16
@@ -50,12 +50,7 @@ class Encoder:
 
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         torch = self._torch
-        width = max(len(x) for x in batch_ids)
-        input_ids = np.full((len(batch_ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
-        for row, x in enumerate(batch_ids):
-            input_ids[row, :len(x)] = x
-            mask[row, :len(x)] = 1
+        input_ids, mask = pad_batch(batch_ids, self.pad_id)
         input_t = torch.from_numpy(input_ids).to(self.device)
         mask_t = torch.from_numpy(mask).to(self.device)
         with torch.inference_mode(), _autocast(torch, self.device, self.precision):

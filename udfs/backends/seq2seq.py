@@ -17,9 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from udfs.batching import token_budget_batches
+from udfs.batching import pad_batch, token_budget_batches
 from udfs.sentences import rejoin, segments, split_sentences
 
 # English names (T5's translation prefixes) and NLLB/FLORES-200 codes for common ISO 639-1 codes;
@@ -117,12 +115,7 @@ class Seq2Seq:
 
     def _forward(self, batch_ids: list[list[int]], forced_bos_token_id: int | None) -> list[str]:
         torch = self._torch
-        width = max(len(x) for x in batch_ids)
-        input_ids = np.full((len(batch_ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
-        for row, x in enumerate(batch_ids):
-            input_ids[row, :len(x)] = x
-            mask[row, :len(x)] = 1
+        input_ids, mask = pad_batch(batch_ids, self.pad_id)
         kwargs = dict(self.generate_kwargs)
         if forced_bos_token_id is not None:
             kwargs["forced_bos_token_id"] = int(forced_bos_token_id)
