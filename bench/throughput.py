@@ -11,7 +11,7 @@ half BBC articles), one model (the registered all-MiniLM-L6-v2). Prints rows/s a
   mlflow          mlflow.pyfunc.spark_udf on the same registered model version
 then useful FLOP/s (2 x non-embedding params x real tokens + attention) against this machine's measured
 fp32 and bf16 matmul FLOP/s on 2 threads, and the bf16-vs-fp32 accuracy delta (embedding cosine).
-Every Spark variant gets a warm-up pass on 64 rows first (JVM and Python workers started; models cached
+Every Spark variant gets a warm-up pass on 64 rows in 2 partitions first (JVM and Python workers started; models cached
 where the variant caches them). Ratios come from one run; absolute numbers on a shared machine mean little.
 """
 from __future__ import annotations
@@ -103,9 +103,45 @@ def timed_spark(df, column) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, np.array([r.v for r in rows], dtype=np.float32)
 
 
+def sentiment_section(spark, df, warm, texts: list[str], weights: Path | None) -> None:
+    """The default sentiment model (MiniLM + head): textspark auto vs fp32 (speed, label agreement), and
+    mlflow spark_udf on the same registered version."""
+    from udfs import sentiment
+    from udfs.catalog import load_catalog
+    from udfs.errors import ModelReferenceError
+    from udfs.registry import resolve
+
+    try:
+        resolved = resolve(load_catalog().default_reference("sentiment"))
+    except ModelReferenceError as exc:
+        print(f"\nsentiment: skipped ({exc})")
+        return
+    print(f"\nsentiment task, model {resolved.uri}:")
+    timings, labels = {}, {}
+    for precision in ("auto", "fp32"):
+        column = lambda: sentiment("text", model=resolved.uri, precision=precision)  # noqa: E731
+        warm.select(column().label).collect()
+        start = time.perf_counter()
+        labels[precision] = [r.label for r in df.select("id", column().alias("s")).orderBy("id").select("s.label").collect()]
+        timings[precision] = time.perf_counter() - start
+        print(f"  textspark ({precision}) {len(texts) / timings[precision]:8.1f} rows/s  ({timings[precision]:.1f} s)")
+    agree = np.mean([a == b for a, b in zip(labels["auto"], labels["fp32"])])
+    print(f"  label agreement auto vs fp32: {agree:.4f} ({len(texts)} rows)")
+    if weights is not None:
+        import mlflow.pyfunc
+
+        udf = mlflow.pyfunc.spark_udf(spark, resolved.uri, result_type="string", env_manager="local")
+        warm.select(udf("text")).collect()
+        start = time.perf_counter()
+        df.select(udf("text")).write.format("noop").mode("overwrite").save()
+        seconds = time.perf_counter() - start
+        print(f"  mlflow spark_udf      {len(texts) / seconds:8.1f} rows/s  ({seconds:.1f} s); "
+              f"textspark (auto) x{seconds / timings['auto']:.2f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1100)
+    parser.add_argument("--rows", type=int, default=600)
     parser.add_argument("--skip-slow", action="store_true", help="only textspark and the plain loop")
     args = parser.parse_args(argv)
     setup_environment()
@@ -118,7 +154,8 @@ def main(argv=None) -> int:
     spark = get_spark("local", conf={"spark.sql.execution.arrow.maxRecordsPerBatch": 512})
     df = spark.createDataFrame(data).repartition(2).cache()
     df.count()
-    warm = df.limit(64)
+    # warm-up data spread over the same 2 partitions, so both Python workers start (and cache) before timing
+    warm = spark.createDataFrame(data.head(64)).repartition(2)
     from udfs import embed
 
     results: dict[str, tuple[float, np.ndarray]] = {}
@@ -130,7 +167,7 @@ def main(argv=None) -> int:
 
     print(f"corpus: {len(texts)} rows ({len(texts) - len(texts) // 2} tweets + {len(texts) // 2} BBC articles), "
           f"model {ref}, Spark local[2], torch CPU")
-    run("textspark (auto)", lambda: embed("text", model=ref))
+    run("textspark (auto)", lambda: embed("text", model=ref, precision="auto"))
     run("textspark (fp32)", lambda: embed("text", model=ref, precision="fp32"))
     start = time.perf_counter()
     loop_vectors = plain_loop(weights, texts)
@@ -169,6 +206,7 @@ def main(argv=None) -> int:
         other = results[name][1]
         cos = np.sum(reference * other, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1))
         print(f"  cosine {name} vs textspark fp32: min {cos.min():.6f}, mean {cos.mean():.6f}")
+    sentiment_section(spark, df, warm, texts, weights if not args.skip_slow else None)
     spark.stop()
     return 0
 

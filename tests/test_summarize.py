@@ -80,7 +80,8 @@ def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_re
     register_entry(catalog["textspark-minilm"])
     articles = bbc_news().groupby("label").head(1)["body"].tolist()  # one article per topic
     df = spark.createDataFrame([(i, t) for i, t in enumerate(articles)], "id int, text string")
-    rows = df.select("id", summarize("text").alias("s")).orderBy("id").collect()  # default: minilm, extractive
+    # default model (minilm, extractive), in fp32 like the direct run it is compared with
+    rows = df.select("id", summarize("text", precision="fp32").alias("s")).orderBy("id").collect()
     assert len(rows) == 5
     expected = summarize_module.predict(direct(catalog.default_reference("summarize")), articles,
                                         {"method": "extractive", "max_sentences": 3, "max_words": None,

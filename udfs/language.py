@@ -35,12 +35,13 @@ def language_plan(*, model: str | None = None, min_confidence: float = 0.0, devi
 
 
 def detect_language(column, *, model: str | None = None, min_confidence: float = 0.0, device: str = "auto",
-                    fail_on_error: bool = False):
+                    precision: str | None = None, fail_on_error: bool = False):
     """``df.withColumn("lang", detect_language("text"))`` -> struct<language, confidence, model, error>.
 
     ``language`` is the ISO 639-1 code (``en``, ``pt``; lid.176's three-letter code for the few languages
     without one). Rows with no letters, and rows whose best guess is below ``min_confidence``, get a null
     language and a reason.
     """
-    p = language_plan(model=model, min_confidence=min_confidence, device=device, fail_on_error=fail_on_error)
+    p = language_plan(model=model, min_confidence=min_confidence, device=device, precision=precision,
+                      fail_on_error=fail_on_error)
     return runtime.make_udf(p)(column)

@@ -50,6 +50,7 @@ def build(folder: Path, *, device: str, precision: str, options: dict[str, Any] 
     """Construct the in-memory model for a ``textspark/`` folder by its kind."""
     meta = json.loads((folder / "textspark.json").read_text())
     kind, params = meta["kind"], {**meta.get("params", {}), **(options or {})}
+    params.pop("precision", None)  # a plan-level setting (resolved per worker), passed explicitly
     if kind not in BUILDERS:
         raise ValueError(f"kind: got {kind!r}; allowed: {', '.join(sorted(BUILDERS))}")
     module, _, attr = BUILDERS[kind].partition(":")

@@ -119,7 +119,7 @@ def summarize_plan(*, model: str | None = None, method: str = "auto", max_senten
 
 def summarize(column, *, model: str | None = None, method: str = "auto", max_sentences: int = 3,
               max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
-              fail_on_error: bool = False):
+              precision: str | None = None, fail_on_error: bool = False):
     """``df.withColumn("sum", summarize("text"))`` -> struct<summary, method, input_sentences,
     summary_sentences, chunks, model, error>.
 
@@ -129,5 +129,6 @@ def summarize(column, *, model: str | None = None, method: str = "auto", max_sen
     settings; ``chunks`` tells how many pieces a long document was cut into.
     """
     p = summarize_plan(model=model, method=method, max_sentences=max_sentences, max_words=max_words,
-                       max_input_sentences=max_input_sentences, device=device, fail_on_error=fail_on_error)
+                       max_input_sentences=max_input_sentences, device=device, precision=precision,
+                       fail_on_error=fail_on_error)
     return runtime.make_udf(p)(column)

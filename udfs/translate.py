@@ -100,7 +100,7 @@ def translate_plan(*, target: str, source: str = "auto", model: str | None = Non
 
 
 def translate(column, *, target: str, source: str = "auto", model: str | None = None, detector: str | None = None,
-              device: str = "auto", fail_on_error: bool = False):
+              device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
     """``df.withColumn("pt", translate("text", target="pt", source="en"))``.
 
     -> struct<translation, source_language, target_language, source_confidence, translated, detector, model,
@@ -108,5 +108,5 @@ def translate(column, *, target: str, source: str = "auto", model: str | None = 
     catalog's); rows already in ``target`` pass through (``translated`` false).
     """
     p = translate_plan(target=target, source=source, model=model, detector=detector, device=device,
-                       fail_on_error=fail_on_error)
+                       precision=precision, fail_on_error=fail_on_error)
     return runtime.make_udf(p)(column)

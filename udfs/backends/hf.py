@@ -16,7 +16,7 @@ class Encoder:
     """AutoModel + pooling (mean or CLS) + optional L2 normalisation, batched by a token budget."""
 
     def __init__(self, weights: Path, *, device: str = "cpu", precision: str = "fp32", max_tokens: int = 256,
-                 pooling: str = "mean", normalize: bool = True, token_budget: int = 8192,
+                 pooling: str = "mean", normalize: bool = True, token_budget: int = 4096,
                  max_batch_size: int = 128, **_: Any):
         import torch
         from transformers import AutoModel, AutoTokenizer
