@@ -15,7 +15,7 @@ import time
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import manifest_json, parse_args, read_input, write_text_file  # noqa: E402
+from jobs.common import manifest_json, parse_args, read_input, run_cli, write_text_file  # noqa: E402
 from jobs.config import JobConf, load_job  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.pipeline import apply_tasks, plan_tasks  # noqa: E402
@@ -84,14 +84,7 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    try:
-        conf = load_job(args.conf)
-        summary = run(conf)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    print_summary(summary)
-    return 0
+    return run_cli(lambda: run(load_job(args.conf)), print_summary)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import manifest_json, parse_args, read_input, write_text_file  # noqa: E402
+from jobs.common import manifest_json, parse_args, read_input, run_cli, write_text_file  # noqa: E402
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
 from udfs import clustering as cl  # noqa: E402
 from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
@@ -209,17 +209,7 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    try:
-        conf, cc = load_cluster_job(args.conf)
-        summary = run(conf, cc)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    except cl.ClusteringError as exc:
-        print(f"input error: {exc}", file=sys.stderr)
-        return 3
-    print_summary(summary)
-    return 0
+    return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, input_errors=(cl.ClusteringError,))
 
 
 if __name__ == "__main__":

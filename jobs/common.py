@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import sys
+from typing import Any, Callable
 
 from jobs.config import InputConf
 
@@ -12,6 +13,23 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conf", required=True, help="job config YAML, e.g. conf/jobs/sample.yml")
     return parser.parse_args(argv)
+
+
+def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *,
+            input_errors: tuple[type[Exception], ...] = ()) -> int:
+    """A job's command line: a configuration error exits 2, an input error 3, both with one line on stderr."""
+    from udfs.errors import ConfigError
+
+    try:
+        summary = execute()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except input_errors as exc:
+        print(f"input error: {exc}", file=sys.stderr)
+        return 3
+    report(summary)
+    return 0
 
 
 def read_input(spark, inp: InputConf):

@@ -21,7 +21,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import parse_args  # noqa: E402
+from jobs.common import parse_args, run_cli  # noqa: E402
 from jobs.config import read_yaml, resolve_path  # noqa: E402
 from jobs.train_classifier import TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
@@ -144,14 +144,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    try:
-        summary = run(parse_evaluate_job(read_yaml(args.conf), source=args.conf))
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    print_summary(summary)
-    print(dumps(summary["decision"]))
-    return 0
+
+    def report(summary: dict) -> None:
+        print_summary(summary)
+        print(dumps(summary["decision"]))
+
+    return run_cli(lambda: run(parse_evaluate_job(read_yaml(args.conf), source=args.conf)), report)
 
 
 if __name__ == "__main__":

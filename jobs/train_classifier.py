@@ -20,7 +20,7 @@ from typing import Any
 if __package__ in (None, ""):  # spark-submit jobs/train_classifier.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import parse_args, read_input  # noqa: E402
+from jobs.common import parse_args, read_input, run_cli  # noqa: E402
 from jobs.config import InputConf, parse_input, read_yaml  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.training import TRAINING_EXPERIMENT, TrainSettings, dumps, result_summary, train  # noqa: E402
@@ -119,13 +119,7 @@ def run(job: TrainJob, *, spark=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    try:
-        result = run(load_train_job(args.conf))
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    print(dumps(result_summary(result)))
-    return 0
+    return run_cli(lambda: run(load_train_job(args.conf)), lambda result: print(dumps(result_summary(result))))
 
 
 if __name__ == "__main__":
