@@ -1,7 +1,7 @@
 """Writes notebooks/01_quickstart.ipynb (no outputs). Run: .venv/bin/python notebooks/_build_01.py"""
-from pathlib import Path
-
 import nbformat as nbf
+
+from _nb import write_notebook  # notebooks/_nb.py
 
 cells = [
     nbf.v4.new_markdown_cell(
@@ -56,6 +56,4 @@ cells = [
         "analyze.print_summary(summary)\n"
         "assert summary['rows'] == df.count()"),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                               "language": "python"}})
-nbf.write(nb, Path(__file__).with_name("01_quickstart.ipynb"))
+write_notebook(cells, "01_quickstart.ipynb")

@@ -1,8 +1,7 @@
 """Build notebooks/02_train_evaluate.ipynb (no outputs): python notebooks/_build_02.py"""
-from pathlib import Path
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _nb import write_notebook  # notebooks/_nb.py
 
 CELLS = [
     new_markdown_cell(
@@ -78,13 +77,5 @@ CELLS = [
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).with_name("02_train_evaluate.ipynb")
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    print(f"wrote {write_notebook(CELLS, '02_train_evaluate.ipynb')}")

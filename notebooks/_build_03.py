@@ -1,8 +1,7 @@
 """Build notebooks/03_clustering.ipynb (no outputs): python notebooks/_build_03.py"""
-from pathlib import Path
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _nb import write_notebook  # notebooks/_nb.py
 
 CELLS = [
     new_markdown_cell(
@@ -76,13 +75,5 @@ CELLS = [
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=CELLS)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    return nb
-
-
 if __name__ == "__main__":
-    out = Path(__file__).with_name("03_clustering.ipynb")
-    nbformat.write(build(), out)
-    print(f"wrote {out}")
+    print(f"wrote {write_notebook(CELLS, '03_clustering.ipynb')}")

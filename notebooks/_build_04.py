@@ -1,7 +1,7 @@
 """Writes notebooks/04_summarize_translate.ipynb (no outputs). Run: .venv/bin/python notebooks/_build_04.py"""
-from pathlib import Path
-
 import nbformat as nbf
+
+from _nb import write_notebook  # notebooks/_nb.py
 
 cells = [
     nbf.v4.new_markdown_cell(
@@ -55,6 +55,4 @@ cells = [
         "print('translation:', out['pt-1'].model, '| source detected by:', out['pt-1'].detector)"),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                "language": "python"}})
-Path(__file__).with_name("04_summarize_translate.ipynb").write_text(nbf.writes(nb))
+write_notebook(cells, "04_summarize_translate.ipynb")

@@ -32,3 +32,13 @@ def assert_rows_equal(df, expected: Sequence[dict], *, key: str, atol: float = 1
     for a, e in zip(actual, expected):
         assert list(a) == list(e), f"columns {list(a)} != {list(e)}"
         _close(a, e, atol, f"row {a[key]!r}")
+
+
+def register_catalog_entry(name: str) -> str:
+    """Register conf/models.yml's entry ``name`` in the test registry (idempotent); its reference."""
+    from jobs.register_models import register_entry
+    from udfs.catalog import load_catalog
+
+    entry = load_catalog()[name]
+    register_entry(entry)
+    return entry.reference

@@ -8,6 +8,7 @@ from udfs.loading import build, local_folder
 from udfs.registry import resolve
 from udfs.text import EMPTY_INPUT, NULL_INPUT
 from tests.test_embed import BAD_INPUTS
+from tests.helpers import register_catalog_entry
 
 pytestmark = pytest.mark.real
 
@@ -23,18 +24,9 @@ SAMPLES = [  # (text, expected ISO 639-1 code)
 ]
 
 
-def register(name: str) -> str:
-    from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
-
-    entry = load_catalog()[name]
-    register_entry(entry)
-    return entry.reference
-
-
 @pytest.fixture(scope="module")
 def lid(mlflow_registry) -> str:
-    return register("textspark-lid176")
+    return register_catalog_entry("textspark-lid176")
 
 
 @pytest.fixture(scope="module")
@@ -93,5 +85,5 @@ def test_config_errors_name_the_key(lid):
     from udfs.errors import ModelReferenceError
 
     with pytest.raises(ModelReferenceError, match="task 'language' needs a model registered for 'language'"):
-        register("textspark-minilm")
+        register_catalog_entry("textspark-minilm")
         language_plan(model="models:/textspark-minilm@champion")

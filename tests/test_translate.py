@@ -12,25 +12,17 @@ from udfs.text import EMPTY_INPUT, NULL_INPUT
 from udfs.translate import translate_plan
 from tests.test_embed import BAD_INPUTS
 from tests.tiny_seq2seq import build_tiny_marian, build_tiny_t5
+from tests.helpers import register_catalog_entry
 
 SUPPORTED = "unsupported language pair {}->pt; supported pairs: en->pt, pt->en"
 EN = ["The weather is fine and the train was on time.", "I love this product, it works great!",
       "Quarterly profits at US media giant TimeWarner jumped 76% to $1.13bn for the three months to December."]
 
 
-def register(name: str) -> str:
-    from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
-
-    entry = load_catalog()[name]
-    register_entry(entry)
-    return entry.reference
-
-
 @pytest.fixture(scope="module")
 def bergamot(mlflow_registry) -> str:
-    register("textspark-lid176")  # source="auto" resolves the catalog's language model
-    return register("textspark-bergamot-enpt")
+    register_catalog_entry("textspark-lid176")  # source="auto" resolves the catalog's language model
+    return register_catalog_entry("textspark-bergamot-enpt")
 
 
 @pytest.fixture(scope="module")
