@@ -10,10 +10,14 @@ import pandas as pd
 from udfs.datasets import bbc_news, tweets
 
 
-def corpus(rows: int, seed: int = 0) -> pd.DataFrame:
-    half = rows // 2
-    tw = tweets().sample(rows - half, random_state=seed)["text"]
-    bbc = bbc_news().sample(half, random_state=seed)["text"]
+def corpus(rows: int, seed: int = 0, article_share: float = 0.5) -> pd.DataFrame:
+    """``rows`` real texts in random order: ``article_share`` of them BBC articles (long: most are cut at
+    256 tokens), the rest tweets (short: ~30 tokens)."""
+    if not 0.0 <= article_share <= 1.0:
+        raise ValueError(f"article_share: got {article_share!r}; allowed: 0.0 to 1.0")
+    articles = int(round(rows * article_share))
+    tw = tweets().sample(rows - articles, random_state=seed)["text"]
+    bbc = bbc_news().sample(articles, random_state=seed)["text"]
     texts = pd.concat([tw, bbc]).sample(frac=1.0, random_state=seed).tolist()
     return pd.DataFrame({"id": range(len(texts)), "text": texts})
 

@@ -3,6 +3,7 @@ aliases, full fine-tuning, bad training data, and catalog entries built by train
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -97,6 +98,11 @@ def test_pyfunc_loads_the_version_alone(trained):
     assert [r["label"] for r in rows] == [r["label"] for r in expected]
     assert rows[0]["scores"] == pytest.approx(expected[0]["scores"])
     assert sum(rows[0]["scores"].values()) == pytest.approx(1.0)
+    # bad rows: None where the Spark UDF gives a null result; control characters cleaned as the UDF cleans them
+    odd = model.predict(pd.Series([None, "", "   ", "the match\x00and the goal\x85team today", "shares profits market"]))
+    assert odd[:3] == [None, None, None]
+    assert [r["label"] for r in odd[3:]] == [r["label"] for r in expected]
+    assert odd[3]["scores"] == pytest.approx(direct.predict(["the match and the goal team today"])[0]["scores"])
 
 
 def test_retraining_moves_candidate_not_champion(table, trained, tiny_encoder):

@@ -16,10 +16,24 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
         self._model = build(self._folder, device="cpu", precision="fp32")
 
     def predict(self, context, model_input, params=None):
+        """One result per input row, in order. Texts are cleaned as the Spark UDFs clean them
+        (udfs.text.clean_texts), so both give the same result for the same row; a row the UDFs would
+        give a null result with a reason (null, empty, whitespace only) gets None here."""
+        import numpy as np
         import pandas as pd
 
+        from udfs.text import clean_texts
+
         texts = model_input.iloc[:, 0] if isinstance(model_input, pd.DataFrame) else pd.Series(model_input)
-        texts = [str(t) for t in texts]
-        if hasattr(self._model, "embed"):
-            return [list(map(float, v)) for v in self._model.embed(texts)]
-        return self._model.predict(texts)
+        clean, _ = clean_texts(texts.reset_index(drop=True))
+        ok = np.flatnonzero(clean.notna().to_numpy())
+        out: list = [None] * len(clean)
+        if len(ok):
+            rows = clean.iloc[ok].tolist()
+            if hasattr(self._model, "embed"):
+                values = [list(map(float, v)) for v in self._model.embed(rows)]
+            else:
+                values = self._model.predict(rows)
+            for i, value in zip(ok, values):
+                out[i] = value
+        return out
