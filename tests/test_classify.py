@@ -105,6 +105,31 @@ def test_zero_shot_by_embedding_similarity(spark, tiny_encoder):
                                atol=1e-4)  # multi-label embedding scores are the cosine similarities
 
 
+def test_zero_shot_reads_a_long_text_as_the_mean_of_its_word_windows(spark, tiny_encoder):
+    from tests.tiny_models import CORPUS
+
+    words = " ".join(CORPUS).split()
+    long_text, short = " ".join(words[:130]), "Shares rose after the company reported profits."
+    df = spark.createDataFrame([(0, long_text), (1, short)], "id int, text string")
+    got = {}
+    for chunk_words in (60, 0):
+        got[chunk_words] = df.select("id", classify("text", labels=TOPICS, model=tiny_encoder, chunk_words=chunk_words,
+                                                    max_chunks=2, hypothesis_template="{}").alias("c")) \
+            .orderBy("id").collect()
+    enc = direct(tiny_encoder)
+    label_vectors = enc.embed(TOPICS)
+    windows = enc.embed([" ".join(words[:60]), " ".join(words[60:120])])  # 3 windows of 130 words, 2 kept
+    mean = windows.mean(0) / np.linalg.norm(windows.mean(0))
+    for vector, windowed, cut in ((mean, got[60][0], got[0][0]), (enc.embed([short])[0], got[60][1], got[0][1])):
+        sim = vector @ label_vectors.T
+        np.testing.assert_allclose([windowed.c.scores[k] for k in TOPICS],
+                                   np.exp(sim / 0.05) / np.exp(sim / 0.05).sum(), atol=1e-4)
+    sim_cut = enc.embed([long_text])[0] @ label_vectors.T
+    np.testing.assert_allclose([got[0][0].c.scores[k] for k in TOPICS],
+                               np.exp(sim_cut / 0.05) / np.exp(sim_cut / 0.05).sum(), atol=1e-4)
+    assert [r.c.scores for r in got[60]][1] == pytest.approx(got[0][1].c.scores)  # a short text: the same either way
+
+
 def test_label_vectors_are_embedded_once_per_worker():
     class Fake:
         calls: list = []
@@ -178,6 +203,12 @@ def test_settings_fail_early_naming_the_key(tiny_head, tiny_encoder):
         classify_plan(model=tiny_encoder, labels=["a", "a"])
     with pytest.raises(ConfigError, match=r"descriptions: got \['golf'\]; allowed: keys among labels"):
         classify_plan(model=tiny_encoder, labels=TOPICS, descriptions={"golf": "a sport"})
+    with pytest.raises(ConfigError, match=r"chunk_words: got -5; allowed: an integer from 0 to 100000"):
+        classify_plan(model=tiny_encoder, labels=TOPICS, chunk_words=-5)
+    with pytest.raises(ConfigError, match=r"max_chunks: got 0; allowed: an integer from 1 to 100000"):
+        classify_plan(model=tiny_encoder, labels=TOPICS, max_chunks=0)
+    with pytest.raises(ConfigError, match=r"chunk_words: got 50; allowed: 0 or nothing for the supervised method"):
+        classify_plan(model=tiny_head, chunk_words=50)
     with pytest.raises(ConfigError, match=r"hypothesis_template: got 'no placeholder'"):
         classify_plan(model=tiny_encoder, labels=TOPICS, hypothesis_template="no placeholder")
     with pytest.raises(ModelReferenceError, match=r"'tiny-head' has no alias 'production'. Aliases that exist: "

@@ -227,11 +227,7 @@ def embed_chunked(encoder, texts: list[str], chunk_words: int | None, max_chunks
     """In-process twin of the Spark path in :func:`prepare`: mean of the windows' embeddings per text."""
     if not chunk_words:
         return encoder.embed(texts)
-    windows = [[" ".join(w[i:i + chunk_words]) for i in range(0, len(w), chunk_words)][:max_chunks] or [t]
-               for t, w in ((t, t.split()) for t in texts)]
-    flat = encoder.embed([c for cs in windows for c in cs])
-    bounds = np.cumsum([0] + [len(cs) for cs in windows])
-    return np.stack([flat[a:b].astype(np.float64).mean(0) for a, b in zip(bounds[:-1], bounds[1:])])
+    return encoder.embed_windows(texts, chunk_words, max_chunks, renormalize=False).astype(np.float64)
 
 
 def load_clustering(folder: Path, *, device: str = "cpu", precision: str = "fp32", **params: Any) -> Clustering:
@@ -352,7 +348,8 @@ def _embedded(rows, plan, chunk_words: int | None, max_chunks: int):
     windows = F.transform(F.sequence(F.lit(0), count - 1),
                           lambda i: F.array_join(F.slice(words, i * chunk_words + 1, chunk_words), " "))
     blank = F.col("_text").isNull() | (F.trim(F.col("_text")) == "")
-    chunks = F.when(blank, F.array(F.col("_text"))).otherwise(windows)  # blank: one chunk, the embed reason
+    # blank: one chunk, the embed reason; no longer than a window: the text as it is (Encoder.embed_windows)
+    chunks = F.when(blank | (F.size(words) <= chunk_words), F.array(F.col("_text"))).otherwise(windows)
     exploded = keyed.select("_row", F.explode(chunks).alias("_chunk"))
     embedded = exploded.select("_row", embed(F.col("_chunk")).alias("_e"))
     vs = F.col("_vs")

@@ -29,7 +29,7 @@ def _registry() -> dict[str, TaskDef]:
         "sentiment": TaskDef("sentiment", sentiment_plan, extra_keys=("label_map",)),
         "classify": TaskDef("classify", classify_plan,
                             extra_keys=("labels", "descriptions", "multi_label", "threshold", "method",
-                                        "hypothesis_template", "temperature")),
+                                        "hypothesis_template", "temperature", "chunk_words", "max_chunks")),
         "summarize": TaskDef("summarize", summarize_plan,
                              extra_keys=("method", "max_sentences", "max_words", "max_input_sentences")),
         "translate": TaskDef("translate", translate_plan, extra_keys=("target", "source", "detector"),

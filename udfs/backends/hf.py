@@ -48,6 +48,24 @@ class Encoder:
                 out[rows] = vectors
         return out
 
+    def embed_windows(self, texts: list[str], words: int, max_windows: int = 16, *,
+                      renormalize: bool = True) -> np.ndarray:
+        """(len(texts), dim): a text longer than ``words`` words is the mean of its windows of ``words``
+        words (the first ``max_windows`` of them) instead of being cut at the model's token limit; a shorter
+        text is embedded as it is. All windows of all texts go through one token-budget batching. With
+        ``renormalize`` (and an encoder that normalises), the means are L2-normalised again."""
+        windows = []
+        for text in texts:
+            split = text.split()
+            windows.append([" ".join(split[i:i + words]) for i in range(0, len(split), words)][:max_windows]
+                           if len(split) > words else [text])
+        flat = self.embed([w for ws in windows for w in ws])
+        bounds = np.cumsum([0] + [len(ws) for ws in windows])
+        out = np.stack([flat[a:b].astype(np.float64).mean(0) for a, b in zip(bounds[:-1], bounds[1:])])
+        if renormalize and self.normalize:
+            out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return out.astype(np.float32)
+
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         torch = self._torch
         input_ids, mask = pad_batch(batch_ids, self.pad_id)
