@@ -14,7 +14,8 @@ Prints rows/s and ratios for:
   mlflow (ST)     mlflow.pyfunc.spark_udf on the same weights saved with mlflow's sentence_transformers flavor
                   (the usual MLflow way to serve this model; SentenceTransformer.encode, batch_size 32)
 then useful FLOP/s (2 x non-embedding params x real tokens + attention) against this machine's measured
-fp32 and bf16 matmul FLOP/s on 2 threads, and the bf16-vs-fp32 accuracy delta (embedding cosine, labels).
+fp32 and bf16 matmul FLOP/s on 2 threads, the bf16-vs-fp32 accuracy delta (embedding cosine, labels), and
+one worker's view in process (tokenizing's share; fp32 / bf16 / int8 dynamic quantization: speed, cosine).
 Every Spark variant gets a warm-up pass on 64 rows in 2 partitions first (JVM and Python workers started; models
 cached where the variant caches them), and each timed pass evaluates the UDF exactly once per row (a plain
 collect, sorted by id afterwards in Python: an ``orderBy`` would run the UDF a second time in Spark's
@@ -116,24 +117,34 @@ def sentence_transformers_model(weights: Path) -> str:
     return path
 
 
-def tokenize_share(weights: Path, texts: list[str]) -> None:
-    """What a worker spends tokenizing (once per Arrow batch, before the model runs): one thread, in process."""
+def one_worker(weights: Path, texts: list[str]) -> None:
+    """What one worker does with one partition's rows, in process on 1 thread: the share of tokenizing (done
+    once per Arrow batch, before the model runs), and fp32 / bf16 / int8 (torch dynamic quantization of every
+    Linear layer) in speed and in embedding cosine to fp32."""
     import torch
 
     from udfs.backends.hf import Encoder
-    from udfs.device import auto_precision
 
     torch.set_num_threads(1)
-    encoder = Encoder(weights, precision=auto_precision("cpu"))
-    encoder.embed(texts[:32])
+    encoders = {"fp32": Encoder(weights, precision="fp32"), "bf16": Encoder(weights, precision="bf16")}
+    int8 = Encoder(weights, precision="fp32")
+    int8.model = torch.ao.quantization.quantize_dynamic(int8.model, {torch.nn.Linear}, dtype=torch.qint8)
+    encoders["int8 (dynamic)"] = int8
+    print(f"\none worker in process, {len(texts)} rows (one partition's worth), 1 thread:")
     start = time.perf_counter()
-    encoder.tokenize(texts)
+    encoders["bf16"].tokenize(texts)
     tokenize = time.perf_counter() - start
-    start = time.perf_counter()
-    encoder.embed(texts)  # tokenizes again, then runs the model
-    total = time.perf_counter() - start
-    print(f"\none worker, {len(texts)} rows (one partition's worth), 1 thread: tokenizing {tokenize * 1000:.0f} ms "
-          f"of {total:.2f} s = {tokenize / total:.1%}")
+    seconds, vectors = {}, {}
+    for name, encoder in encoders.items():
+        encoder.embed(texts[:32])
+        start = time.perf_counter()
+        vectors[name] = encoder.embed(texts)  # tokenizes, then runs the model
+        seconds[name] = time.perf_counter() - start
+    for name in encoders:
+        cos = np.sum(vectors[name] * vectors["fp32"], axis=1)
+        print(f"  {name:<16} {len(texts) / seconds[name]:7.1f} rows/s (x{seconds['fp32'] / seconds[name]:.2f} fp32); "
+              f"cosine to fp32 min {cos.min():.6f} mean {cos.mean():.6f}")
+    print(f"  tokenizing: {tokenize * 1000:.0f} ms = {tokenize / seconds['bf16']:.1%} of the bf16 pass")
 
 
 def timed_spark(df, column) -> tuple[float, list]:
@@ -263,7 +274,7 @@ def main(argv=None) -> int:
         cos = np.sum(reference * other, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1))
         print(f"    {name:<22} min {cos[unchanged].min():.6f} mean {cos[unchanged].mean():.6f}; "
               f"all rows min {cos.min():.6f}")
-    tokenize_share(weights, texts[: len(texts) // 2])
+    one_worker(weights, texts[: len(texts) // 2])
     sentiment_section(spark, df, warm, texts, weights if not args.skip_slow else None)
     spark.stop()
     return 0
