@@ -105,13 +105,18 @@ def predict_batch(weights: str):
 
 
 def sentence_transformers_model(weights: Path) -> str:
-    """The same weights saved (not registered) with mlflow's sentence_transformers flavor, in a temp folder."""
+    """The same weights saved (not registered) with mlflow's sentence_transformers flavor, in a temp folder
+    removed when the bench exits."""
+    import atexit
+    import shutil
     import tempfile
 
     import mlflow.sentence_transformers
     from sentence_transformers import SentenceTransformer
 
-    path = str(Path(tempfile.mkdtemp(prefix="textspark-bench-st-")) / "model")
+    folder = tempfile.mkdtemp(prefix="textspark-bench-st-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = str(Path(folder) / "model")
     mlflow.sentence_transformers.save_model(SentenceTransformer(str(weights), device="cpu"), path,
                                            pip_requirements=["sentence-transformers"])
     return path
