@@ -49,6 +49,20 @@ def test_job_keeps_every_row_and_column_and_records_the_version(spark, tiny_enco
                                   "model_uri": f"models:/tiny-encoder/{version}", "null_with_reason": 4}]
 
 
+def test_input_can_be_a_catalog_table(spark, tiny_encoder, table, tmp_path):
+    spark.read.parquet(str(table)).createOrReplaceTempView("textspark_docs")  # spark.table() reads views too
+    try:
+        data = {"input": {"table": "textspark_docs", "text_column": "text", "id_column": "doc_id"},
+                "tasks": [{"task": "embed", "column": "embedding", "model": "models:/tiny-encoder@champion"}],
+                "output": {"path": str(tmp_path / "out"), "mode": "overwrite"}}
+        summary = analyze.run(parse_job(data, source="test"), spark=spark)
+    finally:
+        spark.catalog.dropTempView("textspark_docs")
+    got = spark.read.parquet(str(tmp_path / "out")).toPandas().sort_values("doc_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[["doc_id", "text", "lang"]], pd.read_parquet(table), check_dtype=False)
+    assert summary["rows"] == len(got) == 11 and int(got["embedding"].isna().sum()) == 4
+
+
 def test_each_udf_runs_once_per_row(spark, tiny_encoder, table, tmp_path):
     """The struct is split into two columns without evaluating the Python UDF twice."""
     from udfs.pipeline import apply_tasks, plan_tasks
