@@ -81,7 +81,8 @@ def _mapping(data: dict, key: str, src: str | None, required: bool = True) -> di
     return value
 
 
-def _unknown(section: dict, allowed: tuple[str, ...], prefix: str, src: str | None) -> None:
+def reject_unknown_keys(section: dict, allowed: tuple[str, ...], prefix: str, src: str | None) -> None:
+    """A key of ``section`` not in ``allowed``: ConfigError naming ``prefix.key``, its value and the allowed keys."""
     for key in section:
         if key not in allowed:
             raise ConfigError(f"{prefix}.{key}", section[key], f"keys {', '.join(allowed)}", source=src)
@@ -89,7 +90,7 @@ def _unknown(section: dict, allowed: tuple[str, ...], prefix: str, src: str | No
 
 def parse_input(data: dict, src: str | None) -> InputConf:
     section = _mapping(data, "input", src)
-    _unknown(section, ("path", "table", "format", "text_column", "id_column", "options"), "input", src)
+    reject_unknown_keys(section, ("path", "table", "format", "text_column", "id_column", "options"), "input", src)
     fmt = section.get("format", "table" if "table" in section else "parquet")
     if fmt not in INPUT_FORMATS:
         raise ConfigError("input.format", fmt, INPUT_FORMATS, source=src)
@@ -116,7 +117,7 @@ def parse_input(data: dict, src: str | None) -> InputConf:
 
 def parse_output(data: dict, src: str | None) -> OutputConf:
     section = _mapping(data, "output", src)
-    _unknown(section, ("path", "format", "mode", "partitions"), "output", src)
+    reject_unknown_keys(section, ("path", "format", "mode", "partitions"), "output", src)
     path = section.get("path")
     if not isinstance(path, str) or not path:
         raise ConfigError("output.path", path, "a folder path", source=src)
@@ -148,7 +149,7 @@ def parse_tasks(data: dict, src: str | None, *, required: bool = True) -> tuple[
             raise ConfigError(f"{key}.task", name, sorted(TASK_DEFS), source=src)
         tdef = TASK_DEFS[name]
         allowed = COMMON_KEYS + tdef.extra_keys
-        _unknown(raw, allowed, key, src)
+        reject_unknown_keys(raw, allowed, key, src)
         for req in tdef.required_keys:
             if req not in raw:
                 raise ConfigError(f"{key}.{req}", None, f"required for task {name}", source=src)
@@ -173,15 +174,15 @@ def parse_job(data: dict[str, Any], *, source: str | None = None, tasks_required
     ``extra_keys``: top-level keys a particular job adds (it validates their values itself)."""
     if not isinstance(data, dict):
         raise ConfigError("(top level)", data, "a mapping with input, tasks, output", source=source)
-    _unknown(data, ("input", "tasks", "output", "spark", "mlflow", "fail_on_error", "inference") + tuple(extra_keys),
+    reject_unknown_keys(data, ("input", "tasks", "output", "spark", "mlflow", "fail_on_error", "inference") + tuple(extra_keys),
              "(top level)", source)
     spark = _mapping(data, "spark", source, required=False)
-    _unknown(spark, ("profile", "conf"), "spark", source)
+    reject_unknown_keys(spark, ("profile", "conf"), "spark", source)
     conf = spark.get("conf") or {}
     if not isinstance(conf, dict):
         raise ConfigError("spark.conf", conf, "a mapping of Spark settings", source=source)
     mlflow_section = _mapping(data, "mlflow", source, required=False)
-    _unknown(mlflow_section, ("experiment",), "mlflow", source)
+    reject_unknown_keys(mlflow_section, ("experiment",), "mlflow", source)
     tasks = parse_tasks(data, source, required=tasks_required)
     if data.get("fail_on_error") is not None:
         if not isinstance(data["fail_on_error"], bool):

@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs.common import parse_args, run_cli  # noqa: E402
-from jobs.config import read_yaml, resolve_path  # noqa: E402
+from jobs.config import read_yaml, reject_unknown_keys, resolve_path  # noqa: E402
 from jobs.train_classifier import TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.evaluation import EVALUATION_EXPERIMENT, METRICS, UNSEEN, compare_and_promote  # noqa: E402
@@ -54,9 +54,7 @@ class EvaluateJob:
 def parse_evaluate_job(data: dict[str, Any], *, source: str | None = None) -> EvaluateJob:
     if not isinstance(data, dict):
         raise ConfigError("(top level)", data, "a mapping with model, task and input or holdout_of", source=source)
-    for key in data:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"(top level).{key}", data[key], f"keys {', '.join(TOP_KEYS)}", source=source)
+    reject_unknown_keys(data, TOP_KEYS, "(top level)", source)
     model = data.get("model")
     if not isinstance(model, str) or not model or "/" in model or "@" in model:
         raise ConfigError("model", model, "a registered model name, e.g. topics", source=source)

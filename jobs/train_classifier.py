@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # spark-submit jobs/train_classifier.py: make the
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs.common import parse_args, read_input, run_cli  # noqa: E402
-from jobs.config import InputConf, parse_input, read_yaml  # noqa: E402
+from jobs.config import InputConf, parse_input, read_yaml, reject_unknown_keys  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.training import TRAINING_EXPERIMENT, TrainSettings, dumps, result_summary, train  # noqa: E402
 
@@ -46,9 +46,7 @@ def parse_train_job(data: dict[str, Any], *, source: str | None = None, name: st
     """Validate a training config; ``name`` / ``task`` override ``register.name`` / ``task`` (catalog builds)."""
     if not isinstance(data, dict):
         raise ConfigError("(top level)", data, "a mapping with input, label_column, register", source=source)
-    for key in data:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"(top level).{key}", data[key], f"keys {', '.join(TOP_KEYS)}", source=source)
+    reject_unknown_keys(data, TOP_KEYS, "(top level)", source)
     section = data.get("input")
     if not isinstance(section, dict):
         raise ConfigError("input", section, "a mapping: {path, format, text_column} or {dataset}", source=source)
@@ -58,18 +56,14 @@ def parse_train_job(data: dict[str, Any], *, source: str | None = None, name: st
         dataset = dict(section)
         if dataset["dataset"] not in DATASETS:
             raise ConfigError("input.dataset", dataset["dataset"], DATASETS, source=source)
-        for key in dataset:
-            if key not in ("dataset", "split", "text_column"):
-                raise ConfigError(f"input.{key}", dataset[key], "keys dataset, split, text_column", source=source)
+        reject_unknown_keys(dataset, ("dataset", "split", "text_column"), "input", source)
     else:
         inp = parse_input({"input": section}, source)
         text_column = inp.text_column
     register = data.get("register") or {}
     if not isinstance(register, dict):
         raise ConfigError("register", register, f"a mapping with {', '.join(REGISTER_KEYS)}", source=source)
-    for key in register:
-        if key not in REGISTER_KEYS:
-            raise ConfigError(f"register.{key}", register[key], f"keys {', '.join(REGISTER_KEYS)}", source=source)
+    reject_unknown_keys(register, REGISTER_KEYS, "register", source)
     label_map = data.get("label_map")
     if label_map is not None and not isinstance(label_map, dict):
         raise ConfigError("label_map", label_map, "a mapping of model label -> canonical label", source=source)
