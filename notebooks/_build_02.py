@@ -1,7 +1,7 @@
 """Build notebooks/02_train_evaluate.ipynb (no outputs): python notebooks/_build_02.py"""
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from _nb import write_notebook  # notebooks/_nb.py
+from _nb import SETUP_SOURCE, write_notebook  # notebooks/_nb.py
 
 CELLS = [
     new_markdown_cell(
@@ -9,16 +9,7 @@ CELLS = [
         "A topic classifier trained from a labeled Spark table (BBC news, a small real sample), two versions "
         "registered in MLflow, evaluated on the same held-out rows, the better one promoted to `@champion` only "
         "if it wins by the margin, then used by the `classify` UDF. The notebook only calls `jobs.*` / `udfs.*`."),
-    new_code_cell(
-        "import os, tempfile\n"
-        "from pathlib import Path\n"
-        "os.chdir(os.environ.get('TEXTSPARK_HOME', os.getcwd()))  # run from the project root\n"
-        "from udfs.platform import get_spark, setup_environment\n"
-        "setup_environment()  # offline; MLflow at $MLFLOW_TRACKING_URI (the tests set a temp one)\n"
-        "from jobs.register_models import register_entry\n"
-        "from udfs.catalog import load_catalog\n"
-        "register_entry(load_catalog()['textspark-minilm'])  # the base embedding model (idempotent)\n"
-        "spark = get_spark('local')"),
+    new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A labeled table: 20 articles per topic, with a `text` and a `label` column."),
     new_code_cell(
         "from udfs.datasets import bbc_news\n"

@@ -1,7 +1,7 @@
 """Build notebooks/03_clustering.ipynb (no outputs): python notebooks/_build_03.py"""
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from _nb import write_notebook  # notebooks/_nb.py
+from _nb import SETUP_SOURCE, write_notebook  # notebooks/_nb.py
 
 CELLS = [
     new_markdown_cell(
@@ -10,16 +10,7 @@ CELLS = [
         "-> clusters named by class-based TF-IDF keywords, with the texts closest to each centroid. "
         "The fit is logged to MLflow and registered, so new rows are assigned later without refitting. "
         "Everything here calls `jobs.cluster` / `udfs.clustering`; the notebook holds no logic."),
-    new_code_cell(
-        "import os, tempfile\n"
-        "from pathlib import Path\n"
-        "os.chdir(os.environ.get('TEXTSPARK_HOME', os.getcwd()))  # run from the project root\n"
-        "from udfs.platform import get_spark, setup_environment\n"
-        "setup_environment()  # offline; MLflow at $MLFLOW_TRACKING_URI (the tests set a temp one)\n"
-        "from jobs.register_models import register_entry\n"
-        "from udfs.catalog import load_catalog\n"
-        "register_entry(load_catalog()['textspark-minilm'])  # idempotent: an unchanged model adds no version\n"
-        "spark = get_spark('local')"),
+    new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A small real sample: 10 articles per topic. The `label` column is only used to score the "
                       "result (NMI, purity); the fit never sees it."),
     new_code_cell(
