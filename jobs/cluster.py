@@ -83,7 +83,7 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
 
     prepared = cl.prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
                           label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
-                          dim=clustering.dim if clustering else None,
+                          dim=clustering.embedding_dim if clustering else None,
                           distance=clustering.distance if clustering else cc.distance,
                           chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
                           max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
@@ -103,14 +103,17 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
         summary = {
             "mode": cc.mode, "output": conf.output.path, "input": conf.input.path, "k": clustering.k,
             "distance": clustering.distance, "embedding_model": embedding_label,
-            "embedding_column": cc.embedding_column, "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
+            "embedding_column": cc.embedding_column,
+            "lexical_weight": clustering.lexical_weight if clustering.lexical else 0.0,
+            "lexical_dims": clustering.lexical.dims if clustering.lexical else 0,
+            "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
             "keywords": {str(c): w for c, w in sorted(keywords.items())}, **scores,
         }
         if cc.mode == "fit":
             clustering.keywords, clustering.sizes = keywords, sizes
             summary.update(silhouette=result.silhouette, k_range=list(cc.k_range) if cc.k_range else None,
                            candidates={str(k): s for k, s in result.candidates.items()},
-                           rows_distinct=result.distinct)
+                           rows_distinct=result.distinct, lexical_note=result.lexical_note)
         with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
             png = cl.projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
                                     title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
@@ -139,7 +142,8 @@ def _log_run(conf: JobConf, cc: cl.ClusterConf, clustering: cl.Clustering, summa
         if cc.mode == "fit":
             params.update(k=cc.k, k_range=cc.k_range, seed=cc.seed, max_iter=cc.max_iter, sample_size=cc.sample_size,
                           label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
-                          max_chunks=clustering.max_chunks)
+                          max_chunks=clustering.max_chunks, lexical_weight=cc.lexical_weight,
+                          lexical_dims=clustering.lexical.dims if clustering.lexical else 0)
         else:
             params.update(model=cc.model)
         mlflow.log_params({k: str(v) for k, v in params.items()})
@@ -195,7 +199,11 @@ def _write_bytes(spark, path: str, content: bytes) -> None:
 def print_summary(summary: dict) -> None:
     print(f"\n{summary['mode']}: {summary['rows']} rows -> {summary['output']} in {summary['seconds']} s; "
           f"k={summary['k']} ({summary['distance']}), clustering {summary['model']}, "
-          f"embeddings {summary['embedding_model'] or summary['embedding_column']}")
+          f"embeddings {summary['embedding_model'] or summary['embedding_column']}"
+          + (f" + TF-IDF/LSA({summary['lexical_dims']}) at weight {summary['lexical_weight']}"
+             if summary.get("lexical_dims") else ""))
+    if summary.get("lexical_note"):
+        print(f"  {summary['lexical_note']}")
     if summary.get("silhouette") is not None:
         print(f"  silhouette={summary['silhouette']:.3f}" + (
             f"  candidates={summary['candidates']}" if summary.get("candidates") else ""))

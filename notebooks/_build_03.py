@@ -6,7 +6,8 @@ from _nb import SETUP_SOURCE, write_notebook  # notebooks/_nb.py
 CELLS = [
     new_markdown_cell(
         "# Clustering: themes in BBC news without labels\n\n"
-        "Embeddings from the default catalog model (distributed `embed` UDF) -> Spark MLlib k-means (cosine) "
+        "Embeddings from the default catalog model (distributed `embed` UDF), joined to TF-IDF + LSA features "
+        "of the same texts (`lexical_weight: 0.5`, the default) -> Spark MLlib k-means (cosine) "
         "-> clusters named by class-based TF-IDF keywords, with the texts closest to each centroid. "
         "The fit is logged to MLflow and registered, so new rows are assigned later without refitting. "
         "Everything here calls `jobs.cluster` / `udfs.clustering`; the notebook holds no logic."),
@@ -30,7 +31,7 @@ CELLS = [
         "}\n"
         "summary = run(*parse_cluster_job(job), spark=spark)\n"
         "print_summary(summary)"),
-    new_markdown_cell("The 2-D projection (PCA of a sample of the embeddings, coloured by cluster; "
+    new_markdown_cell("The 2-D projection (PCA of a sample of the vectors k-means saw, coloured by cluster; "
                       "also logged to the MLflow run as `projection.png`):"),
     new_code_cell(
         "from IPython.display import Image\n"

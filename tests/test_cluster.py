@@ -101,8 +101,11 @@ def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
                                                                                 summary["run_id"])
     assert str(dict(client().get_registered_model(name).aliases)["champion"]) == version
     clustering, _ = cl.load_registered(f"models:/{name}@champion")
-    assert (clustering.k, clustering.dim, clustering.embedding_model, clustering.chunk_words) == (
-        3, 32, "models:/tiny-encoder/1", 150)
+    # 3 distinct texts: TF-IDF of rank 3, so 3 LSA dimensions beside the encoder's 32
+    assert (clustering.k, clustering.dim, clustering.embedding_dim, clustering.embedding_model, clustering.chunk_words,
+            clustering.lexical.dims, clustering.lexical_weight) == (3, 35, 32, "models:/tiny-encoder/1", 150, 3, 0.5)
+    assert (summary["lexical_dims"], summary["lexical_weight"], summary["lexical_note"]) == (3, 0.5, None)
+    assert r.data.params["lexical_weight"] == "0.5" and r.data.params["lexical_dims"] == "3"
     assert clustering.keywords == {int(c): w for c, w in summary["keywords"].items()}
 
 
@@ -221,6 +224,46 @@ def test_bad_vectors_get_reasons_and_distances_match_numpy(spark):
     prepared.unpersist()
 
 
+SPORT = ["The striker scored a late goal to win the match.", "A goal from the striker settled the cup match.",
+         "The captain scored the winning goal of the match.", "The match went to extra time before the goal.",
+         "Fans cheered the striker after the goal in the match.", "The cup match ended with a goal by the captain."]
+MARKETS = ["Shares in the bank fell as profits dropped.", "The bank reported higher profits and shares rose.",
+           "Investors sold bank shares after the profits warning.", "Profits at the bank lifted its shares.",
+           "The market cheered the bank's profits; shares jumped.", "Shares slid when the bank cut its profits forecast."]
+
+
+def test_lexical_features_separate_texts_whose_embeddings_do_not(spark):
+    """Vectors that are all nearly the same direction, texts about two topics: the TF-IDF + LSA half of each
+    row's vector finds the topics; the embeddings alone (lexical_weight 0) cannot."""
+    rng = np.random.default_rng(0)
+    texts = [("sport", t) for t in SPORT] + [("markets", t) for t in MARKETS]
+    rows = [(f"r{i}", t, (np.array([1.0, 0.0, 0.0]) + rng.normal(0, 0.01, 3)).tolist(), topic)
+            for i, (topic, t) in enumerate(texts)]
+    df = spark.createDataFrame(rows, "id string, text string, vec array<double>, label string")
+    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec", label_column="label").cache()
+    scores = {}
+    for weight in (0.5, 0.0):
+        result = cl.fit(prepared, cl.parse_cluster_conf({"k": 2, "embedding_column": "vec", "lexical_weight": weight}),
+                        embedding_model=None)
+        assigned = cl.assign(prepared, result.clustering).collect()
+        scores[weight] = cl.nmi_purity(np.array([[sum(r.cluster == c and r._label == g for r in assigned)
+                                                  for g in ("sport", "markets")] for c in (0, 1)]))[0]
+        lexical = result.clustering.lexical
+        assert (lexical is not None, result.clustering.lexical_weight, result.lexical_note) == (
+            weight > 0, weight, None)
+        assert {len(r.vector) for r in assigned} == {3 + (lexical.dims if lexical else 0)}
+    assert scores[0.5] == 1.0 and scores[0.0] < 0.5, scores
+    prepared.unpersist()
+
+
+def test_lexical_features_are_off_with_a_note_when_the_texts_share_no_terms(spark):
+    df = _vector_frame(spark, [0.0, math.pi])  # texts "group <g> text <i>": every kept word is in every text
+    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec")
+    result = cl.fit(prepared, cl.parse_cluster_conf({"k": 2, "embedding_column": "vec"}), embedding_model=None)
+    assert (result.clustering.lexical, result.clustering.lexical_weight, result.clustering.dim) == (None, 0.0, 3)
+    assert result.lexical_note.startswith("lexical features off (embeddings only): 12 texts: ")
+
+
 def test_euclidean_distance_is_plain_euclidean():
     c = cl.Clustering(centroids=np.array([[0.0, 0.0], [10.0, 0.0]]), distance="euclidean")
     best, d = c.assign(np.array([[3.0, 4.0], [9.0, 0.0]]))
@@ -307,6 +350,11 @@ def test_all_null_text_is_a_clear_error(spark, tiny_encoder, workdir):
     ({"k": 3, "keywords": 0}, r"keywords: got 0; allowed: an integer from 1 to 100"),
     ({"k": 3, "name": "a/b"}, r"name: got 'a/b'"),
     ({"k": 3, "chunk_words": -1}, r"chunk_words: got -1; allowed: an integer from 0 to 100000"),
+    ({"k": 3, "lexical_weight": 1}, r"lexical_weight: got 1; allowed: a number from 0 \(embeddings only\) up to"),
+    ({"k": 3, "lexical_weight": "half"}, r"lexical_weight: got 'half'"),
+    ({"k": 3, "lexical_dims": 1}, r"lexical_dims: got 1; allowed: an integer from 2 to 1000"),
+    ({"mode": "assign", "model": "models:/x@champion", "lexical_weight": 0.2},
+     r"lexical_weight: got 0.2; allowed: nothing in mode: assign"),
     ({"mode": "assign", "model": "models:/x@champion", "chunk_words": 50}, r"chunk_words: got 50; allowed: nothing"),
     ({"k": 3, "clusters": 4}, r"\(top level\).clusters: got 4"),
     ({"k": 3, "tasks": [{"task": "embed"}]}, r"tasks: got .*; allowed: no tasks in a cluster job"),

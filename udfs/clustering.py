@@ -4,9 +4,12 @@ The library half of ``jobs/cluster.py``. Each step is a small function over Spar
 
 - :func:`prepare` gives every input row a vector (from the distributed ``embed`` UDF, or an existing
   embedding column) or a reason it has none (null/empty text, wrong dimension, NaN, zero vector);
+- :func:`fit_lexical` fits TF-IDF + LSA (:mod:`udfs.lexical`) on a sample of the texts and
+  :func:`with_lexical` joins each row's embedding to its LSA vector (``lexical_weight``, default 0.5;
+  0 clusters the embeddings alone);
 - :func:`choose_k` fits one k-means per candidate k on a sample and keeps the best silhouette;
 - :func:`fit` fits ``pyspark.ml.clustering.KMeans`` on every row that has a vector and returns a
-  :class:`Clustering` (centroids + the embedding model version that made the vectors);
+  :class:`Clustering` (centroids + the embedding model version that made the vectors + the LSA arrays);
 - :meth:`Clustering.assign_column` puts rows into clusters (the same code for a fresh fit and for new rows);
 - :func:`keywords` (class-based TF-IDF, in Spark), :func:`representatives` (closest to the centroid),
   :func:`label_scores` (NMI, purity) and :func:`projection_png` describe the result;
@@ -16,11 +19,13 @@ The library half of ``jobs/cluster.py``. Each step is a small function over Spar
 Distances: ``cosine`` (default; 1 - cosine similarity, in [0, 2]; k-means and the silhouette both use
 cosine) or ``euclidean`` (k-means and the silhouette use squared Euclidean distance; the reported
 distance is the plain Euclidean one). Only samples reach the driver: the silhouette sample stays in Spark,
-the projection sample (``projection_size`` rows) and k x (keywords + examples) rows are collected.
+the lexical sample (``sample_size`` texts), the projection sample (``projection_size`` rows) and
+k x (keywords + examples) rows are collected.
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from udfs.errors import ConfigError
+from udfs.lexical import LexicalFitError, LexicalProjection, combine
 
 TASK = "cluster"
 KIND = "kmeans_centroids"
@@ -36,8 +42,9 @@ MODES = ("fit", "assign")
 DISTANCES = ("cosine", "euclidean")
 KEYS = ("mode", "model", "k", "k_range", "embedding_model", "embedding_column", "label_column", "distance",
         "seed", "max_iter", "sample_size", "projection_size", "keywords", "examples", "name", "alias",
-        "device", "precision", "chunk_words", "max_chunks", "n_init")
+        "device", "precision", "chunk_words", "max_chunks", "n_init", "lexical_weight", "lexical_dims")
 MAX_K = 1000
+log = logging.getLogger(__name__)
 EXAMPLE_CHARS = 300
 
 # Reasons a row gets no cluster (besides the embed task's own: null input, empty input, model errors).
@@ -67,7 +74,7 @@ class ClusterConf:
     seed: int = 42
     max_iter: int = 50
     n_init: int = 3                      # final fit: k-means runs (seeds seed, seed+1, ...); lowest cost wins
-    sample_size: int = 5000              # rows (approx.) each candidate k is fitted and scored on
+    sample_size: int = 5000              # rows (approx.) each candidate k is fitted and scored on; texts for LSA
     projection_size: int = 2000          # rows collected to the driver for the 2-D plot
     keywords: int = 10
     examples: int = 3
@@ -78,6 +85,8 @@ class ClusterConf:
     fail_on_error: bool = False
     chunk_words: int | None = 150        # embed long texts as the mean of windows of this many words (0: off)
     max_chunks: int = 16                 # windows per text at most (the rest of a very long text is ignored)
+    lexical_weight: float = 0.5          # share of TF-IDF + LSA features in each row's vector (0: embeddings only)
+    lexical_dims: int = 100              # LSA dimensions of the lexical features
 
 
 def _int(data: dict, key: str, default: int | None, lo: int, hi: int, src: str | None) -> int | None:
@@ -87,6 +96,13 @@ def _int(data: dict, key: str, default: int | None, lo: int, hi: int, src: str |
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ConfigError(key, value, f"an integer from {lo} to {hi}", source=src)
     return value
+
+
+def _fraction(data: dict, key: str, default: float, src: str | None) -> float:
+    value = data.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise ConfigError(key, value, "a number from 0 (embeddings only) up to, not including, 1", source=src)
+    return float(value)
 
 
 def _name(data: dict, key: str, src: str | None, what: str = "a column name") -> str | None:
@@ -126,7 +142,8 @@ def parse_cluster_conf(data: Mapping[str, Any], *, source: str | None = None) ->
         if model is None:
             raise ConfigError("model", None, "models:/<name>@<alias> of a registered clustering (mode: assign)",
                               source=src)
-        for key in ("k", "k_range", "embedding_model", "distance", "chunk_words", "max_chunks"):
+        for key in ("k", "k_range", "embedding_model", "distance", "chunk_words", "max_chunks", "lexical_weight",
+                    "lexical_dims"):
             if data.get(key) is not None:
                 raise ConfigError(key, data[key], f"nothing in mode: assign (it comes from {model})", source=src)
     embedding_model = _name(data, "embedding_model", src, "a model reference, models:/<name>@<alias>")
@@ -149,7 +166,9 @@ def parse_cluster_conf(data: Mapping[str, Any], *, source: str | None = None) ->
         name=name, alias=_name(data, "alias", src, "an alias name") or "champion",
         device=str(data.get("device", "auto")), precision=data.get("precision"), fail_on_error=fail,
         chunk_words=_int(data, "chunk_words", 150, 0, 100_000, src) or None,
-        max_chunks=_int(data, "max_chunks", 16, 1, 10_000, src), n_init=_int(data, "n_init", 3, 1, 100, src))
+        max_chunks=_int(data, "max_chunks", 16, 1, 10_000, src), n_init=_int(data, "n_init", 3, 1, 100, src),
+        lexical_weight=_fraction(data, "lexical_weight", 0.5, src),
+        lexical_dims=_int(data, "lexical_dims", 100, 2, 1000, src))
 
 
 # ---- the fitted clustering (driver object; also the worker-side kind) ---------------------------
@@ -167,6 +186,8 @@ class Clustering:
     label: str = "(unregistered)"         # name/version once registered
     chunk_words: int | None = None        # how texts were embedded (assign repeats it)
     max_chunks: int = 16
+    lexical: LexicalProjection | None = None  # TF-IDF + LSA features joined to the embeddings (None: off)
+    lexical_weight: float = 0.0
 
     @property
     def k(self) -> int:
@@ -174,7 +195,18 @@ class Clustering:
 
     @property
     def dim(self) -> int:
+        """Dimension of the vectors k-means saw (the embedding's, plus the LSA dimensions when lexical)."""
         return int(self.centroids.shape[1])
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.dim - (self.lexical.dims if self.lexical else 0)
+
+    def vectors(self, embeddings: np.ndarray, texts: list[str | None]) -> np.ndarray:
+        """The vectors k-means works on: the embeddings, joined to the texts' LSA vectors when lexical."""
+        if self.lexical is None:
+            return np.asarray(embeddings, dtype=np.float64)
+        return combine(embeddings, self.lexical.transform(texts), self.lexical_weight)
 
     def assign(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(cluster index, distance to its centroid) for each row of ``vectors`` (n, dim)."""
@@ -193,7 +225,7 @@ class Clustering:
         """A Spark column struct<cluster: int, distance: double> (null for a null vector)."""
         from pyspark.sql.functions import pandas_udf
 
-        clustering = self  # pickled into the UDF: k x dim floats
+        clustering = Clustering(centroids=self.centroids, distance=self.distance)  # pickled into the UDF: k x dim
 
         @pandas_udf("struct<cluster: int, distance: double>")
         def textspark_assign(vectors: pd.Series) -> pd.DataFrame:
@@ -211,7 +243,7 @@ class Clustering:
         return textspark_assign(vector_column)
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Plain-MLflow face (``mlflow.pyfunc.load_model(...).predict(texts)``): embed, then assign."""
+        """Plain-MLflow face (``mlflow.pyfunc.load_model(...).predict(texts)``): embed (+ LSA), then assign."""
         if not self.embedding_model:
             raise ValueError(f"clustering {self.label} was fitted on an input embedding column "
                              f"({self.embedding_column!r}); pass vectors to assign() instead of texts")
@@ -219,7 +251,8 @@ class Clustering:
         from udfs.registry import resolve
 
         encoder = load(resolve(self.embedding_model), device="cpu")
-        best, d = self.assign(embed_chunked(encoder, list(texts), self.chunk_words, self.max_chunks))
+        texts = list(texts)
+        best, d = self.assign(self.vectors(embed_chunked(encoder, texts, self.chunk_words, self.max_chunks), texts))
         return [{"cluster": int(c), "distance": float(x)} for c, x in zip(best, d)]
 
 
@@ -231,13 +264,16 @@ def embed_chunked(encoder, texts: list[str], chunk_words: int | None, max_chunks
 
 
 def load_clustering(folder: Path, *, device: str = "cpu", precision: str = "fp32", **params: Any) -> Clustering:
-    """Kind ``kmeans_centroids``: ``weights/centroids.npy`` + ``clusters.json`` (keywords, sizes)."""
+    """Kind ``kmeans_centroids``: ``weights/centroids.npy`` (+ the LSA arrays of :mod:`udfs.lexical` when the
+    vectors were joined to lexical features) + ``clusters.json`` (keywords, sizes)."""
     centroids = np.load(Path(folder) / "weights" / "centroids.npy")
     extra = json.loads((Path(folder) / "clusters.json").read_text()) if (Path(folder) / "clusters.json").is_file() else {}
     meta = json.loads((Path(folder) / "textspark.json").read_text()) if (Path(folder) / "textspark.json").is_file() else {}
     return Clustering(centroids=centroids, distance=params.get("distance", "cosine"),
                       embedding_model=params.get("embedding_model"), embedding_column=params.get("embedding_column"),
                       chunk_words=params.get("chunk_words"), max_chunks=int(params.get("max_chunks", 16)),
+                      lexical=LexicalProjection.load(Path(folder) / "weights"),
+                      lexical_weight=float(params.get("lexical_weight") or 0.0),
                       keywords={int(c): list(w) for c, w in extra.get("keywords", {}).items()},
                       sizes={int(c): int(n) for c, n in extra.get("sizes", {}).items()},
                       label=str(meta.get("name", "(unregistered)")))
@@ -256,11 +292,15 @@ def register(clustering: Clustering, *, name: str, alias: str = "champion", run_
 
     params = {"k": clustering.k, "dim": clustering.dim, "distance": clustering.distance,
               "embedding_model": clustering.embedding_model, "embedding_column": clustering.embedding_column,
-              "chunk_words": clustering.chunk_words, "max_chunks": clustering.max_chunks}
+              "chunk_words": clustering.chunk_words, "max_chunks": clustering.max_chunks,
+              "lexical_weight": clustering.lexical_weight if clustering.lexical else 0.0,
+              "lexical_dims": clustering.lexical.dims if clustering.lexical else 0}
     extra = {"clusters.json": {"keywords": {str(c): w for c, w in sorted(clustering.keywords.items())},
                                "sizes": {str(c): n for c, n in sorted(clustering.sizes.items())}}}
     with tempfile.TemporaryDirectory(prefix="textspark-centroids-") as tmp:
         np.save(Path(tmp) / "centroids.npy", np.ascontiguousarray(clustering.centroids, dtype=np.float64))
+        if clustering.lexical is not None:
+            clustering.lexical.save(Path(tmp))
         version, created = register_folder(name, task=TASK, kind=KIND, params=params, weights=Path(tmp), alias=alias,
                                            description=description, extra_files=extra, run_id=run_id)
     clustering.label = f"{name}/{version}"
@@ -432,6 +472,7 @@ class FitResult:
     rows: int
     rows_with_vector: int
     distinct: int
+    lexical_note: str | None = None      # why the lexical features are off although lexical_weight > 0
 
 
 def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResult:
@@ -444,7 +485,8 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
         reasons = {r["error"]: r["count"] for r in prepared.groupBy("error").count().collect()}
         raise ClusteringError(f"no row can be clustered: {rows} input row(s), none with an embedding; "
                               f"reasons: {reasons or '(empty input)'}")
-    feats = features(prepared).cache()
+    lexical, lexical_note = fit_lexical(prepared, conf, n_rows=ok) if conf.lexical_weight > 0 else (None, None)
+    feats = features(with_lexical(prepared, lexical, conf.lexical_weight)).cache()
     try:
         distinct = feats.select(F.col("features")).distinct().count() if ok < 1_000_000 else ok
         if conf.k_range:
@@ -468,14 +510,62 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
         feats.unpersist()
     clustering = Clustering(centroids=centers, distance=conf.distance, embedding_model=embedding_model,
                             embedding_column=conf.embedding_column,
-                            chunk_words=None if conf.embedding_column else conf.chunk_words, max_chunks=conf.max_chunks)
+                            chunk_words=None if conf.embedding_column else conf.chunk_words, max_chunks=conf.max_chunks,
+                            lexical=lexical, lexical_weight=conf.lexical_weight if lexical else 0.0)
     return FitResult(clustering=clustering, model=model, k=k, silhouette=score, candidates=candidates,
-                     rows=rows, rows_with_vector=ok, distinct=distinct)
+                     rows=rows, rows_with_vector=ok, distinct=distinct, lexical_note=lexical_note)
+
+
+def with_lexical(prepared, lexical: LexicalProjection | None, weight: float):
+    """``prepared`` with each ``vector`` joined to the LSA vector of its ``_text`` (unchanged without lexical)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    if lexical is None:
+        return prepared
+    joiner = Clustering(centroids=np.zeros((0, 0)), lexical=lexical, lexical_weight=weight)  # pickled into the UDF
+
+    @pandas_udf("array<double>")
+    def textspark_cluster_vectors(embeddings: pd.Series, texts: pd.Series) -> pd.Series:
+        out = pd.Series([None] * len(embeddings), dtype=object)
+        ok = np.flatnonzero(embeddings.notna().to_numpy())
+        if len(ok):
+            joined = joiner.vectors(np.stack([np.asarray(embeddings.iloc[i], dtype=np.float64) for i in ok]),
+                                    [texts.iloc[i] for i in ok])
+            out.iloc[ok] = list(joined)
+        return out
+
+    return prepared.withColumn("vector", textspark_cluster_vectors(F.col("vector"), F.col("_text")))
+
+
+def fit_lexical(prepared, conf: ClusterConf, *, n_rows: int) -> tuple[LexicalProjection | None, str | None]:
+    """TF-IDF + LSA (:mod:`udfs.lexical`) fitted on ~``conf.sample_size`` texts of rows with an embedding.
+
+    Only that sample reaches the driver. Returns (projection, None), or (None, why) when the sample is too
+    small or shares too few terms: the clustering then runs on the embeddings alone, and says so.
+    """
+    from pyspark.sql import functions as F
+
+    rows = prepared.where(F.col("vector").isNotNull() & F.col("_text").isNotNull())
+    fraction = min(1.0, conf.sample_size / max(n_rows, 1))
+    if fraction < 1.0:
+        rows = rows.sample(fraction=fraction, seed=conf.seed)
+    texts = [r[0] for r in rows.select("_text").limit(conf.sample_size).collect()]
+    try:
+        return LexicalProjection.fit(texts, conf.lexical_dims, seed=conf.seed), None
+    except LexicalFitError as exc:
+        note = f"lexical features off (embeddings only): {exc}"
+        log.warning("%s", note)
+        return None, note
 
 
 def assign(prepared, clustering: Clustering):
-    """``prepared`` + ``cluster`` (int), ``distance`` (double); rows without a vector get nulls, keep ``error``."""
-    a = prepared.withColumn("_a", clustering.assign_column("vector"))
+    """``prepared`` + ``cluster`` (int), ``distance`` (double); rows without a vector get nulls, keep ``error``.
+
+    ``vector`` becomes the vector k-means saw (joined to the lexical features when the clustering has them).
+    """
+    a = with_lexical(prepared, clustering.lexical, clustering.lexical_weight)
+    a = a.withColumn("_a", clustering.assign_column("vector"))
     return a.select(*[c for c in a.columns if c != "_a"], "_a.cluster", "_a.distance")
 
 
