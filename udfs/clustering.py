@@ -411,6 +411,13 @@ def _kmeans(k: int, conf: ClusterConf, seed: int | None = None):
                   distanceMeasure="cosine" if conf.distance == "cosine" else "euclidean")
 
 
+def best_kmeans(k: int, conf: ClusterConf, data):
+    """The lowest-cost (within-cluster distance sum) of ``conf.n_init`` k-means runs (seeds seed, seed+1, ...)
+    on ``data``: no label is looked at. Runs end in different local optima, the more so on few rows."""
+    return min((_kmeans(k, conf, conf.seed + i).fit(data) for i in range(conf.n_init)),
+               key=lambda m: m.summary.trainingCost)
+
+
 def _evaluator(conf: ClusterConf):
     from pyspark.ml.evaluation import ClusteringEvaluator
 
@@ -435,7 +442,8 @@ def silhouette(model, feats, conf: ClusterConf) -> float | None:
 
 
 def choose_k(feats, conf: ClusterConf, *, n_rows: int, n_distinct: int) -> tuple[int, dict[int, float | None]]:
-    """Best k in ``conf.k_range`` by silhouette, each candidate fitted and scored on the same sample.
+    """Best k in ``conf.k_range`` by silhouette, each candidate fitted (best of ``n_init`` runs by cost) and
+    scored on the same sample.
 
     Candidates above the number of distinct vectors are skipped (k-means cannot make more clusters than
     there are distinct points); candidates for which the sample has too few distinct points score None.
@@ -450,7 +458,7 @@ def choose_k(feats, conf: ClusterConf, *, n_rows: int, n_distinct: int) -> tuple
     try:
         scores: dict[int, float | None] = {}
         for k in range(lo, min(hi, n_distinct) + 1):
-            model = _kmeans(k, conf).fit(sample)
+            model = best_kmeans(k, conf, sample)
             scores[k] = silhouette(model, sample, conf) if len(model.clusterCenters()) == k else None
     finally:
         sample.unpersist()
@@ -498,9 +506,7 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
                     f"k: got {k}, but the input has only {distinct} distinct embedding(s) among {ok} row(s) with "
                     f"text ({ok - distinct} duplicate(s), {rows - ok} row(s) without an embedding); "
                     f"k-means needs at least k distinct rows; lower k or add rows")
-        # n_init runs, the lowest k-means cost (within-cluster distance sum) wins: no label is looked at
-        model = min((_kmeans(k, conf, conf.seed + i).fit(feats) for i in range(conf.n_init)),
-                    key=lambda m: m.summary.trainingCost)
+        model = best_kmeans(k, conf, feats)
         centers = np.array(model.clusterCenters(), dtype=np.float64)
         if len(centers) != k:  # k-means|| found fewer distinct centers
             raise ClusteringError(f"k: k-means returned {len(centers)} cluster(s) for k={k} "
