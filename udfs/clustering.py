@@ -453,15 +453,16 @@ def choose_k(feats, conf: ClusterConf, *, n_rows: int, n_distinct: int) -> tuple
         raise ClusteringError(f"k_range: got [{lo}, {hi}], but the input has only {n_distinct} distinct "
                               f"embedding(s) among {n_rows} row(s) with text; lower k_range or add rows")
     fraction = min(1.0, conf.sample_size / max(n_rows, 1))
-    sample = feats.sample(fraction=fraction, seed=conf.seed) if fraction < 1.0 else feats
-    sample = sample.cache()
+    # the whole input when it is small: then ``feats`` (cached by the caller) must stay cached afterwards
+    sample = feats.sample(fraction=fraction, seed=conf.seed).cache() if fraction < 1.0 else feats
     try:
         scores: dict[int, float | None] = {}
         for k in range(lo, min(hi, n_distinct) + 1):
             model = best_kmeans(k, conf, sample)
             scores[k] = silhouette(model, sample, conf) if len(model.clusterCenters()) == k else None
     finally:
-        sample.unpersist()
+        if sample is not feats:
+            sample.unpersist()
     scored = {k: s for k, s in scores.items() if s is not None}
     if not scored:
         raise ClusteringError(f"k_range: got [{lo}, {hi}]; no candidate k could be scored on a sample of "
