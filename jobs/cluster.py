@@ -117,7 +117,7 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
         with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
             png = cl.projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
                                     title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
-                                          f"k={clustering.k}")
+                                          f"k={clustering.k}", distance=clustering.distance)
             run_id = _log_run(conf, cc, clustering, summary, png)
             summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
             summary["model_uri"] = f"models:/{summary['model']}"

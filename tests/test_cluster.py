@@ -270,6 +270,24 @@ def test_euclidean_distance_is_plain_euclidean():
     assert best.tolist() == [0, 1] and d == pytest.approx([5.0, 1.0])
 
 
+def test_projection_draws_cosine_centroids_among_their_members(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = np.vstack([np.eye(3)[c] + rng.normal(0, 0.3, (10, 3)) for c in (0, 1)]) * 7.0  # cluster 2: no row
+    clusters = np.repeat([0, 1], 10)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    means = np.vstack([unit[clusters == c].mean(0) for c in (0, 1)])
+    # as Spark's cosine k-means makes them: the unit direction of the members' mean of unit vectors
+    centers = np.vstack([means / np.linalg.norm(means, axis=1, keepdims=True), [[0.0, 0.0, 1.0]]])
+    xy, cxy = cl.projection_xy(vectors, clusters, centers, "cosine")
+    for c in (0, 1):  # each centroid is drawn at the 2-D mean of its (unit) members
+        np.testing.assert_allclose(cxy[c], xy[clusters == c].mean(0), atol=1e-9)
+    assert np.isfinite(cxy).all()
+    xy_e, cxy_e = cl.projection_xy(vectors, clusters, vectors[:3], "euclidean")  # euclidean: drawn as they are
+    np.testing.assert_allclose(cxy_e, xy_e[:3])
+    png = cl.projection_png(vectors, clusters, centers, tmp_path / "p.png", distance="cosine")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # ---- keywords and scores ------------------------------------------------------------------------
 
 def test_keywords_are_class_based_tfidf(spark):

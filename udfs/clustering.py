@@ -707,9 +707,28 @@ def projection_sample(assigned, size: int, seed: int = 0) -> tuple[np.ndarray, n
     return np.array([r["vector"] for r in rows], dtype=np.float64), np.array([r["cluster"] for r in rows])
 
 
+def projection_xy(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndarray,
+                  distance: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """2-D PCA coordinates (fitted on the sample ``vectors``, >= 2 rows) of the rows and of the centroids.
+
+    Under ``cosine`` only directions count: rows are drawn as unit vectors, and each centroid (a unit vector
+    in Spark's cosine k-means, far outside its members' cloud) at the mean length of its members along it.
+    """
+    if distance == "cosine":
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        unit = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        along = [(vectors[clusters == c] @ unit[c]).mean() if (clusters == c).any() else 1.0
+                 for c in range(len(unit))]
+        centroids = unit * np.asarray(along)[:, None]
+    mean = vectors.mean(0)
+    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+    axes = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
+    return (vectors - mean) @ axes, (centroids - mean) @ axes
+
+
 def projection_png(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndarray, path: str | Path, *,
-                   title: str = "") -> Path:
-    """2-D PCA (fitted on the sample) of the sample, coloured by cluster, centroids marked; written to ``path``."""
+                   title: str = "", distance: str = "euclidean") -> Path:
+    """:func:`projection_xy` of the sample, coloured by cluster, centroids marked; written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -718,10 +737,7 @@ def projection_png(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndar
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
     if len(vectors) >= 2:
-        mean = vectors.mean(0)
-        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-        axes = vt[:2].T if vt.shape[0] >= 2 else np.pad(vt.T, ((0, 0), (0, 1)))
-        xy, cxy = (vectors - mean) @ axes, (centroids - mean) @ axes
+        xy, cxy = projection_xy(vectors, clusters, centroids, distance)
         cmap = plt.get_cmap("tab10" if len(centroids) <= 10 else "tab20")
         for c in range(len(centroids)):
             m = clusters == c
