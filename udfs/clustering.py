@@ -530,16 +530,14 @@ def with_lexical(prepared, lexical: LexicalProjection | None, weight: float):
 
     if lexical is None:
         return prepared
-    joiner = Clustering(centroids=np.zeros((0, 0)), lexical=lexical, lexical_weight=weight)  # pickled into the UDF
 
     @pandas_udf("array<double>")
     def textspark_cluster_vectors(embeddings: pd.Series, texts: pd.Series) -> pd.Series:
         out = pd.Series([None] * len(embeddings), dtype=object)
         ok = np.flatnonzero(embeddings.notna().to_numpy())
-        if len(ok):
-            joined = joiner.vectors(np.stack([np.asarray(embeddings.iloc[i], dtype=np.float64) for i in ok]),
-                                    [texts.iloc[i] for i in ok])
-            out.iloc[ok] = list(joined)
+        if len(ok):  # ``lexical`` (vocabulary, idf, dims x terms float32) is pickled into the UDF
+            e = np.stack([np.asarray(embeddings.iloc[i], dtype=np.float64) for i in ok])
+            out.iloc[ok] = list(combine(e, lexical.transform([texts.iloc[i] for i in ok]), weight))
         return out
 
     return prepared.withColumn("vector", textspark_cluster_vectors(F.col("vector"), F.col("_text")))
