@@ -27,6 +27,7 @@ import numpy as np
 
 from udfs import model_cache, runtime
 from udfs.errors import ConfigError
+from udfs.vectors import unit_rows
 
 FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>"), ("labels", "array<string>")]
 METHODS = ("auto", "supervised", "embedding", "nli")
@@ -83,8 +84,7 @@ def _label_vectors(model, prompts: list[list[str]]) -> np.ndarray:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    return v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+    return unit_rows(np.asarray(v, dtype=np.float64))
 
 
 def _postprocess(scores: np.ndarray, names: Sequence[str], multi: bool, threshold: float) -> dict[str, Any]:

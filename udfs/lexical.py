@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from udfs.vectors import unit_rows
+
 MIN_DF = 2
 MAX_DF = 0.5
 MAX_TERMS = 20_000
@@ -81,6 +83,7 @@ class LexicalProjection:
     def tfidf(self, texts: list[str | None]):
         """(n, terms) scipy CSR: sublinear tf x idf, unit rows (as scikit-learn's TfidfVectorizer)."""
         from scipy import sparse
+        from sklearn.preprocessing import normalize
 
         analyze, index = _analyzer(), self._index()
         rows, cols, vals = [], [], []
@@ -97,14 +100,11 @@ class LexicalProjection:
             vals.extend(counts.values())
         x = sparse.csr_matrix((np.asarray(vals, dtype=np.float32), (rows, cols)), shape=(len(texts), len(self.vocabulary)))
         x.data = (1.0 + np.log(x.data)) * self.idf[x.indices]
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        return sparse.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0)) @ x
+        return normalize(x, copy=False)
 
     def transform(self, texts: list[str | None]) -> np.ndarray:
         """(n, dims) float64 unit LSA vectors; a zero row for a text with no known term (or null)."""
-        z = np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float64)
-        norms = np.linalg.norm(z, axis=1, keepdims=True)
-        return np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
+        return unit_rows(np.asarray(self.tfidf(texts) @ self.components.T, dtype=np.float64))
 
     def _index(self) -> dict[str, int]:
         if getattr(self, "_lookup", None) is None:
@@ -130,7 +130,5 @@ class LexicalProjection:
 
 def combine(embeddings: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
     """Rows ``[sqrt(1 - weight) * e / |e|, sqrt(weight) * l]`` (``l`` already unit or zero)."""
-    e = np.asarray(embeddings, dtype=np.float64)
-    norms = np.linalg.norm(e, axis=1, keepdims=True)
-    e = np.divide(e, norms, out=np.zeros_like(e), where=norms > 0)
+    e = unit_rows(np.asarray(embeddings, dtype=np.float64))
     return np.hstack([np.sqrt(1.0 - weight) * e, np.sqrt(weight) * np.asarray(lexical, dtype=np.float64)])

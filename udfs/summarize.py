@@ -15,6 +15,7 @@ import numpy as np
 from udfs import runtime
 from udfs.errors import ConfigError
 from udfs.sentences import split_sentences
+from udfs.vectors import unit_rows
 
 FIELDS = [("summary", "string"), ("method", "string"), ("input_sentences", "int"), ("summary_sentences", "int"),
           ("chunks", "int")]
@@ -61,7 +62,7 @@ def _extractive(model, texts: list[str], options: dict[str, Any]) -> dict[str, A
 
 def centrality(vectors: np.ndarray) -> np.ndarray:
     """Each sentence's summed (non-negative) cosine similarity to the other sentences."""
-    v = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+    v = unit_rows(vectors)
     sim = np.clip(v @ v.T, 0.0, None)
     np.fill_diagonal(sim, 0.0)
     return sim.sum(axis=1)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from udfs.batching import pad_batch, split_on_oom, token_budget_batches
+from udfs.vectors import unit_rows
 
 # Characters kept per token of budget before tokenizing: a 100,000-character row costs a few ms, not seconds.
 CHARS_PER_TOKEN_CAP = 16
@@ -63,7 +64,7 @@ class Encoder:
         bounds = np.cumsum([0] + [len(ws) for ws in windows])
         out = np.stack([flat[a:b].astype(np.float64).mean(0) for a, b in zip(bounds[:-1], bounds[1:])])
         if renormalize and self.normalize:
-            out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+            out = unit_rows(out)
         return out.astype(np.float32)
 
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
