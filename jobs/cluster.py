@@ -104,8 +104,7 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
             "mode": cc.mode, "output": conf.output.path, "input": conf.input.path, "k": clustering.k,
             "distance": clustering.distance, "embedding_model": embedding_label,
             "embedding_column": cc.embedding_column,
-            "lexical_weight": clustering.lexical_weight if clustering.lexical else 0.0,
-            "lexical_dims": clustering.lexical.dims if clustering.lexical else 0,
+            "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims,
             "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
             "keywords": {str(c): w for c, w in sorted(keywords.items())}, **scores,
         }
@@ -143,7 +142,7 @@ def _log_run(conf: JobConf, cc: cl.ClusterConf, clustering: cl.Clustering, summa
             params.update(k=cc.k, k_range=cc.k_range, seed=cc.seed, max_iter=cc.max_iter, sample_size=cc.sample_size,
                           label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
                           max_chunks=clustering.max_chunks, lexical_weight=cc.lexical_weight,
-                          lexical_dims=clustering.lexical.dims if clustering.lexical else 0)
+                          lexical_dims=clustering.lexical_dims)
         else:
             params.update(model=cc.model)
         mlflow.log_params({k: str(v) for k, v in params.items()})

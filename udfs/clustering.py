@@ -35,6 +35,7 @@ import pandas as pd
 
 from udfs.errors import ConfigError
 from udfs.lexical import LexicalFitError, LexicalProjection, combine
+from udfs.vectors import unit_rows
 
 TASK = "cluster"
 KIND = "kmeans_centroids"
@@ -187,7 +188,15 @@ class Clustering:
     chunk_words: int | None = None        # how texts were embedded (assign repeats it)
     max_chunks: int = 16
     lexical: LexicalProjection | None = None  # TF-IDF + LSA features joined to the embeddings (None: off)
-    lexical_weight: float = 0.0
+    lexical_weight: float = 0.0               # always 0.0 without lexical
+
+    def __post_init__(self) -> None:
+        if self.lexical is None:
+            self.lexical_weight = 0.0
+
+    @property
+    def lexical_dims(self) -> int:
+        return self.lexical.dims if self.lexical else 0
 
     @property
     def k(self) -> int:
@@ -200,7 +209,7 @@ class Clustering:
 
     @property
     def embedding_dim(self) -> int:
-        return self.dim - (self.lexical.dims if self.lexical else 0)
+        return self.dim - self.lexical_dims
 
     def vectors(self, embeddings: np.ndarray, texts: list[str | None]) -> np.ndarray:
         """The vectors k-means works on: the embeddings, joined to the texts' LSA vectors when lexical."""
@@ -293,8 +302,7 @@ def register(clustering: Clustering, *, name: str, alias: str = "champion", run_
     params = {"k": clustering.k, "dim": clustering.dim, "distance": clustering.distance,
               "embedding_model": clustering.embedding_model, "embedding_column": clustering.embedding_column,
               "chunk_words": clustering.chunk_words, "max_chunks": clustering.max_chunks,
-              "lexical_weight": clustering.lexical_weight if clustering.lexical else 0.0,
-              "lexical_dims": clustering.lexical.dims if clustering.lexical else 0}
+              "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims}
     extra = {"clusters.json": {"keywords": {str(c): w for c, w in sorted(clustering.keywords.items())},
                                "sizes": {str(c): n for c, n in sorted(clustering.sizes.items())}}}
     with tempfile.TemporaryDirectory(prefix="textspark-centroids-") as tmp:
@@ -518,7 +526,7 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
     clustering = Clustering(centroids=centers, distance=conf.distance, embedding_model=embedding_model,
                             embedding_column=conf.embedding_column,
                             chunk_words=None if conf.embedding_column else conf.chunk_words, max_chunks=conf.max_chunks,
-                            lexical=lexical, lexical_weight=conf.lexical_weight if lexical else 0.0)
+                            lexical=lexical, lexical_weight=conf.lexical_weight)
     return FitResult(clustering=clustering, model=model, k=k, silhouette=score, candidates=candidates,
                      rows=rows, rows_with_vector=ok, distinct=distinct, lexical_note=lexical_note)
 
@@ -713,8 +721,7 @@ def projection_xy(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndarr
     in Spark's cosine k-means, far outside its members' cloud) at the mean length of its members along it.
     """
     if distance == "cosine":
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        unit = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        vectors, unit = unit_rows(vectors), unit_rows(centroids)
         along = [(vectors[clusters == c] @ unit[c]).mean() if (clusters == c).any() else 1.0
                  for c in range(len(unit))]
         centroids = unit * np.asarray(along)[:, None]
