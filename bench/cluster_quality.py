@@ -39,7 +39,7 @@ def baseline_scores(texts: list[str], labels: np.ndarray, k: int, seed: int, lsa
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer
 
-    from udfs.clustering import nmi_purity
+    from udfs.clustering.core import nmi_purity
 
     x = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
     if lsa:
@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pyspark import StorageLevel
-    from udfs import clustering as cl
-    from udfs.datasets import bbc_news, drug_conditions
-    from udfs.embed import embed_plan
+    from udfs.clustering import core as cl
+    from jobs.datasets import bbc_news, drug_conditions
+    from udfs.tasks.embed import embed_plan
 
     from udfs.platform import get_spark
 

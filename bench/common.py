@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from udfs.datasets import bbc_news, tweets
+from jobs.datasets import bbc_news, tweets
 
 
 def corpus(rows: int, seed: int = 0, article_share: float = 0.5) -> pd.DataFrame:
@@ -65,9 +65,9 @@ def bench_registry(task: str):
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         os.environ.setdefault("TEXTSPARK_CACHE", f"{tmp}/cache")
     from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
+    from udfs.models.catalog import load_catalog
     from udfs.platform import setup_environment
-    from udfs.registry import parse_reference
+    from udfs.models.reference import parse_reference
 
     setup_environment()
     catalog = load_catalog()

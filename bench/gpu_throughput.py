@@ -36,8 +36,8 @@ def batch_shape(resolved, texts: list[str]) -> str:
     """Rows per forward pass that the model's token budget forms over this corpus."""
     from transformers import AutoTokenizer
 
-    from udfs.batching import token_budget_batches
-    from udfs.loading import local_folder
+    from udfs.models.backends.batching import token_budget_batches
+    from udfs.models.loading import local_folder
 
     folder = local_folder(resolved) / "weights"
     if not (folder / "tokenizer_config.json").exists():
@@ -60,9 +60,9 @@ def main(argv=None) -> int:
     import torch
 
     import udfs
-    from udfs.catalog import load_catalog
-    from udfs.loading import local_folder
-    from udfs.registry import resolve
+    from udfs.models.catalog import load_catalog
+    from udfs.models.loading import local_folder
+    from udfs.models.registry import resolve
 
     cuda = torch.cuda.is_available()
     device = "cuda:0" if cuda else "cpu"

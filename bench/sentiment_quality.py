@@ -55,10 +55,10 @@ def main() -> int:
     args = parser.parse_args()
     from jobs.config import resolve_path
     from jobs.train_classifier import load_train_job, read_table
-    from udfs.datasets import drug_reviews
+    from jobs.datasets import drug_reviews
     from udfs.platform import get_spark, setup_environment
-    from udfs.registry import client, resolve
-    from udfs.training import prepare
+    from udfs.models.registry import client, resolve
+    from udfs.training.core import prepare
 
     setup_environment()
     spark = get_spark("local")

@@ -34,7 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.register_models import register_entry  # noqa: E402
-from udfs.catalog import load_catalog  # noqa: E402
+from udfs.models.catalog import load_catalog  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
 from bench.common import corpus, matmul_flops, useful_flops  # noqa: E402
 
@@ -128,7 +128,7 @@ def one_worker(weights: Path, texts: list[str]) -> None:
     Linear layer) in speed and in embedding cosine to fp32."""
     import torch
 
-    from udfs.backends.hf import Encoder
+    from udfs.models.backends.hf import Encoder
 
     torch.set_num_threads(1)
     encoders = {"fp32": Encoder(weights, precision="fp32"), "bf16": Encoder(weights, precision="bf16")}
@@ -168,9 +168,9 @@ def sentiment_section(spark, df, warm, texts: list[str], weights: Path | None) -
     """The default sentiment model (MiniLM + head): textspark auto vs fp32 (speed, label agreement), and
     mlflow spark_udf on the same registered version."""
     from udfs import sentiment
-    from udfs.catalog import load_catalog
+    from udfs.models.catalog import load_catalog
     from udfs.errors import ModelReferenceError
-    from udfs.registry import resolve
+    from udfs.models.registry import resolve
 
     try:
         resolved = resolve(load_catalog().default_reference("sentiment"))
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
 
     flops = useful_flops(weights, texts)
     fp32_peak, bf16_peak = matmul_flops("fp32"), matmul_flops("bf16")
-    from udfs.device import auto_precision
+    from udfs.runtime.device import auto_precision
 
     print(f"\nuseful work: {flops / 1e9:.0f} GFLOP for the corpus; machine matmul peak on 2 threads: "
           f"fp32 {fp32_peak / 1e9:.0f} GFLOP/s, bf16 {bf16_peak / 1e9:.0f} GFLOP/s; auto precision here = "

@@ -24,7 +24,7 @@ from bench.common import bench_registry  # noqa: E402
 
 
 def real_sentences(n: int) -> list[str]:
-    from udfs.datasets import bbc_news, tweets
+    from jobs.datasets import bbc_news, tweets
     from udfs.sentences import split_sentences
 
     news = bbc_news().sample(frac=1.0, random_state=0)
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sacrebleu
-    from udfs.runtime import make_udf
-    from udfs.translate import translate_plan
+    from udfs.runtime.driver import make_udf
+    from udfs.tasks.translate import translate_plan
 
     from udfs.platform import get_spark
 

@@ -18,9 +18,9 @@ if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project 
 from jobs.common import manifest_json, parse_args, read_input, run_cli, write_text_file  # noqa: E402
 from jobs.config import JobConf, load_job  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
-from udfs.pipeline import apply_tasks, plan_tasks  # noqa: E402
+from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
-from udfs.scheduling import check_cluster_conf, resource_profile  # noqa: E402
+from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa: E402
 
 
 def run(conf: JobConf, *, spark=None) -> dict:

@@ -23,9 +23,10 @@ if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project 
 
 from jobs.common import manifest_json, parse_args, read_input, run_cli, write_text_file  # noqa: E402
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
-from udfs import clustering as cl  # noqa: E402
+from udfs.clustering import core as cl
 from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+from udfs.tasks.embed import embed_plan
 
 
 def parse_cluster_job(data: dict, *, source: str | None = None) -> tuple[JobConf, cl.ClusterConf]:
@@ -45,8 +46,6 @@ def load_cluster_job(path: str | os.PathLike) -> tuple[JobConf, cl.ClusterConf]:
 
 def _embed_plan(cc: cl.ClusterConf, model: str | None):
     """The embed UDF plan (resolves the model to one version on the driver), or None for an input column."""
-    from udfs.embed import embed_plan
-
     if cc.embedding_column:
         return None
     key = "model" if cc.mode == "assign" else "embedding_model"

@@ -7,6 +7,7 @@ import sys
 from typing import Any, Callable
 
 from jobs.config import InputConf
+from udfs.errors import ConfigError
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -18,8 +19,6 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
 def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *,
             input_errors: tuple[type[Exception], ...] = ()) -> int:
     """A job's command line: a configuration error exits 2, an input error 3, both with one line on stderr."""
-    from udfs.errors import ConfigError
-
     try:
         summary = execute()
     except ConfigError as exc:

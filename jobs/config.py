@@ -10,8 +10,8 @@ import yaml
 
 from udfs.errors import ConfigError
 from udfs.platform import PROJECT_ROOT
-from udfs.scheduling import InferenceResources, parse_inference
-from udfs.tasks import COMMON_KEYS, TASK_DEFS
+from udfs.runtime.scheduling import InferenceResources, parse_inference
+from udfs.tasks.table import COMMON_KEYS, TASK_DEFS
 
 INPUT_FORMATS = ("parquet", "csv", "json", "table")
 OUTPUT_FORMATS = ("parquet",)

@@ -25,8 +25,10 @@ from jobs.common import parse_args, run_cli  # noqa: E402
 from jobs.config import read_yaml, reject_unknown_keys, resolve_path  # noqa: E402
 from jobs.train_classifier import TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
-from udfs.evaluation import EVALUATION_EXPERIMENT, METRICS, UNSEEN, compare_and_promote  # noqa: E402
-from udfs.training import dumps  # noqa: E402
+from udfs.training.evaluation import EVALUATION_EXPERIMENT, METRICS, UNSEEN, compare_and_promote  # noqa: E402
+from udfs.training.core import dumps  # noqa: E402
+from udfs.training.core import prepare
+from udfs.platform import get_spark, setup_environment
 
 TOP_KEYS = ("input", "holdout_of", "label_column", "where", "task", "model", "candidates", "alias", "metric",
             "margin", "promote", "unseen_labels", "options", "spark", "mlflow")
@@ -112,7 +114,6 @@ def evaluation_rows(spark, job: EvaluateJob):
     if job.holdout:
         from pyspark.sql import functions as F
 
-        from udfs.training import prepare
 
         return prepare(df, job.data.settings).df.filter(F.col("split") == "test").select("text", "label"), "text"
     if job.where:
@@ -121,8 +122,6 @@ def evaluation_rows(spark, job: EvaluateJob):
 
 
 def run(job: EvaluateJob, *, spark=None) -> dict[str, Any]:
-    from udfs.platform import get_spark, setup_environment
-
     setup_environment()
     spark = spark or get_spark(job.data.spark_profile, conf=job.data.spark_conf)
     df, text_column = evaluation_rows(spark, job)

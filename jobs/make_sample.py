@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from udfs.datasets import bbc_news, tweets
+from jobs.datasets import bbc_news, tweets
 from udfs.platform import PROJECT_ROOT
 
 DEFAULT_OUT = PROJECT_ROOT / "data" / "sample" / "reviews.parquet"

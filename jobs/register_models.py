@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from udfs.catalog import CatalogEntry, load_catalog
+from jobs.config import resolve_path
+from jobs.train_classifier import load_train_job, run
 from udfs.errors import ConfigError
+from udfs.models.catalog import CatalogEntry, load_catalog
+from udfs.models.registry import client, register_folder
 from udfs.platform import setup_environment
-from udfs.registry import register_folder
 
 
 def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
@@ -33,8 +35,6 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
 def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
     """A ``source: {train: <config>}`` entry: when ``models:/<name>@<alias>`` is absent, train it from the
     config's real data and point the alias at the result; when present, do nothing (idempotent)."""
-    from udfs.registry import client
-
     mlc = client()
     existing = {m.name: m for m in mlc.search_registered_models(filter_string=f"name='{entry.name}'")}
     aliases = dict(existing[entry.name].aliases or {}) if entry.name in existing else {}
@@ -42,8 +42,6 @@ def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
         return str(aliases[entry.alias]), False
     from dataclasses import replace
 
-    from jobs.config import resolve_path
-    from jobs.train_classifier import load_train_job, run
 
     job = load_train_job(resolve_path(entry.source["train"]), name=entry.name, task=entry.task)
     settings = job.settings

@@ -23,7 +23,9 @@ if __package__ in (None, ""):  # spark-submit jobs/train_classifier.py: make the
 from jobs.common import parse_args, read_input, run_cli  # noqa: E402
 from jobs.config import InputConf, parse_input, read_yaml, reject_unknown_keys  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
-from udfs.training import TRAINING_EXPERIMENT, TrainSettings, dumps, result_summary, train  # noqa: E402
+from udfs.training.core import TRAINING_EXPERIMENT, TrainSettings, dumps, result_summary, train  # noqa: E402
+from jobs import datasets
+from udfs.platform import get_spark, setup_environment
 
 DATASETS = ("tweets", "bbc_news", "drug_reviews")
 TOP_KEYS = ("input", "label_column", "split_column", "task", "method", "base_model", "test_fraction", "seed",
@@ -94,7 +96,6 @@ def load_train_job(path, **overrides) -> TrainJob:
 def read_table(spark, job: TrainJob):
     if job.dataset is None:
         return read_input(spark, job.input)
-    from udfs import datasets
 
     reader = getattr(datasets, job.dataset["dataset"])
     pdf = reader(job.dataset["split"]) if "split" in job.dataset else reader()
@@ -104,8 +105,6 @@ def read_table(spark, job: TrainJob):
 
 def run(job: TrainJob, *, spark=None):
     """Train and register; returns the udfs.training.TrainResult."""
-    from udfs.platform import get_spark, setup_environment
-
     setup_environment()
     spark = spark or get_spark(job.spark_profile, conf=job.spark_conf)
     return train(read_table(spark, job), job.settings)

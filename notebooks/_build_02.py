@@ -12,7 +12,7 @@ CELLS = [
     new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A labeled table: 20 articles per topic, with a `text` and a `label` column."),
     new_code_cell(
-        "from udfs.datasets import bbc_news\n"
+        "from jobs.datasets import bbc_news\n"
         "work = Path(tempfile.mkdtemp(prefix='textspark-nb02-'))\n"
         "news = bbc_news().groupby('label').sample(20, random_state=0)[['id', 'text', 'label']]\n"
         "news.to_parquet(work / 'bbc.parquet', index=False)\n"
@@ -25,7 +25,7 @@ CELLS = [
         "only get `@candidate`. Each run logs params, metrics, the per-class report and a confusion matrix."),
     new_code_cell(
         "from jobs.train_classifier import parse_train_job, run as train_run\n"
-        "from udfs.training import result_summary\n"
+        "from udfs.training.core import result_summary\n"
         "base = {'input': {'path': str(work / 'bbc.parquet')}, 'label_column': 'label', 'task': 'classify',\n"
         "        'test_fraction': 0.3, 'seed': 7, 'register': {'name': 'notebook-topics'}}\n"
         "weak = train_run(parse_train_job({**base, 'head': {'hidden': 0, 'epochs': 1, 'learning_rate': 0.001}}), spark=spark)\n"
@@ -49,7 +49,7 @@ CELLS = [
         "summary = evaluate_run(job, spark=spark)\n"
         "print_summary(summary)"),
     new_code_cell(
-        "from udfs.registry import client\n"
+        "from udfs.models.registry import client\n"
         "client().get_registered_model('notebook-topics').aliases"),
     new_markdown_cell("## Score new rows with the champion, and zero-shot with labels only"),
     new_code_cell(

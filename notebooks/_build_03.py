@@ -15,7 +15,7 @@ CELLS = [
     new_markdown_cell("A small real sample: 10 articles per topic. The `label` column is only used to score the "
                       "result (NMI, purity); the fit never sees it."),
     new_code_cell(
-        "from udfs.datasets import bbc_news\n"
+        "from jobs.datasets import bbc_news\n"
         "work = Path(tempfile.mkdtemp(prefix='textspark-nb03-'))\n"
         "news = bbc_news().groupby('label').sample(10, random_state=0)[['id', 'text', 'label']]\n"
         "news.to_parquet(work / 'bbc.parquet', index=False)\n"

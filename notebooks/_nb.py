@@ -13,7 +13,7 @@ SETUP_SOURCE = (
     "from udfs.platform import get_spark, setup_environment\n"
     "setup_environment()  # offline; MLflow at $MLFLOW_TRACKING_URI (the tests set a temp one)\n"
     "from jobs.register_models import register_entry\n"
-    "from udfs.catalog import load_catalog\n"
+    "from udfs.models.catalog import load_catalog\n"
     "register_entry(load_catalog()['textspark-minilm'])  # the base embedding model (idempotent: an unchanged "
     "model adds no version)\n"
     "spark = get_spark('local')")

@@ -49,7 +49,7 @@ def spark(mlflow_registry):
 @pytest.fixture(scope="session")
 def tiny_encoder(workdir, mlflow_registry) -> str:
     """A registered tiny random encoder; returns its reference ``models:/tiny-encoder@champion``."""
-    from udfs.registry import register_folder
+    from udfs.models.registry import register_folder
 
     folder = build_tiny_encoder(workdir / "tiny-encoder")
     register_folder("tiny-encoder", task="embed", kind="hf_encoder", weights=folder,
@@ -61,7 +61,7 @@ def tiny_encoder(workdir, mlflow_registry) -> str:
 def real_catalog(mlflow_registry):
     """The project's real catalog (conf/models.yml) registered in the test registry."""
     from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
+    from udfs.models.catalog import load_catalog
 
     catalog = load_catalog()
     for entry in catalog.entries.values():

@@ -13,17 +13,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from udfs import runtime  # noqa: E402
-from udfs.pipeline import PlannedTask, apply_tasks, plan_tasks  # noqa: E402
 from udfs.platform import get_spark  # noqa: E402
-from udfs.scheduling import check_cluster_conf, parse_inference, resource_profile  # noqa: E402
+from udfs.runtime import driver
+from udfs.runtime.scheduling import check_cluster_conf, parse_inference, resource_profile  # noqa: E402
+from udfs.tasks.pipeline import PlannedTask, apply_tasks, plan_tasks  # noqa: E402
 
 
 def probe(model, texts, options):
     """Which GPU the task was given, which device the runtime would and does use, and which GPUs the tasks
     running at the same moment hold: each task announces itself in a shared folder and waits (up to 60 s)
     for a second live task, so every recorded ``peers`` list is a set of concurrently running tasks."""
-    from udfs.device import assigned_device, assigned_gpus, select_device
+    from udfs.runtime.device import assigned_device, assigned_gpus, select_device
 
     gpus = ",".join(assigned_gpus())
     live = Path(options["rendezvous"])
@@ -63,7 +63,7 @@ def main(model_ref: str, input_path: str, out: str) -> None:
     live = Path(out) / "live"
     live.mkdir(parents=True)
     planned = plan_tasks([TaskConf("embed", "embedding", {"model": model_ref})])
-    planned.append(PlannedTask("probe", "probe", runtime.plan(
+    planned.append(PlannedTask("probe", "probe", driver.plan(
         "embed", probe, [("gpus", "string"), ("assigned", "string"), ("device", "string"), ("pid", "int"),
                          ("peers", "array<string>")], model=model_ref, options={"rendezvous": str(live)})))
     df = spark.read.parquet(input_path)

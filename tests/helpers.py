@@ -37,7 +37,7 @@ def assert_rows_equal(df, expected: Sequence[dict], *, key: str, atol: float = 1
 def register_catalog_entry(name: str) -> str:
     """Register conf/models.yml's entry ``name`` in the test registry (idempotent); its reference."""
     from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
+    from udfs.models.catalog import load_catalog
 
     entry = load_catalog()[name]
     register_entry(entry)

@@ -7,9 +7,9 @@ import pytest
 
 from jobs import analyze
 from jobs.config import parse_job
-from udfs.errors import ConfigError
-from udfs.registry import resolve
 from tests.test_embed import BAD_INPUTS
+from udfs.errors import ConfigError
+from udfs.models.registry import resolve
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_input_can_be_a_catalog_table(spark, tiny_encoder, table, tmp_path):
 
 def test_each_udf_runs_once_per_row(spark, tiny_encoder, table, tmp_path):
     """The struct is split into two columns without evaluating the Python UDF twice."""
-    from udfs.pipeline import apply_tasks, plan_tasks
+    from udfs.tasks.pipeline import apply_tasks, plan_tasks
 
     planned = plan_tasks(job(table, tmp_path / "x").tasks)
     plan_text = apply_tasks(spark.read.parquet(str(table)), "text", planned)._jdf.queryExecution().executedPlan().toString()

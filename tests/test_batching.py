@@ -1,6 +1,6 @@
 import numpy as np
 
-from udfs.batching import token_budget_batches
+from udfs.models.backends.batching import token_budget_batches
 
 
 def test_batches_cover_every_row_once_longest_first_within_budget():
@@ -28,7 +28,7 @@ def test_row_longer_than_budget_is_its_own_batch_and_empty_input_yields_nothing(
 def test_out_of_memory_halves_the_batch_until_it_fits():
     import torch
 
-    from udfs.batching import split_on_oom
+    from udfs.models.backends.batching import split_on_oom
 
     calls = []
 
@@ -48,7 +48,7 @@ def test_other_errors_and_single_rows_are_not_retried():
     import pytest
     import torch
 
-    from udfs.batching import split_on_oom
+    from udfs.models.backends.batching import split_on_oom
 
     with pytest.raises(ValueError):
         split_on_oom(lambda idx: (_ for _ in ()).throw(ValueError("bad")), np.arange(4))
@@ -60,7 +60,7 @@ def test_encoder_gives_identical_vectors_when_batches_run_out_of_memory(tmp_path
     import torch
 
     from tests.tiny_models import build_tiny_encoder
-    from udfs.backends.hf import Encoder
+    from udfs.models.backends.hf import Encoder
 
     folder = build_tiny_encoder(tmp_path / "enc")
     enc = Encoder(folder, max_tokens=64, token_budget=4096, max_batch_size=64)
@@ -78,7 +78,7 @@ def test_encoder_gives_identical_vectors_when_batches_run_out_of_memory(tmp_path
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from udfs import device
+    from udfs.runtime import device
 
     monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
     assert device.auto_precision("cpu") == "bf16"

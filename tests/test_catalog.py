@@ -1,7 +1,7 @@
 import pytest
 
-from udfs.catalog import load_catalog, parse_catalog
 from udfs.errors import ConfigError
+from udfs.models.catalog import load_catalog, parse_catalog
 
 
 def test_project_catalog_is_valid_and_names_its_defaults():

@@ -3,16 +3,16 @@ SQL, config errors. Expected values come from the same registered models run dir
 import numpy as np
 import pytest
 
-from udfs import classify, register_sql_functions
-from udfs.backends.heads import forward
-from udfs.classify import _embedding_scores, classify_plan
-from udfs.errors import ConfigError, ModelReferenceError
-from udfs.loading import build, local_folder
-from udfs.registry import register_folder, resolve
-from udfs.text import EMPTY_INPUT, NULL_INPUT
-from udfs.training import register_head
 from tests.helpers import assert_rows_equal
 from tests.tiny_models import tiny_bert_config, train_wordpiece
+from udfs import classify, register_sql_functions
+from udfs.errors import ConfigError, ModelReferenceError
+from udfs.models.backends.heads import forward
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import register_folder, resolve
+from udfs.tasks.classify import _embedding_scores, classify_plan
+from udfs.text import EMPTY_INPUT, NULL_INPUT
+from udfs.training.core import register_head
 
 TOPICS = ["business", "politics", "sport"]
 BAD_INPUTS = [None, "", "   ", "word " * 20_000, "emoji 😀 and music 𝄞", "ctrl\x01\x02chars\x7f", "nul\x00byte",

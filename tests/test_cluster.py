@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from jobs.cluster import main, parse_cluster_job, run
-from udfs import clustering as cl
+from udfs.clustering import core as cl
 from udfs.errors import ConfigError
 from udfs.text import EMPTY_INPUT, NULL_INPUT
 
@@ -84,7 +84,8 @@ def test_clusters_table_sizes_keywords_examples(spark, fitted):
 
 def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
     import mlflow
-    from udfs.registry import client
+
+    from udfs.models.registry import client
 
     summary, conf, _ = fitted
     r = mlflow.get_run(summary["run_id"])
@@ -110,7 +111,7 @@ def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
 
 
 def test_assign_mode_puts_new_rows_in_the_registered_clusters_without_refitting(spark, fitted, workdir):
-    from udfs.registry import client
+    from udfs.models.registry import client
 
     summary, conf, _ = fitted
     fit_rows = {r.id: r.cluster for r in spark.read.parquet(f"{conf.output.path}/assignments").collect()}
@@ -146,9 +147,9 @@ def test_registered_clustering_works_as_a_plain_mlflow_model(fitted):
 
 def test_long_texts_are_the_mean_of_their_word_windows(spark, tiny_encoder):
     from tests.tiny_models import CORPUS
-    from udfs.embed import embed_plan
-    from udfs.loading import build, local_folder
-    from udfs.registry import resolve
+    from udfs.models.loading import build, local_folder
+    from udfs.models.registry import resolve
+    from udfs.tasks.embed import embed_plan
 
     direct = build(local_folder(resolve(tiny_encoder)), device="cpu", precision="fp32")
     words = " ".join(CORPUS).split()
@@ -427,9 +428,9 @@ def test_sample_config_parses(texts_table):
 
 @pytest.mark.real
 def test_real_minilm_finds_the_bbc_topics(spark, workdir):
+    from jobs.datasets import bbc_news
     from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
-    from udfs.datasets import bbc_news
+    from udfs.models.catalog import load_catalog
 
     register_entry(load_catalog()["textspark-minilm"])
     news = bbc_news().groupby("label").sample(20, random_state=1)[["id", "text", "label"]]

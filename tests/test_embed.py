@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from udfs import embed, register_sql_functions, runtime
-from udfs.embed import embed_plan
-from udfs.loading import build, local_folder
-from udfs.registry import resolve
-from udfs.text import EMPTY_INPUT, NULL_INPUT
 from tests.helpers import assert_rows_equal
+from udfs import embed, register_sql_functions
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import resolve
+from udfs.runtime import driver
+from udfs.tasks.embed import embed_plan
+from udfs.text import EMPTY_INPUT, NULL_INPUT
 
 BAD_INPUTS = [
     None, "", "   ", "word " * 20_000, "emoji 😀 and music 𝄞", "ctrl\x01\x02chars\x7f", "nul\x00byte",
@@ -53,15 +54,15 @@ def test_a_row_the_model_cannot_process_gets_a_reason_and_the_rest_succeed(spark
             raise ValueError("poison pill")
         return {"embedding": model.embed(texts)}
 
-    p = runtime.plan("embed", predict, [("embedding", "array<float>")], model=tiny_encoder)
+    p = driver.plan("embed", predict, [("embedding", "array<float>")], model=tiny_encoder)
     df = spark.createDataFrame([(1, "fine"), (2, "poison here"), (3, "also fine")], "id int, text string")
-    rows = df.select("id", runtime.make_udf(p)("text").alias("e")).orderBy("id").collect()
+    rows = df.select("id", driver.make_udf(p)("text").alias("e")).orderBy("id").collect()
     assert [(r.id, r.e.error, r.e.embedding is None) for r in rows] == [
         (1, None, False), (2, "ValueError: poison pill", True), (3, None, False)]
 
-    strict = runtime.plan("embed", predict, [("embedding", "array<float>")], model=tiny_encoder, fail_on_error=True)
+    strict = driver.plan("embed", predict, [("embedding", "array<float>")], model=tiny_encoder, fail_on_error=True)
     with pytest.raises(Exception, match="poison pill"):
-        df.select(runtime.make_udf(strict)("text")).collect()
+        df.select(driver.make_udf(strict)("text")).collect()
 
 
 def test_sql_registration(spark, tiny_encoder, direct):
@@ -78,9 +79,9 @@ def test_model_loads_once_per_worker_not_per_batch(spark, tiny_encoder):
         n = len(texts)
         return {"pid": [os.getpid()] * n, "model_id": [id(model)] * n, "batch": [n] * n}
 
-    p = runtime.plan("embed", predict, [("pid", "int"), ("model_id", "long"), ("batch", "int")], model=tiny_encoder)
+    p = driver.plan("embed", predict, [("pid", "int"), ("model_id", "long"), ("batch", "int")], model=tiny_encoder)
     df = spark.range(0, 3000, numPartitions=6).select(F.concat(F.lit("row "), F.col("id").cast("string")).alias("text"))
-    out = df.select(runtime.make_udf(p)("text").alias("r")).select("r.*")
+    out = df.select(driver.make_udf(p)("text").alias("r")).select("r.*")
     stats = out.groupBy("pid").agg(F.countDistinct("model_id").alias("models"), F.count("*").alias("rows"),
                                    F.max("batch").alias("largest")).collect()
     assert sum(r.rows for r in stats) == 3000

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from udfs.errors import ConfigError
-from udfs.evaluation import compare_and_promote, decide, evaluate_model, Evaluation
-from udfs.loading import build, local_folder
-from udfs.registry import client, resolve
-from udfs.training import register_head
 from tests.test_training import VOCAB, labeled_rows
+from udfs.errors import ConfigError
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import client, resolve
+from udfs.training.core import register_head
+from udfs.training.evaluation import Evaluation, compare_and_promote, decide, evaluate_model
 
 LABELS = sorted(VOCAB)
 
@@ -26,7 +26,7 @@ def table(spark):
 def versions(table, tiny_encoder):
     """v1: a head that always answers 'business' (weights zero, bias favours it); v2: a head fitted on the
     table's own embeddings (memorises it). Both registered as versions of 'tiny-eval'."""
-    from udfs.backends.heads import fit_head
+    from udfs.models.backends.heads import fit_head
 
     constant = [(np.zeros((32, 3), np.float32), np.array([1.0, 0.0, 0.0], np.float32))]
     v1, _ = register_head("tiny-eval", task="classify", base_model=tiny_encoder, layers=constant, labels=LABELS,

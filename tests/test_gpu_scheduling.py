@@ -8,7 +8,7 @@ import pytest
 
 from jobs.config import parse_job
 from udfs.errors import ConfigError
-from udfs.scheduling import check_discovery_script, parse_inference, supports_stage_level
+from udfs.runtime.scheduling import check_discovery_script, parse_inference, supports_stage_level
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_stage_level_support_by_cluster_manager():
 
 
 def test_local_mode_falls_back_with_a_warning_or_fails_when_required(spark, caplog):
-    from udfs.scheduling import check_cluster_conf
+    from udfs.runtime.scheduling import check_cluster_conf
 
     assert check_cluster_conf(spark, parse_inference({"gpus_per_task": 1})) is False
     assert "does not support stage-level scheduling" in caplog.text

@@ -1,14 +1,14 @@
 """detect_language(): the real fastText lid.176 (a 0.9 MB model, so every test here is real and fast)."""
 import pytest
 
+from tests.helpers import register_catalog_entry
+from tests.test_embed import BAD_INPUTS
 from udfs import detect_language
 from udfs.errors import ConfigError
-from udfs.language import language_plan
-from udfs.loading import build, local_folder
-from udfs.registry import resolve
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import resolve
+from udfs.tasks.language import language_plan
 from udfs.text import EMPTY_INPUT, NULL_INPUT
-from tests.test_embed import BAD_INPUTS
-from tests.helpers import register_catalog_entry
 
 pytestmark = pytest.mark.real
 
@@ -47,7 +47,7 @@ def test_detects_real_sentences_with_the_registered_model(spark, lid, direct):
 
 
 def test_real_tweets_are_english(spark, lid):
-    from udfs.datasets import tweets
+    from jobs.datasets import tweets
 
     texts = tweets()["text"].head(40).tolist()
     df = spark.createDataFrame([(t,) for t in texts], "text string")

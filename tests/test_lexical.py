@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from udfs.lexical import LexicalFitError, LexicalProjection, combine
+from udfs.clustering.lexical import LexicalFitError, LexicalProjection, combine
 
 DOCS = [
     "The striker scored twice and the match ended with a late goal from the captain.",

@@ -4,7 +4,7 @@ import pytest
 
 from jobs.register_models import register_entry
 from udfs import embed
-from udfs.catalog import load_catalog
+from udfs.models.catalog import load_catalog
 
 pytestmark = pytest.mark.real
 

@@ -1,8 +1,9 @@
 import pytest
 
-from udfs.errors import ModelReferenceError
-from udfs.registry import parse_reference, register_folder, resolve
 from tests.tiny_models import build_tiny_encoder
+from udfs.errors import ModelReferenceError
+from udfs.models.reference import parse_reference
+from udfs.models.registry import register_folder, resolve
 
 
 def test_parse_reference_forms():

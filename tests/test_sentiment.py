@@ -3,17 +3,17 @@ the analyze job with sentiment + classify tasks, SQL, and the real default recip
 import numpy as np
 import pytest
 
-from udfs import register_sql_functions, sentiment
-from udfs.backends.heads import forward
-from udfs.errors import ConfigError
-from udfs.loading import build, local_folder
-from udfs.registry import register_folder, resolve
-from udfs.sentiment import sentiment_plan
-from udfs.text import EMPTY_INPUT, NULL_INPUT
-from udfs.training import register_head
 from tests.helpers import assert_rows_equal
 from tests.test_classify import BAD_INPUTS, BAD_REASONS
 from tests.tiny_models import tiny_bert_config, train_wordpiece
+from udfs import register_sql_functions, sentiment
+from udfs.errors import ConfigError
+from udfs.models.backends.heads import forward
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import register_folder, resolve
+from udfs.tasks.sentiment import sentiment_plan
+from udfs.text import EMPTY_INPUT, NULL_INPUT
+from udfs.training.core import register_head
 
 TEXTS = ["I love this product, it works great!", "Terrible service, I will never come back.",
          "The train was on time."]
@@ -115,7 +115,7 @@ def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, 
     assert [r.s.error for r in out] == [None, None, None, NULL_INPUT]
     assert all(r.topic.labels == sorted(r.topic.scores, key=lambda k: -r.topic.scores[k]) for r in out[:3])
     with pytest.raises(ConfigError, match=r"tasks\[0\].label_map: got \{'NEG': 'meh'\}"):
-        from udfs.pipeline import plan_tasks
+        from udfs.tasks.pipeline import plan_tasks
 
         plan_tasks(parse_job({"input": {"path": str(tmp_path / "in.parquet")}, "output": {"path": "x"},
                               "tasks": [{"task": "sentiment", "model": tiny_sentiment,
@@ -135,7 +135,7 @@ def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
 
     from jobs.config import resolve_path
     from jobs.train_classifier import load_train_job, read_table
-    from udfs.training import train
+    from udfs.training.core import train
 
     job = load_train_job(resolve_path("conf/jobs/train_sentiment.yml"))  # registers textspark-sentiment
     result = train(read_table(spark, job), replace(job.settings, max_rows=1200))

@@ -5,17 +5,17 @@ import sys
 import numpy as np
 import pytest
 
-from udfs import summarize
-from udfs.errors import ConfigError
-from udfs.loading import build, local_folder
-from udfs.registry import resolve
-from udfs.sentences import split_sentences
-from udfs.summarize import centrality, summarize_plan
-from udfs.text import EMPTY_INPUT, NULL_INPUT
 from tests.test_embed import BAD_INPUTS
 from tests.tiny_seq2seq import build_tiny_bart, build_tiny_t5
+from udfs import summarize
+from udfs.errors import ConfigError
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import resolve
+from udfs.sentences import split_sentences
+from udfs.tasks.summarize import centrality, summarize_plan
+from udfs.text import EMPTY_INPUT, NULL_INPUT
 
-summarize_module = sys.modules["udfs.summarize"]
+summarize_module = sys.modules["udfs.tasks.summarize"]
 GEN = {"num_beams": 2, "max_new_tokens": 8, "length_penalty": 1.0, "token_budget": 2048}
 LONG = " ".join(["Shares rose after the company reported strong profits.", "The match ended in a draw.",
                  "The minister announced a new policy on schools.", "A new phone was released today."] * 6)
@@ -23,7 +23,7 @@ LONG = " ".join(["Shares rose after the company reported strong profits.", "The 
 
 @pytest.fixture(scope="module")
 def tiny_t5(workdir, mlflow_registry) -> str:
-    from udfs.registry import register_folder
+    from udfs.models.registry import register_folder
 
     folder = build_tiny_t5(workdir / "tiny-t5")
     register_folder("tiny-t5-summarize", task="summarize", kind="hf_seq2seq", weights=folder,
@@ -33,7 +33,7 @@ def tiny_t5(workdir, mlflow_registry) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_bart(workdir, mlflow_registry) -> str:
-    from udfs.registry import register_folder
+    from udfs.models.registry import register_folder
 
     folder = build_tiny_bart(workdir / "tiny-bart")
     register_folder("tiny-bart-summarize", task="summarize", kind="hf_seq2seq", weights=folder, params=GEN)
@@ -72,9 +72,9 @@ def test_extractive_picks_in_order_within_budgets(spark, tiny_encoder):
 
 @pytest.mark.real
 def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_registry):
+    from jobs.datasets import bbc_news
     from jobs.register_models import register_entry
-    from udfs.catalog import load_catalog
-    from udfs.datasets import bbc_news
+    from udfs.models.catalog import load_catalog
 
     catalog = load_catalog()
     register_entry(catalog["textspark-minilm"])

@@ -9,9 +9,9 @@ import yaml
 
 from udfs import classify
 from udfs.errors import ConfigError
-from udfs.loading import build, local_folder
-from udfs.registry import client, resolve
-from udfs.training import TrainSettings, prepare, train
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import client, resolve
+from udfs.training.core import TrainSettings, prepare, train
 
 VOCAB = {
     "sport": ["match", "goal", "team", "striker", "league", "coach"],
@@ -187,7 +187,7 @@ def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp
     """A catalog entry with source {train: conf}: trained and made champion when absent, untouched after."""
     from jobs.register_models import register_entry
     from jobs.train_classifier import parse_train_job
-    from udfs.catalog import parse_catalog
+    from udfs.models.catalog import parse_catalog
 
     path = tmp_path / "labeled.parquet"
     spark.createDataFrame(labeled_rows(), "id int, text string, label string").toPandas().to_parquet(path)

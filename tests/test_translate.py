@@ -3,16 +3,16 @@ translator), auto source with pass-through and unsupported pairs, long rows by s
 seq2seq path with a tiny Marian (real MarianTokenizer) and a tiny T5 (language prefix)."""
 import pytest
 
-from udfs import translate
-from udfs.errors import ConfigError
-from udfs.loading import build, local_folder
-from udfs.registry import resolve
-from udfs.sentences import segments
-from udfs.text import EMPTY_INPUT, NULL_INPUT
-from udfs.translate import translate_plan
+from tests.helpers import register_catalog_entry
 from tests.test_embed import BAD_INPUTS
 from tests.tiny_seq2seq import build_tiny_marian, build_tiny_t5
-from tests.helpers import register_catalog_entry
+from udfs import translate
+from udfs.errors import ConfigError
+from udfs.models.loading import build, local_folder
+from udfs.models.registry import resolve
+from udfs.sentences import segments
+from udfs.tasks.translate import translate_plan
+from udfs.text import EMPTY_INPUT, NULL_INPUT
 
 SUPPORTED = "unsupported language pair {}->pt; supported pairs: en->pt, pt->en"
 EN = ["The weather is fine and the train was on time.", "I love this product, it works great!",
@@ -27,7 +27,7 @@ def bergamot(mlflow_registry) -> str:
 
 @pytest.fixture(scope="module")
 def tiny_marian(workdir, mlflow_registry) -> str:
-    from udfs.registry import register_folder
+    from udfs.models.registry import register_folder
 
     folder = build_tiny_marian(workdir / "tiny-marian")
     register_folder("tiny-marian-en-pt", task="translate", kind="hf_seq2seq", weights=folder,
@@ -139,7 +139,7 @@ def test_marian_batched_equals_one_by_one_in_input_order(spark, tiny_marian):
 
 
 def test_t5_translation_uses_the_language_prefix(workdir):
-    from udfs.backends.seq2seq import Seq2Seq
+    from udfs.models.backends.seq2seq import Seq2Seq
 
     model = Seq2Seq(build_tiny_t5(workdir / "tiny-t5-translate"), pairs=["en-de"], num_beams=2, max_new_tokens=6,
                     prefix="translate {source_name} to {target_name}: ")

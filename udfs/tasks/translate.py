@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from udfs import runtime
 from udfs.errors import ConfigError
+from udfs.models.catalog import load_catalog
+from udfs.models.loading import load
+from udfs.models.registry import resolve
+from udfs.runtime import driver
 
 FIELDS = [("translation", "string"), ("source_language", "string"), ("target_language", "string"),
           ("source_confidence", "float"), ("translated", "boolean"), ("detector", "string")]
@@ -22,8 +25,6 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
     target, source = options["target"], options["source"]
     n = len(texts)
     if source == "auto":
-        from udfs.loading import load
-
         detector = load(options["detector"], device="cpu")
         found = detector.detect(texts, k=1)
         sources = [f[0][0] if f else None for f in found]
@@ -74,15 +75,12 @@ def declared_pairs(resolved) -> tuple[str, ...]:
 
 def translate_plan(*, target: str, source: str = "auto", model: str | None = None, detector: str | None = None,
                    device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
-                   catalog=None) -> runtime.UdfPlan:
-    from udfs.catalog import load_catalog
-    from udfs.registry import resolve
-
+                   catalog=None) -> driver.UdfPlan:
     if not isinstance(target, str) or not _CODE.match(target):
         raise ConfigError("target", target, "an ISO 639-1 language code such as pt, en, de")
     if not isinstance(source, str) or not (source == "auto" or _CODE.match(source)):
         raise ConfigError("source", source, "auto or an ISO 639-1 language code such as en")
-    p = runtime.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
+    p = driver.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
                      device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
     pairs = declared_pairs(p.model)
     if pairs:
@@ -109,4 +107,4 @@ def translate(column, *, target: str, source: str = "auto", model: str | None = 
     """
     p = translate_plan(target=target, source=source, model=model, detector=detector, device=device,
                        precision=precision, fail_on_error=fail_on_error)
-    return runtime.make_udf(p)(column)
+    return driver.make_udf(p)(column)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from udfs.runtime import driver
+from udfs.tasks.table import TASK_DEFS
+
 
 def register_sql_functions(spark, tasks: Iterable[str] | None = None, *, models: Mapping[str, str] | None = None,
                            options: Mapping[str, Mapping[str, Any]] | None = None, catalog=None) -> list[str]:
@@ -12,9 +15,6 @@ def register_sql_functions(spark, tasks: Iterable[str] | None = None, *, models:
     arguments (e.g. ``{"classify": {"labels": [...]}}``). Without ``tasks``, every task whose defaults
     suffice is registered. Plain-valued tasks (embed) return their value; the others their struct.
     """
-    from udfs import runtime
-    from udfs.tasks import TASK_DEFS
-
     models, options = dict(models or {}), dict(options or {})
     chosen = list(tasks) if tasks is not None else [
         name for name, t in TASK_DEFS.items() if all(k in options.get(name, {}) for k in t.required_keys)]
@@ -22,6 +22,6 @@ def register_sql_functions(spark, tasks: Iterable[str] | None = None, *, models:
     for task in chosen:
         tdef = TASK_DEFS[task]
         plan = tdef.plan(model=models.get(task), catalog=catalog, **options.get(task, {}))
-        spark.udf.register(task, runtime.make_udf(plan, only=tdef.value_field))
+        spark.udf.register(task, driver.make_udf(plan, only=tdef.value_field))
         names.append(task)
     return names

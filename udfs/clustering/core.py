@@ -33,8 +33,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from udfs.clustering.lexical import LexicalFitError, LexicalProjection, combine
 from udfs.errors import ConfigError
-from udfs.lexical import LexicalFitError, LexicalProjection, combine
+from udfs.models.loading import build, load, local_folder
+from udfs.models.registry import register_folder, resolve
+from udfs.runtime import driver
 from udfs.vectors import unit_rows
 
 TASK = "cluster"
@@ -256,8 +259,6 @@ class Clustering:
         if not self.embedding_model:
             raise ValueError(f"clustering {self.label} was fitted on an input embedding column "
                              f"({self.embedding_column!r}); pass vectors to assign() instead of texts")
-        from udfs.loading import load
-        from udfs.registry import resolve
 
         encoder = load(resolve(self.embedding_model), device="cpu")
         texts = list(texts)
@@ -297,7 +298,6 @@ def register(clustering: Clustering, *, name: str, alias: str = "champion", run_
     """
     import tempfile
 
-    from udfs.registry import register_folder
 
     params = {"k": clustering.k, "dim": clustering.dim, "distance": clustering.distance,
               "embedding_model": clustering.embedding_model, "embedding_column": clustering.embedding_column,
@@ -317,9 +317,6 @@ def register(clustering: Clustering, *, name: str, alias: str = "champion", run_
 
 def load_registered(reference: str) -> tuple[Clustering, Any]:
     """Driver side: the registered clustering for ``reference`` (centroids are small) and its resolved version."""
-    from udfs.loading import build, local_folder
-    from udfs.registry import resolve
-
     resolved = resolve(reference, task=TASK)
     clustering = build(local_folder(resolved), device="cpu", precision="fp32")
     clustering.label = resolved.label
@@ -383,9 +380,8 @@ def _embedded(rows, plan, chunk_words: int | None, max_chunks: int):
     """
     from pyspark.sql import functions as F
 
-    from udfs import runtime
 
-    embed = runtime.make_udf(plan)
+    embed = driver.make_udf(plan)
     if not chunk_words:
         staged = rows.select("*", embed(F.col("_text")).alias("_e"))
         return staged.select(*rows.columns, F.col("_e.embedding").cast("array<double>").alias("vector"),

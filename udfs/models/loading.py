@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from udfs import model_cache
-from udfs.kinds import BUILDERS
-from udfs.registry import ResolvedModel
+from udfs.models import model_cache
+from udfs.models.kinds import BUILDERS
+from udfs.models.reference import ResolvedModel
 
 
 def cache_root() -> Path:

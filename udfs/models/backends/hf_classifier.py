@@ -11,8 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from udfs.backends.heads import rows_from_proba, softmax
-from udfs.batching import token_budget_batches
+from udfs.models.backends.batching import token_budget_batches
+from udfs.models.backends.heads import rows_from_proba, softmax
+from udfs.models.backends.hf import _autocast
 
 CHARS_PER_TOKEN_CAP = 16
 
@@ -57,8 +58,6 @@ class SequenceClassifier:
         return out
 
     def _forward(self, batch) -> np.ndarray:
-        from udfs.backends.hf import _autocast
-
         torch = self._torch
         inputs = {k: v.to(self.device) for k, v in batch.items()}
         with torch.inference_mode(), _autocast(torch, self.device, self.precision):

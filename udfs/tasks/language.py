@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from udfs import runtime
 from udfs.errors import ConfigError
+from udfs.runtime import driver
 
 FIELDS = [("language", "string"), ("confidence", "float")]
 
@@ -26,11 +26,11 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 
 
 def language_plan(*, model: str | None = None, min_confidence: float = 0.0, device: str = "auto",
-                  precision: str | None = None, fail_on_error: bool = False, catalog=None) -> runtime.UdfPlan:
+                  precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
     if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
             or not 0.0 <= min_confidence <= 1.0:
         raise ConfigError("min_confidence", min_confidence, "a number between 0 and 1")
-    return runtime.plan("language", predict, FIELDS, model=model, options={"min_confidence": float(min_confidence)},
+    return driver.plan("language", predict, FIELDS, model=model, options={"min_confidence": float(min_confidence)},
                         device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
 
 
@@ -44,4 +44,4 @@ def detect_language(column, *, model: str | None = None, min_confidence: float =
     """
     p = language_plan(model=model, min_confidence=min_confidence, device=device, precision=precision,
                       fail_on_error=fail_on_error)
-    return runtime.make_udf(p)(column)
+    return driver.make_udf(p)(column)

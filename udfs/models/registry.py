@@ -1,4 +1,4 @@
-"""Model references and the MLflow registry: resolve on the driver, register catalog entries idempotently.
+"""The MLflow registry: resolve a reference on the driver, register catalog entries idempotently.
 
 A registered textspark model version is an MLflow pyfunc model whose artifacts hold one folder,
 ``textspark/``, with ``textspark.json`` (task, kind, params) and, where the kind has weights, ``weights/``.
@@ -9,44 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from udfs.errors import ModelReferenceError
+from udfs.models.reference import ResolvedModel, parse_reference
 from udfs.platform import get_experiment_id, mlflow_uris
 
 FORMAT_VERSION = 1
 MODELS_EXPERIMENT = "textspark-models"
-_REF = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """An exact model version, resolved once on the driver and shipped to the workers."""
-
-    name: str
-    version: str
-    task: str
-    kind: str
-    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    fingerprint: str = ""
-    tracking_uri: str = ""
-    registry_uri: str = ""
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
-
-    @property
-    def label(self) -> str:
-        """How outputs name it: ``textspark-minilm/3``."""
-        return f"{self.name}/{self.version}"
 
 
 def client():
@@ -54,24 +29,6 @@ def client():
 
     tracking, registry = mlflow_uris()
     return MlflowClient(tracking_uri=tracking, registry_uri=registry)
-
-
-def parse_reference(reference: str) -> tuple[str, str | None, str | None]:
-    """``models:/name@alias`` -> (name, alias, None); ``models:/name/3`` -> (name, None, "3");
-    a bare ``name`` means ``models:/name@champion``."""
-    if not isinstance(reference, str) or not reference:
-        raise ModelReferenceError(f"model: got {reference!r}; allowed: models:/<name>@<alias>, "
-                                  "models:/<name>/<version> or a registered model name")
-    if not reference.startswith("models:/"):
-        if "/" in reference or "@" in reference:
-            raise ModelReferenceError(f"model: got {reference!r}; allowed: models:/<name>@<alias>, "
-                                      "models:/<name>/<version> or a registered model name")
-        return reference, "champion", None
-    match = _REF.match(reference)
-    if not match:
-        raise ModelReferenceError(f"model: got {reference!r}; allowed: models:/<name>@<alias> or "
-                                  "models:/<name>/<version>")
-    return match["name"], match["alias"], match["version"]
 
 
 def resolve(reference: str, *, task: str | None = None) -> ResolvedModel:
@@ -175,7 +132,7 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
                                                           indent=2, default=str))
         for filename, content in (extra_files or {}).items():
             (folder / filename).write_text(json.dumps(content, indent=2, default=str))
-        from udfs.pyfunc import TextsparkPyfunc
+        from udfs.models.pyfunc import TextsparkPyfunc
 
         experiment_id = get_experiment_id(MODELS_EXPERIMENT)
         with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs import runtime
+from udfs.runtime import driver
 
 FIELDS = [("embedding", "array<float>")]
 
@@ -18,8 +18,8 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 
 
 def embed_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
-               fail_on_error: bool = False, catalog=None) -> runtime.UdfPlan:
-    return runtime.plan("embed", predict, FIELDS, model=model, device=device, precision=precision,
+               fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
+    return driver.plan("embed", predict, FIELDS, model=model, device=device, precision=precision,
                         fail_on_error=fail_on_error, catalog=catalog)
 
 
@@ -31,4 +31,4 @@ def embed(column, *, model: str | None = None, device: str = "auto", precision: 
     got no vector and the model version that produced it.
     """
     p = embed_plan(model=model, device=device, precision=precision, fail_on_error=fail_on_error)
-    return runtime.make_udf(p, only=None if with_error else "embedding")(column)
+    return driver.make_udf(p, only=None if with_error else "embedding")(column)

@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from udfs.models.backends.hf import Encoder
+
 HEAD_FILE = "head.npz"
 ENCODER_DIR = "encoder"
 
@@ -90,8 +92,6 @@ class HeadClassifier:
 
     def __init__(self, folder: Path, *, device: str = "cpu", precision: str = "fp32", labels: Sequence[str] = (),
                  **params: Any):
-        from udfs.backends.hf import Encoder
-
         self.layers = load_head(folder / "weights" / HEAD_FILE)
         self.labels = [str(label) for label in labels]
         if len(self.labels) != self.layers[-1][1].shape[0]:

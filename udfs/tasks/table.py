@@ -4,26 +4,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from udfs import runtime
+from udfs.runtime import driver
+from udfs.tasks.classify import classify_plan
+from udfs.tasks.embed import embed_plan
+from udfs.tasks.language import language_plan
+from udfs.tasks.sentiment import sentiment_plan
+from udfs.tasks.summarize import summarize_plan
+from udfs.tasks.translate import translate_plan
 
 
 @dataclass(frozen=True)
 class TaskDef:
     name: str
-    plan: Callable[..., runtime.UdfPlan]  # keyword arguments: model, device, precision, fail_on_error, extras
+    plan: Callable[..., driver.UdfPlan]  # keyword arguments: model, device, precision, fail_on_error, extras
     extra_keys: tuple[str, ...] = ()     # task-specific config keys the job passes through to ``plan``
     required_keys: tuple[str, ...] = ()
     value_field: str | None = None       # plain (non-struct) output: the job writes this field + <column>_error
 
 
 def _registry() -> dict[str, TaskDef]:
-    from udfs.classify import classify_plan
-    from udfs.embed import embed_plan
-    from udfs.language import language_plan
-    from udfs.sentiment import sentiment_plan
-    from udfs.summarize import summarize_plan
-    from udfs.translate import translate_plan
-
     return {
         "embed": TaskDef("embed", embed_plan, value_field="embedding"),
         "sentiment": TaskDef("sentiment", sentiment_plan, extra_keys=("label_map",)),

@@ -4,16 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from udfs import runtime
-from udfs.errors import ConfigError
-from udfs.tasks import TASK_DEFS
+from udfs.errors import ConfigError, ModelReferenceError
+from udfs.runtime import driver, worker
+from udfs.tasks.table import TASK_DEFS
 
 
 @dataclass(frozen=True)
 class PlannedTask:
     task: str
     column: str
-    plan: runtime.UdfPlan
+    plan: driver.UdfPlan
     value_field: str | None = None  # plain-valued tasks (embed): the field written as the column
 
     @property
@@ -24,8 +24,6 @@ class PlannedTask:
 
 def plan_tasks(tasks: Iterable[Any], *, catalog=None) -> list[PlannedTask]:
     """Resolve every task's model on the driver (fails fast, before Spark work, on a bad reference)."""
-    from udfs.errors import ModelReferenceError
-
     planned = []
     for i, t in enumerate(tasks):
         settings = dict(t.settings)
@@ -59,7 +57,7 @@ def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=Non
     originals = [F.col(f"`{c}`") for c in df.columns]
     if profile is not None:
         return _apply_in_stage(df, text_column, planned, profile, originals)
-    staged = df.select(*originals, *[runtime.make_udf(t.plan)(F.col(f"`{text_column}`")).alias(f"__ts_{i}")
+    staged = df.select(*originals, *[driver.make_udf(t.plan)(F.col(f"`{text_column}`")).alias(f"__ts_{i}")
                                      for i, t in enumerate(planned)])
     return staged.select(*originals, *_task_columns(planned, lambda i, name: F.col(f"__ts_{i}.{name}")))
 
@@ -91,10 +89,10 @@ def _apply_in_stage(df, text_column: str, planned: list[PlannedTask], profile, o
     plans = [t.plan for t in planned]
 
     def infer(batches):
-        models = [runtime.worker_model(p) for p in plans]
+        models = [worker.worker_model(p) for p in plans]
         for pdf in batches:
             for i, (p, model) in enumerate(zip(plans, models)):
-                frame = runtime.run_batch(p, model, pdf[text_column])
+                frame = worker.run_batch(p, model, pdf[text_column])
                 for name in frame.columns:
                     pdf[f"__ts_{i}_{name}"] = frame[name].to_numpy()
             yield pdf

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
+from udfs.models.loading import build
+from udfs.text import clean_texts
+
 
 class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
     """Loads the ``textspark/`` artifact folder by kind; ``predict`` takes texts, returns the task output."""
 
     def load_context(self, context):
-        from udfs.loading import build
-
         self._folder = Path(context.artifacts["textspark"])
         self._model = build(self._folder, device="cpu", precision="fp32")
 
@@ -22,7 +23,6 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
         import numpy as np
         import pandas as pd
 
-        from udfs.text import clean_texts
 
         texts = model_input.iloc[:, 0] if isinstance(model_input, pd.DataFrame) else pd.Series(model_input)
         clean, _ = clean_texts(texts.reset_index(drop=True))

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from udfs.errors import ConfigError
-from udfs.kinds import BUILDERS
+from udfs.models.kinds import BUILDERS
 from udfs.platform import CONF_DIR, PROJECT_ROOT
 
 TASKS = ("embed", "sentiment", "classify", "summarize", "translate", "language")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.batching import pad_batch, split_on_oom, token_budget_batches
+from udfs.models.backends.batching import pad_batch, split_on_oom, token_budget_batches
 from udfs.vectors import unit_rows
 
 # Characters kept per token of budget before tokenizing: a 100,000-character row costs a few ms, not seconds.

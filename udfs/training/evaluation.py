@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from udfs.errors import ConfigError
+from udfs.models.reference import parse_reference
+from udfs.models.registry import client, resolve
+from udfs.platform import get_experiment_id
+from udfs.runtime import driver
+from udfs.tasks.sentiment import CANONICAL, canonical_map
+from udfs.tasks.table import TASK_DEFS
+from udfs.training.core import classification_metrics, confusion_png, flat_metrics
 
 METRICS = ("macro_f1", "accuracy", "weighted_f1")
 UNSEEN = ("error", "drop")
@@ -57,8 +64,6 @@ class Decision:
 def model_labels(plan) -> list[str] | None:
     """The labels a planned sentiment/classify UDF can output (None when the registry does not say)."""
     if plan.task == "sentiment":
-        from udfs.sentiment import CANONICAL, canonical_map
-
         known = plan.model.params.get("labels")
         if not known:
             return list(CANONICAL)
@@ -72,9 +77,6 @@ def evaluate_model(df, reference: str, *, task: str, text_column: str = "text", 
                    options: Mapping[str, Any] | None = None, unseen_labels: str = "error") -> Evaluation:
     from pyspark.sql import functions as F
 
-    from udfs import runtime
-    from udfs.tasks import TASK_DEFS
-    from udfs.training import classification_metrics
 
     if task not in ("sentiment", "classify"):
         raise ConfigError("task", task, "sentiment, classify")
@@ -86,7 +88,7 @@ def evaluate_model(df, reference: str, *, task: str, text_column: str = "text", 
     plan = TASK_DEFS[task].plan(model=reference, **dict(options or {}))
     labels = model_labels(plan)
     truth = F.trim(F.col(f"`{label_column}`").cast("string"))
-    scored = df.select(truth.alias("truth"), runtime.make_udf(plan)(F.col(f"`{text_column}`")).alias("p")) \
+    scored = df.select(truth.alias("truth"), driver.make_udf(plan)(F.col(f"`{text_column}`")).alias("p")) \
                .select("truth", F.col("p.label").alias("pred"), F.col("p.error").alias("error")).toPandas()
     counts = {"rows_in": len(scored)}
     blank = scored["truth"].isna() | (scored["truth"] == "")
@@ -139,8 +141,6 @@ def compare_and_promote(df, *, name: str, candidates: Sequence[str], task: str, 
                         options: Mapping[str, Any] | None = None, unseen_labels: str = "error",
                         experiment: str = EVALUATION_EXPERIMENT, data_description: str = "") -> dict[str, Any]:
     """Evaluate @alias and ``candidates`` (references to versions of ``name``) on ``df``; maybe move ``alias``."""
-    from udfs.registry import client, parse_reference, resolve
-
     if metric not in METRICS:
         raise ConfigError("metric", metric, METRICS)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
@@ -182,9 +182,6 @@ def compare_and_promote(df, *, name: str, candidates: Sequence[str], task: str, 
 def _record(summary: dict, evaluations: dict[str, Evaluation], decision: Decision, experiment: str) -> str:
     import mlflow
 
-    from udfs.platform import get_experiment_id
-    from udfs.registry import client
-    from udfs.training import confusion_png, flat_metrics
 
     with mlflow.start_run(experiment_id=get_experiment_id(experiment), run_name=f"evaluate {decision.model}") as run:
         mlflow.log_params({"model": decision.model, "alias": decision.alias, "metric": decision.metric,

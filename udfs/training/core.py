@@ -35,6 +35,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from udfs.errors import ConfigError
+from udfs.models.backends.heads import ENCODER_DIR, HEAD_FILE, fit_head, forward, save_head
+from udfs.models.backends.hf_classifier import SequenceClassifier
+from udfs.models.catalog import load_catalog
+from udfs.models.loading import local_folder
+from udfs.models.registry import client, register_folder, resolve
+from udfs.platform import get_experiment_id
+from udfs.tasks.embed import embed
+from udfs.tasks.sentiment import canonical_map
 
 METHODS = ("head", "finetune")
 TASKS = ("classify", "sentiment")
@@ -289,8 +297,6 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
     """Prepare ``df``, fit by ``s.method``, log the run, register a new version; returns what happened."""
     import mlflow
 
-    from udfs.platform import get_experiment_id
-    from udfs.registry import resolve
 
     base_ref = s.base_model or _default_base(catalog)
     base = resolve(base_ref)  # fail before any Spark work on a bad reference
@@ -301,8 +307,6 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
                           f"a Hugging Face model (hf_encoder, hf_classifier); got {base.kind!r}")
     data = prepare(df, s)
     if s.task == "sentiment":
-        from udfs.sentiment import canonical_map
-
         try:
             canonical_map(data.labels, s.label_map)
         except ValueError as exc:
@@ -341,15 +345,10 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
 
 
 def _default_base(catalog) -> str:
-    from udfs.catalog import load_catalog
-
     return (catalog or load_catalog()).default_reference("embed")
 
 
 def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
-    from udfs.backends.heads import fit_head, forward
-    from udfs.embed import embed
-
     hyper = s.head_params()
     rows = data.df.select("label", "split", embed("text", model=base.uri, with_error=True).alias("e")) \
                   .select("label", "split", "e.embedding").toPandas()
@@ -373,9 +372,6 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
 
 def stage_head(stage: Path, base, layers) -> Path:
     """``stage``/encoder (a copy of the base model's weights) + ``stage``/head.npz: a head's weights folder."""
-    from udfs.backends.heads import ENCODER_DIR, HEAD_FILE, save_head
-    from udfs.loading import local_folder
-
     stage.mkdir(parents=True)
     shutil.copytree(local_folder(base) / "weights", stage / ENCODER_DIR)
     save_head(stage / HEAD_FILE, layers)
@@ -386,8 +382,6 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from udfs.backends.hf_classifier import SequenceClassifier
-    from udfs.loading import local_folder
 
     hyper = s.finetune_params()
     rows = data.df.toPandas()
@@ -437,8 +431,6 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
 
 
 def _register(s: TrainSettings, kind: str, params: dict, stage: Path, run_id: str, m: dict, data: Prepared):
-    from udfs.registry import client, register_folder
-
     version, created = register_folder(
         s.name, task=s.task, kind=kind, params=params, weights=stage, alias=None, run_id=run_id,
         description=s.description or f"{s.method} classifier for {s.task}: {', '.join(data.labels)}")
@@ -454,8 +446,6 @@ def _register(s: TrainSettings, kind: str, params: dict, stage: Path, run_id: st
 
 
 def _aliases(name: str) -> dict[str, str]:
-    from udfs.registry import client
-
     return {a: str(v) for a, v in (client().get_registered_model(name).aliases or {}).items()}
 
 
@@ -472,8 +462,6 @@ def register_head(name: str, *, task: str, base_model: str, layers, labels: list
                   label_map: Mapping[str, str] | None = None, alias: str | None = "candidate",
                   description: str = "") -> tuple[str, bool]:
     """Register a head with given layers on ``base_model``'s encoder (e.g. one fitted elsewhere); (version, created)."""
-    from udfs.registry import register_folder, resolve
-
     base = resolve(base_model)
     with tempfile.TemporaryDirectory(prefix="textspark-head-") as tmp:
         stage = stage_head(Path(tmp) / "weights", base, layers)

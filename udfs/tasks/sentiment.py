@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from udfs import runtime
 from udfs.errors import ConfigError
+from udfs.runtime import driver
 
 CANONICAL = ("negative", "neutral", "positive")
 FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>")]
@@ -52,8 +52,8 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 
 
 def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | None = None, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> runtime.UdfPlan:
-    p = runtime.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
+    p = driver.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
                      fail_on_error=fail_on_error, catalog=catalog)
     chosen = p.model.params.get("label_map") if label_map is None else label_map
     if chosen is not None and not isinstance(chosen, Mapping):
@@ -80,4 +80,4 @@ def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] 
     """
     p = sentiment_plan(model=model, label_map=label_map, device=device, precision=precision,
                        fail_on_error=fail_on_error)
-    return runtime.make_udf(p)(column)
+    return driver.make_udf(p)(column)

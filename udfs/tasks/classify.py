@@ -25,8 +25,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from udfs import model_cache, runtime
 from udfs.errors import ConfigError
+from udfs.models import model_cache
+from udfs.models.catalog import load_catalog
+from udfs.runtime import driver
 from udfs.vectors import unit_rows
 
 FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>"), ("labels", "array<string>")]
@@ -138,7 +140,7 @@ def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = No
                   hypothesis_template: str | Sequence[str] | None = None, temperature: float = 0.05,
                   chunk_words: int | None = None, max_chunks: int = 16,
                   device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
-                  catalog=None) -> runtime.UdfPlan:
+                  catalog=None) -> driver.UdfPlan:
     if labels is not None:
         if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels or \
                 not all(isinstance(x, str) and x.strip() for x in labels) or len(set(labels)) != len(labels):
@@ -164,10 +166,8 @@ def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = No
         raise ConfigError("hypothesis_template", given,
                           "a string containing {} (the label), or a list of them (embedding method: averaged)")
     if model is None and labels is not None:  # zero-shot without a model: the default embedding model
-        from udfs.catalog import load_catalog
-
         model = (catalog or load_catalog()).default_reference("embed")
-    p = runtime.plan("classify", predict, FIELDS, model=model, device=device, precision=precision,
+    p = driver.plan("classify", predict, FIELDS, model=model, device=device, precision=precision,
                      fail_on_error=fail_on_error, catalog=catalog)
     chosen = _method_for(p.model, method)
     options: dict[str, Any] = {"method": chosen, "multi_label": multi_label, "threshold": float(threshold),
@@ -208,4 +208,4 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
                       threshold=threshold, method=method, hypothesis_template=hypothesis_template,
                       temperature=temperature, chunk_words=chunk_words, max_chunks=max_chunks, device=device,
                       precision=precision, fail_on_error=fail_on_error)
-    return runtime.make_udf(p)(column)
+    return driver.make_udf(p)(column)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from udfs import runtime
 from udfs.errors import ConfigError
+from udfs.runtime import driver
 from udfs.sentences import split_sentences
 from udfs.vectors import unit_rows
 
@@ -99,13 +99,13 @@ def _positive_int(key: str, value: Any, *, optional: bool = False) -> None:
 
 def summarize_plan(*, model: str | None = None, method: str = "auto", max_sentences: int = 3,
                    max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> runtime.UdfPlan:
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
     if method not in METHODS:
         raise ConfigError("method", method, METHODS)
     _positive_int("max_sentences", max_sentences)
     _positive_int("max_words", max_words, optional=True)
     _positive_int("max_input_sentences", max_input_sentences)
-    p = runtime.plan("summarize", predict, FIELDS, model=model, device=device, precision=precision,
+    p = driver.plan("summarize", predict, FIELDS, model=model, device=device, precision=precision,
                      fail_on_error=fail_on_error, catalog=catalog,
                      options={"max_sentences": max_sentences, "max_words": max_words,
                               "max_input_sentences": max_input_sentences})
@@ -132,4 +132,4 @@ def summarize(column, *, model: str | None = None, method: str = "auto", max_sen
     p = summarize_plan(model=model, method=method, max_sentences=max_sentences, max_words=max_words,
                        max_input_sentences=max_input_sentences, device=device, precision=precision,
                        fail_on_error=fail_on_error)
-    return runtime.make_udf(p)(column)
+    return driver.make_udf(p)(column)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from udfs.batching import pad_batch, token_budget_batches
+from udfs.models.backends.batching import pad_batch, token_budget_batches
 from udfs.sentences import rejoin, segments, split_sentences
 
 # English names (T5's translation prefixes) and NLLB/FLORES-200 codes for common ISO 639-1 codes;

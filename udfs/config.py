@@ -1,0 +1,135 @@
+"""One configuration mechanism: a typed pydantic model per section, validated once, errors in one line.
+
+Every section (job input/output/tasks/inference/spark/mlflow, task options, cluster, train, evaluate,
+catalog entries) is a :class:`Section`. :func:`validate` turns pydantic's error into a
+:class:`~udfs.errors.ConfigError` with today's message format, ``<file>: <key path>: got <value>;
+allowed: <...>``. A field says what is allowed with ``Annotated[..., Allowed("a positive integer")]``; a
+``Literal`` field lists its values; an unknown key lists the section's keys. A validator that needs a
+richer message raises ``ConfigError`` itself (its key is relative to the section) and it passes through.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, TypeVar, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from udfs.errors import ConfigError
+
+S = TypeVar("S", bound="Section")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a field allows, in words: the ``allowed:`` part of its error message."""
+
+    text: str
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys rejected, no silent coercion (``"3"`` is not 3, ``true`` not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
+
+
+def validate(model: type[S], data: Any, *, key: str = "", source: str | None = None,
+             what: str = "a mapping") -> S:
+    """``data`` (a mapping, as read from YAML or given in Python) as ``model``, or a one-line ConfigError.
+
+    ``key`` is the section's own path (``input``, ``tasks[0]``) that error keys are prefixed with."""
+    if isinstance(data, model):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(key or "(top level)", data, what, source=source)
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _config_error(model, exc.errors()[0], data, key, source) from None
+
+
+def _config_error(model: type[Section], err: Mapping[str, Any], data: Mapping, prefix: str,
+                  source: str | None) -> ConfigError:
+    loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and _is_union_tag(part)))
+    original = (err.get("ctx") or {}).get("error")
+    if isinstance(original, ConfigError):  # a validator's own message: make its key absolute
+        inner = loc[:-1] if loc and original.key in (loc[-1], "") else loc
+        path = _join(prefix, inner, original.key) if original.key else _join(prefix, inner)
+        return ConfigError(path, original.value, original.allowed, source=source)
+    fields_at, value = _walk(model, data, loc)
+    path = _join(prefix, loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return ConfigError(path, value, f"keys {', '.join(fields_at)}", source=source)
+    annotation, allowed = _field_info(model, loc)
+    if allowed is None and kind in ("model_type", "dict_type"):
+        allowed = "a mapping"
+    if allowed is None:
+        literal = _literal_values(annotation)
+        allowed = ", ".join(str(v) for v in literal) if literal else err["msg"]
+    return ConfigError(path, None if kind == "missing" else value, allowed, source=source)
+
+
+def _is_union_tag(part: str) -> bool:
+    """pydantic names a union member's branch in the error location (``list[str]``, ``function-after[...]``)."""
+    return "[" in part or part in ("str", "int", "float", "bool", "list", "dict", "tuple", "none", "literal")
+
+
+def _join(prefix: str, loc: tuple, *tail: str) -> str:
+    path = prefix
+    for part in (*loc, *tail):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _walk(model: type[Section], data: Any, loc: tuple) -> tuple[list[str], Any]:
+    """The field names of the section holding ``loc``'s last part, and the value given there."""
+    fields = list(model.model_fields)
+    value = data
+    for part in loc:
+        if isinstance(value, Mapping) and part in value:
+            sub = _field_info(model, (part,))[0] if isinstance(part, str) and model is not None else None
+            value = value[part]
+            nested = _section_type(sub)
+            if nested is not None:
+                model, fields = nested, list(nested.model_fields)
+        elif isinstance(value, (list, tuple)) and isinstance(part, int) and part < len(value):
+            value = value[part]
+        else:
+            return fields, None
+    return fields, value
+
+
+def _section_type(annotation: Any) -> type[Section] | None:
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation
+    for arg in get_args(annotation) or ():
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_info(model: type[Section], loc: tuple) -> tuple[Any, str | None]:
+    """The annotation and ``Allowed`` text of the field at ``loc`` (following nested sections)."""
+    annotation, allowed = None, None
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            continue
+        info = model.model_fields[part]
+        annotation = info.annotation
+        allowed = next((m.text for m in info.metadata if isinstance(m, Allowed)), None)
+        model = _section_type(annotation)
+    return annotation, allowed
+
+
+def _literal_values(annotation: Any) -> tuple:
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    for arg in get_args(annotation) or ():
+        values = _literal_values(arg)
+        if values:
+            return values
+    return ()

@@ -1,0 +1,2 @@
+"""The tasks: one module per task (its predict function, result fields and public UDF factory), the task
+table the jobs and SQL build from, and apply_tasks, which composes several tasks over one DataFrame."""
