@@ -31,28 +31,26 @@ from bench.common import bench_registry  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from udfs.clustering.config import parse_cluster_conf  # noqa: E402
+from udfs.clustering.features import prepare  # noqa: E402
+from udfs.clustering.fit import fit  # noqa: E402
+from udfs.clustering.metrics import label_scores, nmi_purity  # noqa: E402
+from udfs.clustering.model import assign  # noqa: E402
+
 
 def baseline_scores(texts: list[str], labels: np.ndarray, k: int, seed: int, lsa: bool) -> tuple[float, float]:
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.cluster import contingency_matrix
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import Normalizer
-
-    from udfs.clustering.core import nmi_purity
 
     x = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
     if lsa:
         x = make_pipeline(TruncatedSVD(100, random_state=seed), Normalizer(copy=False)).fit_transform(x)
     pred = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
-    return nmi_purity(_table(pred, labels))
-
-
-def _table(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    _, lab = np.unique(labels, return_inverse=True)
-    table = np.zeros((pred.max() + 1, lab.max() + 1))
-    np.add.at(table, (pred, lab), 1)
-    return table
+    return nmi_purity(contingency_matrix(pred, labels))  # clusters x labels, as udfs.clustering.metrics counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pyspark import StorageLevel
-    from udfs.clustering import core as cl
     from jobs.datasets import bbc_news, drug_conditions
     from udfs.tasks.embed import embed_plan
 
@@ -87,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     news.to_parquet(path, index=False)
     df = spark.read.parquet(path)
     started = time.time()
-    defaults = cl.ClusterConf()  # the job's defaults: windows of chunk_words words, mean per article
-    prepared = cl.prepare(df, id_column="id", text_column="text", label_column="label", embed_plan=plan,
-                          chunk_words=defaults.chunk_words, max_chunks=defaults.max_chunks,
-                          ).persist(StorageLevel.MEMORY_AND_DISK)
+    defaults = parse_cluster_conf({"k": k})  # the job's defaults: windows of chunk_words words, mean per article
+    prepared = prepare(df, id_column="id", text_column="text", label_column="label", embed_plan=plan,
+                       chunk_words=defaults.chunk_words, max_chunks=defaults.max_chunks,
+                       ).persist(StorageLevel.MEMORY_AND_DISK)
     n = prepared.where("vector IS NOT NULL").count()
     embed_s = time.time() - started
     print(f"embedded {n} texts with {plan.model.label} (windows of {defaults.chunk_words} words, at most "
@@ -105,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         t0 = time.time()
         for name, keys in variants.items():
-            fit = cl.fit(prepared, cl.parse_cluster_conf({"k": k, "seed": 10 * seed, **keys}),
+            result = fit(prepared, parse_cluster_conf({"k": k, "seed": 10 * seed, **keys}),
                          embedding_model=plan.model.uri)
-            s = cl.label_scores(cl.assign(prepared, fit.clustering))
+            s = label_scores(assign(prepared, result.clustering))
             results[name].append((s["nmi"], s["purity"]))
         t1 = time.time()
         results["baseline: TF-IDF + k-means"].append(baseline_scores(texts, labels, k, seed, lsa=False))
@@ -126,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio ours / {name[len('baseline: '):]}: NMI x{means[ours][0] / means[name][0]:.2f}, "
               f"purity x{means[ours][1] / means[name][1]:.2f}")
 
-    fit = cl.fit(prepared, cl.parse_cluster_conf({"k_range": list(args.k_range), "seed": 0}),
+    result = fit(prepared, parse_cluster_conf({"k_range": list(args.k_range), "seed": 0}),
                  embedding_model=plan.model.uri)
-    s = cl.label_scores(cl.assign(prepared, fit.clustering))
-    cands = ", ".join(f"{k}:{v:.3f}" for k, v in fit.candidates.items() if v is not None)
-    print(f"\nk by silhouette in {args.k_range}: k={fit.k} (sample silhouettes {cands}); "
+    s = label_scores(assign(prepared, result.clustering))
+    cands = ", ".join(f"{k}:{v:.3f}" for k, v in result.candidates.items() if v is not None)
+    print(f"\nk by silhouette in {args.k_range}: k={result.k} (sample silhouettes {cands}); "
           f"NMI {s['nmi']:.3f}, purity {s['purity']:.3f}")
     for i, what in enumerate(("NMI", "purity")):
         beaten = [name[len("baseline: "):] for name in baselines if means[ours][i] > means[name][i]]

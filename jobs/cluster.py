@@ -23,28 +23,34 @@ if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project 
 
 from jobs.common import manifest_json, parse_args, read_input, run_cli, write_text_file  # noqa: E402
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
-from udfs.clustering import core as cl
+from udfs.clustering import describe  # noqa: E402
+from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402
+from udfs.clustering.features import prepare  # noqa: E402
+from udfs.clustering.fit import ClusteringError, fit  # noqa: E402
+from udfs.clustering.metrics import label_scores  # noqa: E402
+from udfs.clustering.model import Clustering, assign, load_registered, register  # noqa: E402
+from udfs.clustering.plot import projection_png, projection_sample  # noqa: E402
 from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
-from udfs.tasks.embed import embed_plan
+from udfs.tasks.embed import embed_plan  # noqa: E402
 
 
-def parse_cluster_job(data: dict, *, source: str | None = None) -> tuple[JobConf, cl.ClusterConf]:
+def parse_cluster_job(data: dict, *, source: str | None = None) -> tuple[JobConf, ClusterConf]:
     """Validate a cluster job mapping: the shared input/output/spark/mlflow keys plus the cluster keys."""
-    conf = parse_job(data, source=source, tasks_required=False, extra_keys=cl.KEYS)
+    conf = parse_job(data, source=source, tasks_required=False, extra_keys=KEYS)
     if conf.tasks:
         raise ConfigError("tasks", data.get("tasks"), "no tasks in a cluster job (use jobs/analyze.py)", source=source)
     if not conf.input.id_column:
         raise ConfigError("input.id_column", None, "the column that identifies a row (assignments are keyed by it)",
                           source=source)
-    return conf, cl.parse_cluster_conf(data, source=source)
+    return conf, parse_cluster_conf(data, source=source)
 
 
-def load_cluster_job(path: str | os.PathLike) -> tuple[JobConf, cl.ClusterConf]:
+def load_cluster_job(path: str | os.PathLike) -> tuple[JobConf, ClusterConf]:
     return parse_cluster_job(read_yaml(path), source=str(path))
 
 
-def _embed_plan(cc: cl.ClusterConf, model: str | None):
+def _embed_plan(cc: ClusterConf, model: str | None):
     """The embed UDF plan (resolves the model to one version on the driver), or None for an input column."""
     if cc.embedding_column:
         return None
@@ -55,13 +61,13 @@ def _embed_plan(cc: cl.ClusterConf, model: str | None):
         raise ConfigError(key, model or "(catalog default)", str(exc)) from None
 
 
-def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
+def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
     """Run the job; returns its summary. Config and model-reference errors raise before Spark work."""
     setup_environment()
     clustering = resolved = None
     if cc.mode == "assign":
         try:
-            clustering, resolved = cl.load_registered(cc.model)
+            clustering, resolved = load_registered(cc.model)
         except ModelReferenceError as exc:
             raise ConfigError("model", cc.model, str(exc), source=conf.source) from None
         if clustering.embedding_model is None and not cc.embedding_column:
@@ -70,7 +76,7 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
         plan = _embed_plan(cc, clustering.embedding_model)
     else:
         plan = _embed_plan(cc, cc.embedding_model)
-    spark = spark or get_spark(conf.spark_profile, conf=conf.spark_conf)
+    spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
     started = time.time()
     df = read_input(spark, conf.input)
     for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column),
@@ -80,25 +86,25 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
 
     from pyspark import StorageLevel
 
-    prepared = cl.prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
-                          label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
-                          dim=clustering.embedding_dim if clustering else None,
-                          distance=clustering.distance if clustering else cc.distance,
-                          chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
-                          max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
-                          ).persist(StorageLevel.MEMORY_AND_DISK)
+    prepared = prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
+                       label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
+                       dim=clustering.embedding_dim if clustering else None,
+                       distance=clustering.distance if clustering else cc.distance,
+                       chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
+                       max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
+                       ).persist(StorageLevel.MEMORY_AND_DISK)
     assigned = None
     try:
         embedding_label = plan.model.label if plan else None
         if cc.mode == "fit":
-            result = cl.fit(prepared, cc, embedding_model=plan.model.uri if plan else None)
+            result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None)
             clustering = result.clustering
-        assigned = cl.assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
-        sizes = cl.sizes(assigned)
-        keywords = cl.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
-        examples = cl.representatives(assigned, cc.examples)
-        scores = cl.label_scores(assigned) if cc.label_column else {}
-        vectors, labels = cl.projection_sample(assigned, cc.projection_size, seed=cc.seed)
+        assigned = assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
+        sizes = describe.sizes(assigned)
+        keywords = describe.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
+        examples = describe.representatives(assigned, cc.examples)
+        scores = label_scores(assigned) if cc.label_column else {}
+        vectors, labels = projection_sample(assigned, cc.projection_size, seed=cc.seed)
         summary = {
             "mode": cc.mode, "output": conf.output.path, "input": conf.input.path, "k": clustering.k,
             "distance": clustering.distance, "embedding_model": embedding_label,
@@ -113,9 +119,9 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
                            candidates={str(k): s for k, s in result.candidates.items()},
                            rows_distinct=result.distinct, lexical_note=result.lexical_note)
         with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
-            png = cl.projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
-                                    title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
-                                          f"k={clustering.k}", distance=clustering.distance)
+            png = projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
+                                 title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
+                                       f"k={clustering.k}", distance=clustering.distance)
             run_id = _log_run(conf, cc, clustering, summary, png)
             summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
             summary["model_uri"] = f"models:/{summary['model']}"
@@ -130,7 +136,7 @@ def run(conf: JobConf, cc: cl.ClusterConf, *, spark=None) -> dict:
     return summary
 
 
-def _log_run(conf: JobConf, cc: cl.ClusterConf, clustering: cl.Clustering, summary: dict, png: Path) -> str:
+def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: dict, png: Path) -> str:
     """One MLflow run per job; a fit also registers the clustering inside it (sets ``clustering.label``)."""
     import mlflow
 
@@ -157,13 +163,13 @@ def _log_run(conf: JobConf, cc: cl.ClusterConf, clustering: cl.Clustering, summa
         mlflow.set_tags({"textspark.job": "cluster"})
         run_id = run.info.run_id
     if cc.mode == "fit":  # register_folder reopens the run to log the model into it
-        cl.register(clustering, name=cc.name, alias=cc.alias, run_id=run_id,
-                    description=f"k-means (k={clustering.k}, {clustering.distance}) on {conf.input.path}")
+        register(clustering, name=cc.name, alias=cc.alias, run_id=run_id,
+                 description=f"k-means (k={clustering.k}, {clustering.distance}) on {conf.input.path}")
         mlflow.MlflowClient().set_tag(run_id, "textspark.model", clustering.label)
     return run_id
 
 
-def _write_outputs(spark, conf: JobConf, assigned, clustering: cl.Clustering, keywords, sizes, examples,
+def _write_outputs(spark, conf: JobConf, assigned, clustering: Clustering, keywords, sizes, examples,
                    summary: dict, png: Path) -> None:
     from pyspark.sql import functions as F
 
@@ -174,8 +180,8 @@ def _write_outputs(spark, conf: JobConf, assigned, clustering: cl.Clustering, ke
     if conf.output.partitions:
         out = out.repartition(conf.output.partitions)
     out.write.mode(conf.output.mode).format(conf.output.format).save(f"{base}/assignments")
-    table = cl.cluster_table(clustering.k, sizes, keywords, examples)
-    (spark.createDataFrame(table, cl.CLUSTERS_SCHEMA).coalesce(1).write.mode(conf.output.mode)
+    table = describe.cluster_table(clustering.k, sizes, keywords, examples)
+    (spark.createDataFrame(table, describe.CLUSTERS_SCHEMA).coalesce(1).write.mode(conf.output.mode)
      .format(conf.output.format).save(f"{base}/clusters"))
     written = spark.read.format(conf.output.format).load(f"{base}/assignments")
     counts = written.agg(F.count(F.lit(1)).alias("rows"), F.count("cluster").alias("assigned")).first()
@@ -215,7 +221,7 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, input_errors=(cl.ClusteringError,))
+    return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, input_errors=(ClusteringError,))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,20 @@
 """Clustering: every row assigned or given a reason, k by silhouette, c-TF-IDF keywords, MLflow run and
 registered centroids that assign new rows without refitting, bad input and bad config named clearly."""
 import math
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.testing import assertDataFrameEqual
 
 from jobs.cluster import main, parse_cluster_job, run
-from udfs.clustering import core as cl
+from udfs.clustering.config import parse_cluster_conf
+from udfs.clustering.describe import keywords, representatives
+from udfs.clustering.features import NON_FINITE, NULL_VECTOR, ZERO_VECTOR, embed_chunked, prepare
+from udfs.clustering.fit import ClusteringError, fit
+from udfs.clustering.metrics import nmi_purity
+from udfs.clustering.model import Clustering, assign, load_registered
+from udfs.clustering.plot import projection_png, projection_xy
 from udfs.errors import ConfigError
 from udfs.text import EMPTY_INPUT, NULL_INPUT
 
@@ -16,6 +22,12 @@ GROUPS = {
     "sport": "The match ended in a draw after a late goal.",
     "business": "Shares rose after the company reported strong profits.",
     "film": "The film won three awards at the festival.",
+}
+# each text's terms: lower-cased runs of 3+ letters, minus Spark's English stop words ('the', 'after')
+KEYWORDS = {
+    "sport": ["draw", "ended", "goal", "late", "match"],
+    "business": ["company", "profits", "reported", "rose", "shares", "strong"],
+    "film": ["awards", "festival", "film", "three", "won"],
 }
 COPIES = 5
 
@@ -61,25 +73,21 @@ def test_fit_assigns_every_row_and_null_text_gets_a_reason(spark, fitted):
     assert (summary["rows"], summary["rows_assigned"], summary["null_with_reason"]) == (len(rows), 15, 3)
 
 
-def _expected_terms(text):
-    from pyspark.ml.feature import StopWordsRemover
-
-    stop = set(StopWordsRemover.loadDefaultStopWords("english"))
-    return sorted({w for w in re.findall(r"[a-z]+", text.lower()) if len(w) >= 3 and w not in stop})
-
-
 def test_clusters_table_sizes_keywords_examples(spark, fitted):
     summary, conf, _ = fitted
     table = spark.read.parquet(f"{conf.output.path}/clusters")
     assert table.schema.simpleString() == ("struct<cluster:int,size:bigint,keywords:array<string>,"
                                            "examples:array<string>,example_ids:array<string>>")
-    got = {r.cluster: r for r in table.collect()}
-    assert sorted(got) == [0, 1, 2]
-    for group, text in GROUPS.items():
-        c = next(c for c, r in got.items() if r.examples == [text])  # one distinct text: one example
-        # every term of the group occurs COPIES times in its cluster and nowhere else: equal scores, A-Z
-        assert (got[c].size, got[c].keywords) == (COPIES, _expected_terms(text))
-        assert len(got[c].example_ids) == 1 and got[c].example_ids[0].startswith(f"{group}-")
+    cluster_of = {r.id.split("-")[0]: r.cluster
+                  for r in spark.read.parquet(f"{conf.output.path}/assignments").where("id LIKE '%-0'").collect()}
+    # every term of a group occurs COPIES times in its cluster and nowhere else: equal scores, A-Z;
+    # one distinct text per cluster: one example
+    expected = spark.createDataFrame([(cluster_of[g], COPIES, KEYWORDS[g], [text]) for g, text in GROUPS.items()],
+                                     "cluster int, size long, keywords array<string>, examples array<string>")
+    assertDataFrameEqual(table.drop("example_ids"), expected)
+    for r in table.collect():
+        group = next(g for g, c in cluster_of.items() if c == r.cluster)
+        assert len(r.example_ids) == 1 and r.example_ids[0].startswith(f"{group}-")
 
 
 def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
@@ -101,7 +109,7 @@ def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
     assert (mv.tags["textspark.task"], mv.tags["textspark.kind"], mv.run_id) == ("cluster", "kmeans_centroids",
                                                                                 summary["run_id"])
     assert str(dict(client().get_registered_model(name).aliases)["champion"]) == version
-    clustering, _ = cl.load_registered(f"models:/{name}@champion")
+    clustering, _ = load_registered(f"models:/{name}@champion")
     # 3 distinct texts: TF-IDF of rank 3, so 3 LSA dimensions beside the encoder's 32
     assert (clustering.k, clustering.dim, clustering.embedding_dim, clustering.embedding_model, clustering.chunk_words,
             clustering.lexical.dims, clustering.lexical_weight) == (3, 35, 32, "models:/tiny-encoder/1", 150, 3, 0.5)
@@ -155,13 +163,13 @@ def test_long_texts_are_the_mean_of_their_word_windows(spark, tiny_encoder):
     words = " ".join(CORPUS).split()
     long_text, short = " ".join(words[:230]), "Shares rose."
     df = spark.createDataFrame([("long", long_text), ("short", short), ("blank", " \t ")], "id string, text string")
-    prepared = cl.prepare(df, id_column="id", text_column="text", embed_plan=embed_plan(model=tiny_encoder),
-                          chunk_words=50, max_chunks=4)
+    prepared = prepare(df, id_column="id", text_column="text", embed_plan=embed_plan(model=tiny_encoder),
+                       chunk_words=50, max_chunks=4)
     got = {r._id: r for r in prepared.collect()}
     windows = [" ".join(words[i:i + 50]) for i in (0, 50, 100, 150)]  # 5 windows of 230 words, first 4 kept
     np.testing.assert_allclose(got["long"].vector, direct.embed(windows).mean(0), atol=1e-5)
     np.testing.assert_allclose(got["short"].vector, direct.embed([short])[0], atol=1e-5)
-    np.testing.assert_allclose(cl.embed_chunked(direct, [long_text], 50, 4)[0], got["long"].vector, atol=1e-5)
+    np.testing.assert_allclose(embed_chunked(direct, [long_text], 50, 4)[0], got["long"].vector, atol=1e-5)
     assert (got["blank"].vector, got["blank"].error) == (None, EMPTY_INPUT)
     assert all(got[i].error is None for i in ("long", "short"))
 
@@ -181,14 +189,14 @@ def _vector_frame(spark, directions, per=6, noise=0.02, seed=0, extra=()):
 
 def test_k_range_picks_the_best_silhouette(spark):
     df = _vector_frame(spark, [0.0, math.pi / 2, math.pi, 3 * math.pi / 2])
-    cc = cl.parse_cluster_conf({"k_range": [3, 5], "embedding_column": "vec"})
-    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
-    result = cl.fit(prepared, cc, embedding_model=None)
+    cc = parse_cluster_conf({"k_range": [3, 5], "embedding_column": "vec"})
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
+    result = fit(prepared, cc, embedding_model=None)
     assert result.k == 4
     assert sorted(result.candidates) == [3, 4, 5]  # 24 distinct points: every candidate tried
     scored = {k: s for k, s in result.candidates.items() if s is not None}
     assert max(scored, key=scored.get) == 4 and scored[4] > 0.9 and max(scored[3], scored[5]) < scored[4]
-    assigned = cl.assign(prepared, result.clustering)
+    assigned = assign(prepared, result.clustering)
     labels = {(r._id[:2], r.cluster) for r in assigned.collect()}
     assert len(labels) == 4 and len({c for _, c in labels}) == 4  # each group is one cluster
     prepared.unpersist()
@@ -199,13 +207,13 @@ def test_bad_vectors_get_reasons_and_distances_match_numpy(spark):
              ("short", "x", [1.0, 0.0], "g0"), ("zero", "x", [0.0, 0.0, 0.0], "g0"),
              ("inf", "x", [float("inf"), 0.0, 0.0], "g0"), ("null-text", None, [1.0, 0.0, 0.0], "g0")]
     df = _vector_frame(spark, [0.0, math.pi], extra=extra)
-    cc = cl.parse_cluster_conf({"k": 2, "embedding_column": "vec"})
-    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
-    result = cl.fit(prepared, cc, embedding_model=None)
-    rows = {r._id: r for r in cl.assign(prepared, result.clustering).collect()}
+    cc = parse_cluster_conf({"k": 2, "embedding_column": "vec"})
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
+    result = fit(prepared, cc, embedding_model=None)
+    rows = {r._id: r for r in assign(prepared, result.clustering).collect()}
     assert {i: (rows[i].cluster, rows[i].error) for i, *_ in extra} == {
-        "null-vec": (None, cl.NULL_VECTOR), "nan": (None, cl.NON_FINITE), "short": (None, "embedding has 2 values; expected 3"),
-        "zero": (None, cl.ZERO_VECTOR), "inf": (None, cl.NON_FINITE),
+        "null-vec": (None, NULL_VECTOR), "nan": (None, NON_FINITE), "short": (None, "embedding has 2 values; expected 3"),
+        "zero": (None, ZERO_VECTOR), "inf": (None, NON_FINITE),
         "null-text": (rows["g0-0"].cluster, None)}  # a vector column does not need the text
     c = result.clustering.centroids
     for r in rows.values():
@@ -213,16 +221,18 @@ def test_bad_vectors_get_reasons_and_distances_match_numpy(spark):
             v = np.array(r.vector)
             cos = 1 - (c @ v) / (np.linalg.norm(c, axis=1) * np.linalg.norm(v))
             assert (r.cluster, r.distance) == (int(cos.argmin()), pytest.approx(cos.min(), abs=1e-9))
-    # representatives: the 2 rows nearest each centroid, by distance
-    assigned = cl.assign(prepared, result.clustering)
-    nearest = {}
-    for r in sorted((r for r in rows.values() if r.cluster is not None and r._text is not None),
-                    key=lambda r: (r.distance, r._id)):
-        nearest.setdefault(r.cluster, [])
-        if len(nearest[r.cluster]) < 2 and r._text not in [t for _, t in nearest[r.cluster]]:
-            nearest[r.cluster].append((r._id, r._text))
-    assert cl.representatives(assigned, 2) == nearest
     prepared.unpersist()
+
+
+def test_representatives_are_the_distinct_texts_nearest_each_centroid(spark):
+    rows = [(0, 0.30, "a", "alpha"), (0, 0.10, "b", "beta"), (0, 0.10, "c", "beta"),  # a tie: by id; a repeat
+            (0, 0.05, "d", None), (0, 0.20, "e", "gamma long text"), (1, 0.90, "f", "delta"),
+            (None, 0.0, "g", "no cluster")]
+    assigned = spark.createDataFrame(rows, "cluster int, distance double, _id string, _text string")
+    assert representatives(assigned, 2) == {0: [("b", "beta"), ("e", "gamma long text")], 1: [("f", "delta")]}
+    assert representatives(assigned, 3, chars=5) == {0: [("b", "beta"), ("e", "gamma"), ("a", "alpha")],
+                                                     1: [("f", "delta")]}
+    assert representatives(assigned, 0) == {}
 
 
 SPORT = ["The striker scored a late goal to win the match.", "A goal from the striker settled the cup match.",
@@ -241,14 +251,14 @@ def test_lexical_features_separate_texts_whose_embeddings_do_not(spark):
     rows = [(f"r{i}", t, (np.array([1.0, 0.0, 0.0]) + rng.normal(0, 0.01, 3)).tolist(), topic)
             for i, (topic, t) in enumerate(texts)]
     df = spark.createDataFrame(rows, "id string, text string, vec array<double>, label string")
-    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec", label_column="label").cache()
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec", label_column="label").cache()
     scores = {}
     for weight in (0.5, 0.0):
-        result = cl.fit(prepared, cl.parse_cluster_conf({"k": 2, "embedding_column": "vec", "lexical_weight": weight}),
-                        embedding_model=None)
-        assigned = cl.assign(prepared, result.clustering).collect()
-        scores[weight] = cl.nmi_purity(np.array([[sum(r.cluster == c and r._label == g for r in assigned)
-                                                  for g in ("sport", "markets")] for c in (0, 1)]))[0]
+        result = fit(prepared, parse_cluster_conf({"k": 2, "embedding_column": "vec", "lexical_weight": weight}),
+                     embedding_model=None)
+        assigned = assign(prepared, result.clustering).collect()
+        scores[weight] = nmi_purity(np.array([[sum(r.cluster == c and r._label == g for r in assigned)
+                                               for g in ("sport", "markets")] for c in (0, 1)]))[0]
         lexical = result.clustering.lexical
         assert (lexical is not None, result.clustering.lexical_weight, result.lexical_note) == (
             weight > 0, weight, None)
@@ -259,14 +269,14 @@ def test_lexical_features_separate_texts_whose_embeddings_do_not(spark):
 
 def test_lexical_features_are_off_with_a_note_when_the_texts_share_no_terms(spark):
     df = _vector_frame(spark, [0.0, math.pi])  # texts "group <g> text <i>": every kept word is in every text
-    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec")
-    result = cl.fit(prepared, cl.parse_cluster_conf({"k": 2, "embedding_column": "vec"}), embedding_model=None)
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec")
+    result = fit(prepared, parse_cluster_conf({"k": 2, "embedding_column": "vec"}), embedding_model=None)
     assert (result.clustering.lexical, result.clustering.lexical_weight, result.clustering.dim) == (None, 0.0, 3)
     assert result.lexical_note.startswith("lexical features off (embeddings only): 12 texts: ")
 
 
 def test_euclidean_distance_is_plain_euclidean():
-    c = cl.Clustering(centroids=np.array([[0.0, 0.0], [10.0, 0.0]]), distance="euclidean")
+    c = Clustering(centroids=np.array([[0.0, 0.0], [10.0, 0.0]]), distance="euclidean")
     best, d = c.assign(np.array([[3.0, 4.0], [9.0, 0.0]]))
     assert best.tolist() == [0, 1] and d == pytest.approx([5.0, 1.0])
 
@@ -279,13 +289,13 @@ def test_projection_draws_cosine_centroids_among_their_members(tmp_path):
     means = np.vstack([unit[clusters == c].mean(0) for c in (0, 1)])
     # as Spark's cosine k-means makes them: the unit direction of the members' mean of unit vectors
     centers = np.vstack([means / np.linalg.norm(means, axis=1, keepdims=True), [[0.0, 0.0, 1.0]]])
-    xy, cxy = cl.projection_xy(vectors, clusters, centers, "cosine")
+    xy, cxy = projection_xy(vectors, clusters, centers, "cosine")
     for c in (0, 1):  # each centroid is drawn at the 2-D mean of its (unit) members
         np.testing.assert_allclose(cxy[c], xy[clusters == c].mean(0), atol=1e-9)
     assert np.isfinite(cxy).all()
-    xy_e, cxy_e = cl.projection_xy(vectors, clusters, vectors[:3], "euclidean")  # euclidean: drawn as they are
+    xy_e, cxy_e = projection_xy(vectors, clusters, vectors[:3], "euclidean")  # euclidean: drawn as they are
     np.testing.assert_allclose(cxy_e, xy_e[:3])
-    png = cl.projection_png(vectors, clusters, centers, tmp_path / "p.png", distance="cosine")
+    png = projection_png(vectors, clusters, centers, tmp_path / "p.png", distance="cosine")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -295,48 +305,46 @@ def test_keywords_are_class_based_tfidf(spark):
     docs = [(0, "Goal goal match referee"), (0, "The match and the goal"), (1, "Profit shares market"),
             (1, "Market profit goal"), (1, "Shares shares shares, he said")]
     df = spark.createDataFrame(docs, "cluster int, _text string")
-    got = cl.keywords(df, 3)
-    # reference: texts containing each term, per cluster (stop words 'the', 'and' gone; a repeated word
-    # counts once per text), A = mean words per cluster
-    counts = {0: {"goal": 2, "match": 2, "referee": 1}, 1: {"profit": 2, "shares": 2, "market": 2, "goal": 1}}
-    total = {t: sum(c.get(t, 0) for c in counts.values()) for t in {t for c in counts.values() for t in c}}
-    a = sum(sum(c.values()) for c in counts.values()) / 2
-    expected = {}
-    for k, c in counts.items():
-        words = sum(c.values())
-        score = {t: n / words * math.log(1 + a / total[t]) for t, n in c.items()}
-        expected[k] = sorted(score, key=lambda t: (-score[t], t))[:3]
-    assert got == expected == {0: ["match", "goal", "referee"], 1: ["market", "profit", "shares"]}
+    # texts with each term (a repeated word counts once per text; 'the', 'and', 'he', 'said' are stop words):
+    # cluster 0: goal 2, match 2, referee 1 (5 words); cluster 1: profit, shares, market 2 each, goal 1 (7);
+    # A = 6. score = count / words * ln(1 + A / count in all clusters):
+    # 0: match .4 ln 4 = .555 > goal .4 ln 3 = .439 > referee .2 ln 7 = .389
+    # 1: market = profit = shares 2/7 ln 4 = .396 (ties A-Z) > goal 1/7 ln 3 = .157
+    assert keywords(df, 3) == {0: ["match", "goal", "referee"], 1: ["market", "profit", "shares"]}
+    assert keywords(df, 10) == {0: ["match", "goal", "referee"], 1: ["market", "profit", "shares", "goal"]}
+    # without the extra stop words 'said' counts: cluster 1 has 8 words, A = 6.5;
+    # 1: market, profit, shares .25 ln 4.25 = .362 > said 1/8 ln 7.5 = .252 > goal 1/8 ln(1 + 6.5/3) = .144
+    assert keywords(df, 10, stop_words=()) == {0: ["match", "goal", "referee"],
+                                               1: ["market", "profit", "shares", "said", "goal"]}
 
 
 def test_nmi_and_purity_match_scikit_learn():
     from sklearn.metrics import normalized_mutual_info_score
+    from sklearn.metrics.cluster import contingency_matrix
 
     rng = np.random.default_rng(3)
     for _ in range(5):
         pred, true = rng.integers(0, 4, 200), rng.integers(0, 3, 200)
-        table = np.zeros((4, 3))
-        np.add.at(table, (pred, true), 1)
-        nmi, purity = cl.nmi_purity(table)
+        nmi, purity = nmi_purity(contingency_matrix(pred, true))  # clusters x labels
         assert nmi == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-9)
         assert purity == pytest.approx(sum(np.bincount(true[pred == c]).max() for c in range(4) if (pred == c).any()) / 200)
-    assert cl.nmi_purity(np.array([[5, 0], [0, 5]])) == (1.0, 1.0)
-    assert cl.nmi_purity(np.array([[5, 5]])) == (0.0, 0.5)
+    assert nmi_purity(np.array([[5, 0], [0, 5]])) == (1.0, 1.0)
+    assert nmi_purity(np.array([[5, 5]])) == (0.0, 0.5)
 
 
 # ---- bad input and bad config -------------------------------------------------------------------
 
 def test_fewer_distinct_rows_than_k_is_a_clear_error(spark):
     df = _vector_frame(spark, [0.0, math.pi / 2, math.pi], noise=0.0)  # 18 rows, 3 distinct vectors
-    prepared = cl.prepare(df, id_column="id", text_column="text", embedding_column="vec")
-    with pytest.raises(cl.ClusteringError, match=r"k: got 4, but the input has only 3 distinct embedding\(s\) "
-                                                 r"among 18 row\(s\) with text \(15 duplicate\(s\)"):
-        cl.fit(prepared, cl.parse_cluster_conf({"k": 4, "embedding_column": "vec"}), embedding_model=None)
-    with pytest.raises(cl.ClusteringError, match=r"k_range: got \[5, 8\], but the input has only 3 distinct"):
-        cl.fit(prepared, cl.parse_cluster_conf({"k_range": [5, 8], "embedding_column": "vec"}), embedding_model=None)
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec")
+    with pytest.raises(ClusteringError, match=r"k: got 4, but the input has only 3 distinct embedding\(s\) "
+                                              r"among 18 row\(s\) with text \(15 duplicate\(s\)"):
+        fit(prepared, parse_cluster_conf({"k": 4, "embedding_column": "vec"}), embedding_model=None)
+    with pytest.raises(ClusteringError, match=r"k_range: got \[5, 8\], but the input has only 3 distinct"):
+        fit(prepared, parse_cluster_conf({"k_range": [5, 8], "embedding_column": "vec"}), embedding_model=None)
     # a range reaching past the distinct points is capped, not an error
-    result = cl.fit(prepared, cl.parse_cluster_conf({"k_range": [2, 8], "embedding_column": "vec"}),
-                    embedding_model=None)
+    result = fit(prepared, parse_cluster_conf({"k_range": [2, 8], "embedding_column": "vec"}),
+                 embedding_model=None)
     assert (result.k, sorted(result.candidates)) == (3, [2, 3])
 
 
@@ -344,8 +352,8 @@ def test_all_null_text_is_a_clear_error(spark, tiny_encoder, workdir):
     path = workdir / "cluster-null.parquet"
     pd.DataFrame({"id": ["a", "b", "c"], "text": [None, "", " "]}).to_parquet(path, index=False)
     conf, cc = parse_cluster_job(_job(path, workdir / "clusters-null", k=2, embedding_model=tiny_encoder))
-    with pytest.raises(cl.ClusteringError, match=r"no row can be clustered: 3 input row\(s\), none with an "
-                                                 r"embedding; reasons: ") as info:
+    with pytest.raises(ClusteringError, match=r"no row can be clustered: 3 input row\(s\), none with an "
+                                              r"embedding; reasons: ") as info:
         run(conf, cc, spark=spark)
     assert f"'{NULL_INPUT}': 1" in str(info.value) and f"'{EMPTY_INPUT}': 2" in str(info.value)
 

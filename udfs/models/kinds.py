@@ -8,7 +8,7 @@ BUILDERS: dict[str, str] = {
     "hf_encoder": "udfs.models.backends.hf:load_encoder",
     "embedding_head": "udfs.models.backends.heads:load_head_classifier",
     "hf_classifier": "udfs.models.backends.hf_classifier:load_classifier",
-    "kmeans_centroids": "udfs.clustering.core:load_clustering",
+    "kmeans_centroids": "udfs.clustering.model:load_clustering",
     "fasttext_lid": "udfs.models.backends.fasttext_lid:load_detector",
     "bergamot": "udfs.models.backends.bergamot:load_translator",
     "hf_seq2seq": "udfs.models.backends.seq2seq:load_seq2seq",
