@@ -58,7 +58,7 @@ def main() -> int:
     from jobs.datasets import drug_reviews
     from udfs.platform import get_spark, setup_environment
     from udfs.models.registry import client, resolve
-    from udfs.training.core import prepare
+    from udfs.training.data import prepare
 
     setup_environment()
     spark = get_spark("local")

@@ -15,97 +15,105 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any, Mapping
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pydantic import Field, ValidationInfo, field_validator, model_validator  # noqa: E402
+
 from jobs.common import parse_args, run_cli  # noqa: E402
-from jobs.config import read_yaml, reject_unknown_keys, resolve_path  # noqa: E402
-from jobs.train_classifier import TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
+from jobs.config import MlflowSection, SparkSection, read_yaml, resolve_path  # noqa: E402
+from jobs.train_classifier import TableInput, TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
+from udfs.config import Allowed, Section, validate  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
-from udfs.training.evaluation import EVALUATION_EXPERIMENT, METRICS, UNSEEN, compare_and_promote  # noqa: E402
-from udfs.training.core import dumps  # noqa: E402
-from udfs.training.core import prepare
-from udfs.platform import get_spark, setup_environment
-
-TOP_KEYS = ("input", "holdout_of", "label_column", "where", "task", "model", "candidates", "alias", "metric",
-            "margin", "promote", "unseen_labels", "options", "spark", "mlflow")
+from udfs.platform import get_spark, setup_environment  # noqa: E402
+from udfs.training.data import prepare  # noqa: E402
+from udfs.training.evaluation import EVALUATION_EXPERIMENT, Metric, UnseenLabels, compare_and_promote  # noqa: E402
+from udfs.training.settings import Column, NullIsEmpty, Task  # noqa: E402
+from udfs.training.train import dumps  # noqa: E402
 
 
-@dataclass(frozen=True)
-class EvaluateJob:
-    model: str
-    task: str
-    candidates: tuple[str, ...]
+class EvaluateOptions(Section):
+    """What to evaluate and how to decide: the keys a config and an EvaluateJob share, in YAML order."""
+
+    label_column: Column = "label"
+    where: Annotated[str | None, Allowed("a SQL boolean expression, e.g. split = 'test'")] = None
+    task: Task = "classify"
+    model: Annotated[str, Field(min_length=1, pattern=r"^[^/@]+$"), Allowed("a registered model name, e.g. topics")]
+    candidates: tuple[str, ...] = ()            # default: (models:/<model>@candidate,)
+    alias: Annotated[str, Allowed("an alias name")] = "champion"
+    metric: Metric = "macro_f1"
+    margin: Annotated[float, Field(ge=0), Allowed("a number >= 0")] = 0.0
+    promote: bool = True
+    unseen_labels: UnseenLabels = "error"
+    options: Annotated[dict[str, Any], NullIsEmpty, Allowed("a mapping of task keyword arguments")] = \
+        Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_candidate(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "candidates" not in data and isinstance(data.get("model"), str):
+            return {**data, "candidates": [f"models:/{data['model']}@candidate"]}
+        return data
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _references(cls, value: Any, info: ValidationInfo) -> Any:
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(c, str) for c in value):
+            raise ConfigError("candidates", value,
+                              f"a list of references to versions of {info.data.get('model')}")
+        return tuple(value)
+
+
+class EvaluateJob(EvaluateOptions):
+    """A parsed evaluate job; also built directly (notebooks/02_train_evaluate.ipynb)."""
+
     data: TrainJob                     # where the rows come from (input/dataset), reusing the training reader
     holdout: bool = False              # use the held-out split of ``data.settings``
-    label_column: str = "label"
-    where: str | None = None
-    alias: str = "champion"
-    metric: str = "macro_f1"
-    margin: float = 0.0
-    promote: bool = True
-    unseen_labels: str = "error"
-    options: dict[str, Any] = field(default_factory=dict)
     experiment: str = EVALUATION_EXPERIMENT
     description: str = ""
 
 
+class _Rows(Section):
+    input: TableInput | None = None
+    holdout_of: Annotated[str | None, Allowed("a training config file")] = None
+
+
+class EvaluateConfig(EvaluateOptions, _Rows):  # pydantic puts the last base's fields first: input, holdout_of
+    """The YAML of an evaluate job (conf/jobs/evaluate_*.yml): the rows, the options, spark and mlflow."""
+
+    spark: Annotated[SparkSection | None, Allowed("a mapping")] = None
+    mlflow: Annotated[MlflowSection, NullIsEmpty] = Field(default_factory=MlflowSection)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_source(cls, data: Any, handler) -> EvaluateConfig:
+        conf = handler(data)
+        if (conf.input is None) == (conf.holdout_of is None):
+            raise ConfigError("input", data.get("input") if isinstance(data, Mapping) else None,
+                              "exactly one of input or holdout_of")
+        return conf
+
+
 def parse_evaluate_job(data: dict[str, Any], *, source: str | None = None) -> EvaluateJob:
-    if not isinstance(data, dict):
-        raise ConfigError("(top level)", data, "a mapping with model, task and input or holdout_of", source=source)
-    reject_unknown_keys(data, TOP_KEYS, "(top level)", source)
-    model = data.get("model")
-    if not isinstance(model, str) or not model or "/" in model or "@" in model:
-        raise ConfigError("model", model, "a registered model name, e.g. topics", source=source)
-    task = data.get("task", "classify")
-    if task not in ("classify", "sentiment"):
-        raise ConfigError("task", task, "classify, sentiment", source=source)
-    candidates = data.get("candidates", [f"models:/{model}@candidate"])
-    if isinstance(candidates, str):
-        candidates = [candidates]
-    if not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates):
-        raise ConfigError("candidates", candidates, f"a list of references to versions of {model}", source=source)
-    metric = data.get("metric", "macro_f1")
-    if metric not in METRICS:
-        raise ConfigError("metric", metric, METRICS, source=source)
-    margin = data.get("margin", 0.0)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-        raise ConfigError("margin", margin, "a number >= 0", source=source)
-    promote = data.get("promote", True)
-    if not isinstance(promote, bool):
-        raise ConfigError("promote", promote, "true, false", source=source)
-    unseen = data.get("unseen_labels", "error")
-    if unseen not in UNSEEN:
-        raise ConfigError("unseen_labels", unseen, UNSEEN, source=source)
-    options = data.get("options") or {}
-    if not isinstance(options, dict):
-        raise ConfigError("options", options, "a mapping of task keyword arguments", source=source)
-    where = data.get("where")
-    if where is not None and not isinstance(where, str):
-        raise ConfigError("where", where, "a SQL boolean expression, e.g. split = 'test'", source=source)
-    if ("holdout_of" in data) == ("input" in data):
-        raise ConfigError("input", data.get("input"), "exactly one of input or holdout_of", source=source)
-    if "holdout_of" in data:
-        train_job = load_train_job(resolve_path(str(data["holdout_of"])))
-        holdout, label_column, description = True, "label", f"held-out split of {data['holdout_of']}"
+    conf = validate(EvaluateConfig, data, source=source,
+                    what="a mapping with model, task and input or holdout_of")
+    if conf.holdout_of is not None:
+        train_job = load_train_job(resolve_path(conf.holdout_of))
+        label_column, description = "label", f"held-out split of {conf.holdout_of}"
     else:
-        label_column = data.get("label_column", "label")
-        train_job = parse_train_job({"input": data["input"], "label_column": label_column,
-                                     "register": {"name": model}}, source=source)
-        holdout = False
-        description = f"{data['input']}" + (f" where {where}" if where else "")
-    spark = data.get("spark") or {}
-    if spark:
-        train_job = replace(train_job, spark_profile=str(spark.get("profile", "local")),
-                            spark_conf=dict(spark.get("conf") or {}))
-    return EvaluateJob(model=model, task=task, candidates=tuple(candidates), data=train_job, holdout=holdout,
-                       label_column=label_column, where=where, alias=str(data.get("alias", "champion")),
-                       metric=metric, margin=float(margin), promote=promote, unseen_labels=unseen, options=options,
-                       experiment=str((data.get("mlflow") or {}).get("experiment", EVALUATION_EXPERIMENT)),
-                       description=description)
+        label_column = conf.label_column
+        train_job = parse_train_job({"input": conf.input, "label_column": label_column,
+                                     "register": {"name": conf.model}}, source=source)
+        description = f"{data['input']}" + (f" where {conf.where}" if conf.where else "")
+    if conf.spark is not None and conf.spark.model_fields_set:
+        train_job = train_job.model_copy(update={"spark": conf.spark})
+    options = {key: getattr(conf, key) for key in EvaluateOptions.model_fields}
+    return EvaluateJob(**{**options, "label_column": label_column}, data=train_job,
+                       holdout=conf.holdout_of is not None,
+                       experiment=conf.mlflow.experiment or EVALUATION_EXPERIMENT, description=description)
 
 
 def evaluation_rows(spark, job: EvaluateJob):
@@ -113,7 +121,6 @@ def evaluation_rows(spark, job: EvaluateJob):
     df = read_table(spark, job.data)
     if job.holdout:
         from pyspark.sql import functions as F
-
 
         return prepare(df, job.data.settings).df.filter(F.col("split") == "test").select("text", "label"), "text"
     if job.where:
@@ -123,7 +130,7 @@ def evaluation_rows(spark, job: EvaluateJob):
 
 def run(job: EvaluateJob, *, spark=None) -> dict[str, Any]:
     setup_environment()
-    spark = spark or get_spark(job.data.spark_profile, conf=job.data.spark_conf)
+    spark = spark or get_spark(job.data.spark.profile, conf=job.data.spark.conf)
     df, text_column = evaluation_rows(spark, job)
     return compare_and_promote(df, name=job.model, candidates=list(job.candidates), task=job.task, alias=job.alias,
                                metric=job.metric, margin=job.margin, promote=job.promote, text_column=text_column,

@@ -40,15 +40,10 @@ def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
     aliases = dict(existing[entry.name].aliases or {}) if entry.name in existing else {}
     if entry.alias in aliases:
         return str(aliases[entry.alias]), False
-    from dataclasses import replace
-
-
-    job = load_train_job(resolve_path(entry.source["train"]), name=entry.name, task=entry.task)
-    settings = job.settings
-    if entry.params.get("label_map") and not settings.label_map:
-        settings = replace(settings, label_map=dict(entry.params["label_map"]))
+    job = load_train_job(resolve_path(entry.source["train"]), name=entry.name, task=entry.task,
+                         label_map=entry.params.get("label_map"))
     print(f"{entry.name}: training from {entry.source['train']} (absent from the registry)", flush=True)
-    result = run(replace(job, settings=settings))
+    result = run(job)
     mlc.set_registered_model_alias(entry.name, entry.alias, result.version)
     print(f"{entry.name}: held-out accuracy={result.metrics['accuracy']:.4f} "
           f"macro_f1={result.metrics['macro_f1']:.4f} (train run {result.run_id})", flush=True)

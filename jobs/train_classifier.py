@@ -14,79 +14,85 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Any
+import warnings
+from typing import Annotated, Any, Literal, Mapping
 
 if __package__ in (None, ""):  # spark-submit jobs/train_classifier.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pydantic import BeforeValidator, Field, PrivateAttr, model_validator  # noqa: E402
+
+from jobs import datasets  # noqa: E402
 from jobs.common import parse_args, read_input, run_cli  # noqa: E402
-from jobs.config import InputConf, parse_input, read_yaml, reject_unknown_keys  # noqa: E402
-from udfs.errors import ConfigError  # noqa: E402
-from udfs.training.core import TRAINING_EXPERIMENT, TrainSettings, dumps, result_summary, train  # noqa: E402
-from jobs import datasets
-from udfs.platform import get_spark, setup_environment
+from jobs.config import InputConf, MlflowSection, SparkSection, read_yaml  # noqa: E402
+from udfs.config import Allowed, Section, validate  # noqa: E402
+from udfs.platform import get_spark, setup_environment  # noqa: E402
+from udfs.training.settings import (TRAINING_EXPERIMENT, Column, NullIsEmpty, RegisterSection,  # noqa: E402
+                                    TrainOptions, TrainSettings)
+from udfs.training.train import dumps, result_summary, train  # noqa: E402
 
-DATASETS = ("tweets", "bbc_news", "drug_reviews")
-TOP_KEYS = ("input", "label_column", "split_column", "task", "method", "base_model", "test_fraction", "seed",
-            "max_rows", "drop_duplicates", "null_labels", "head", "finetune", "label_map", "register", "spark",
-            "mlflow")
-REGISTER_KEYS = ("name", "alias", "champion_if_absent", "description")
+INPUT_ALLOWED = "a mapping: {path, format, text_column} or {dataset}"
 
 
-@dataclass(frozen=True)
-class TrainJob:
-    settings: TrainSettings
-    input: InputConf | None = None
-    dataset: dict[str, Any] | None = None
-    spark_profile: str = "local"
-    spark_conf: dict[str, Any] = field(default_factory=dict)
+class DatasetInput(Section):
+    """``input: {dataset: ...}``: real labeled text shipped by installed packages (jobs/datasets.py)."""
+
+    dataset: Literal["tweets", "bbc_news", "drug_reviews"]
+    split: str | None = None                    # the reader's split, e.g. test (drug_reviews)
+    text_column: Column = "text"
+
+
+def _file_or_dataset(value: Any) -> Any:
+    if isinstance(value, DatasetInput) or isinstance(value, Mapping) and "dataset" in value:
+        return validate(DatasetInput, value, key="input")
+    return validate(InputConf, value, key="input", what=INPUT_ALLOWED)
+
+
+TableInput = Annotated[InputConf | DatasetInput, BeforeValidator(_file_or_dataset), Allowed(INPUT_ALLOWED)]
+"""A labeled table: a file or catalog table read like the analyze job's input, or a packaged dataset."""
+
+
+# A field named register "shadows" ABCMeta.register, a method of the model's class, never of its instances.
+warnings.filterwarnings("ignore", message='Field name "register" in "TrainJob" shadows', category=UserWarning)
+
+
+class _InputFirst(Section):
+    input: TableInput
+
+
+class TrainJob(TrainOptions, _InputFirst):  # pydantic puts the last base's fields first: input, then the rest
+    """A training job config: ``input``, the training keys (TrainOptions), ``register``, ``spark``,
+    ``mlflow``; ``settings`` gathers what udfs.training.train.train gets."""
+
+    register: Annotated[RegisterSection, NullIsEmpty,
+                        Allowed(f"a mapping with {', '.join(RegisterSection.model_fields)}")] = \
+        Field(default_factory=RegisterSection)
+    spark: Annotated[SparkSection, NullIsEmpty] = Field(default_factory=SparkSection)
+    mlflow: Annotated[MlflowSection, NullIsEmpty] = Field(default_factory=MlflowSection)
+    _settings: TrainSettings = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _gather_settings(self) -> TrainJob:
+        self._settings = TrainSettings(
+            **{key: getattr(self, key) for key in TrainOptions.model_fields}, **dict(self.register),
+            text_column=self.input.text_column, experiment=self.mlflow.experiment or TRAINING_EXPERIMENT)
+        return self
+
+    @property
+    def settings(self) -> TrainSettings:
+        return self._settings
 
 
 def parse_train_job(data: dict[str, Any], *, source: str | None = None, name: str | None = None,
-                    task: str | None = None) -> TrainJob:
-    """Validate a training config; ``name`` / ``task`` override ``register.name`` / ``task`` (catalog builds)."""
-    if not isinstance(data, dict):
-        raise ConfigError("(top level)", data, "a mapping with input, label_column, register", source=source)
-    reject_unknown_keys(data, TOP_KEYS, "(top level)", source)
-    section = data.get("input")
-    if not isinstance(section, dict):
-        raise ConfigError("input", section, "a mapping: {path, format, text_column} or {dataset}", source=source)
-    inp, dataset = None, None
-    text_column = section.get("text_column", "text")
-    if "dataset" in section:
-        dataset = dict(section)
-        if dataset["dataset"] not in DATASETS:
-            raise ConfigError("input.dataset", dataset["dataset"], DATASETS, source=source)
-        reject_unknown_keys(dataset, ("dataset", "split", "text_column"), "input", source)
-    else:
-        inp = parse_input({"input": section}, source)
-        text_column = inp.text_column
-    register = data.get("register") or {}
-    if not isinstance(register, dict):
-        raise ConfigError("register", register, f"a mapping with {', '.join(REGISTER_KEYS)}", source=source)
-    reject_unknown_keys(register, REGISTER_KEYS, "register", source)
-    label_map = data.get("label_map")
-    if label_map is not None and not isinstance(label_map, dict):
-        raise ConfigError("label_map", label_map, "a mapping of model label -> canonical label", source=source)
-    spark = data.get("spark") or {}
-    mlflow_section = data.get("mlflow") or {}
-    try:
-        settings = TrainSettings(
-            name=name or register.get("name"), task=task or data.get("task", "classify"),
-            method=data.get("method", "head"), base_model=data.get("base_model"), text_column=text_column,
-            label_column=data.get("label_column", "label"), split_column=data.get("split_column"),
-            test_fraction=data.get("test_fraction", 0.2), seed=data.get("seed", 0), max_rows=data.get("max_rows"),
-            drop_duplicates=data.get("drop_duplicates", True), null_labels=data.get("null_labels", "drop"),
-            head=data.get("head") or {}, finetune=data.get("finetune") or {},
-            label_map={str(k): str(v) for k, v in label_map.items()} if label_map else None,
-            alias=register.get("alias", "candidate"), champion_if_absent=register.get("champion_if_absent", True),
-            description=str(register.get("description", "")),
-            experiment=str(mlflow_section.get("experiment", TRAINING_EXPERIMENT)))
-    except ConfigError as exc:
-        raise ConfigError(exc.key, exc.value, exc.allowed, source=source) from None
-    return TrainJob(settings=settings, input=inp, dataset=dataset, spark_profile=str(spark.get("profile", "local")),
-                    spark_conf=dict(spark.get("conf") or {}))
+                    task: str | None = None, label_map: Mapping[str, str] | None = None) -> TrainJob:
+    """Validate a training config. Catalog builds: ``name`` / ``task`` override ``register.name`` / ``task``,
+    ``label_map`` applies when the config sets none."""
+    if isinstance(data, Mapping):
+        register = data.get("register") or {}
+        data = {**data, **({"task": task} if task else {}),
+                **({"register": {**register, "name": name}} if name and isinstance(register, Mapping) else {}),
+                **({"label_map": label_map} if label_map and not data.get("label_map") else {})}
+    return validate(TrainJob, data, source=source, what="a mapping with input, label_column, register")
 
 
 def load_train_job(path, **overrides) -> TrainJob:
@@ -94,19 +100,18 @@ def load_train_job(path, **overrides) -> TrainJob:
 
 
 def read_table(spark, job: TrainJob):
-    if job.dataset is None:
+    if isinstance(job.input, InputConf):
         return read_input(spark, job.input)
-
-    reader = getattr(datasets, job.dataset["dataset"])
-    pdf = reader(job.dataset["split"]) if "split" in job.dataset else reader()
+    reader = getattr(datasets, job.input.dataset)
+    pdf = reader(job.input.split) if job.input.split is not None else reader()
     pdf = pdf.astype({c: str for c in ("id", "text", "label") if c in pdf.columns})
     return spark.createDataFrame(pdf)
 
 
 def run(job: TrainJob, *, spark=None):
-    """Train and register; returns the udfs.training.TrainResult."""
+    """Train and register; returns the udfs.training.train.TrainResult."""
     setup_environment()
-    spark = spark or get_spark(job.spark_profile, conf=job.spark_conf)
+    spark = spark or get_spark(job.spark.profile, conf=job.spark.conf)
     return train(read_table(spark, job), job.settings)
 
 

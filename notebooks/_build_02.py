@@ -25,7 +25,7 @@ CELLS = [
         "only get `@candidate`. Each run logs params, metrics, the per-class report and a confusion matrix."),
     new_code_cell(
         "from jobs.train_classifier import parse_train_job, run as train_run\n"
-        "from udfs.training.core import result_summary\n"
+        "from udfs.training.train import result_summary\n"
         "base = {'input': {'path': str(work / 'bbc.parquet')}, 'label_column': 'label', 'task': 'classify',\n"
         "        'test_fraction': 0.3, 'seed': 7, 'register': {'name': 'notebook-topics'}}\n"
         "weak = train_run(parse_train_job({**base, 'head': {'hidden': 0, 'epochs': 1, 'learning_rate': 0.001}}), spark=spark)\n"

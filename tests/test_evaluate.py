@@ -1,18 +1,19 @@
-"""evaluate + promote: metrics equal sklearn's on the model's own predictions; the alias moves only on a
-win larger than the margin; every decision is recorded; unseen labels and bad configs fail clearly."""
+"""evaluate + promote: the metrics of a perfect and a constant model; missing predictions and labels without
+support; the alias moves only on a win larger than the margin; every decision is recorded; unseen labels and
+bad configs fail clearly."""
 import json
 
 import mlflow
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, f1_score
 
-from tests.test_training import VOCAB, labeled_rows
+from tests.inputs import VOCAB, labeled_rows
 from udfs.errors import ConfigError
 from udfs.models.loading import build, local_folder
 from udfs.models.registry import client, resolve
-from udfs.training.core import register_head
+from udfs.training.head import register_head
 from udfs.training.evaluation import Evaluation, compare_and_promote, decide, evaluate_model
+from udfs.training.metrics import classification_metrics
 
 LABELS = sorted(VOCAB)
 
@@ -40,19 +41,31 @@ def versions(table, tiny_encoder):
     return v1, v2
 
 
-def test_metrics_equal_sklearn_on_the_models_own_predictions(table, versions):
-    _, v2 = versions
-    e = evaluate_model(table, f"models:/tiny-eval/{v2}", task="classify")
-    rows = table.toPandas()
-    model = build(local_folder(resolve(f"models:/tiny-eval/{v2}")), device="cpu", precision="fp32")
-    pred = np.array(LABELS)[model.predict_proba(rows["text"].tolist()).argmax(axis=1)]
-    assert e.metrics["accuracy"] == pytest.approx(accuracy_score(rows["label"], pred))
-    assert e.metrics["macro_f1"] == pytest.approx(f1_score(rows["label"], pred, average="macro"))
+def test_metrics_of_a_perfect_and_a_constant_model(table, versions):
+    v1, v2 = versions
+    e = evaluate_model(table, f"models:/tiny-eval/{v2}", task="classify")  # v2 memorised the table
+    assert e.metrics == {"accuracy": 1.0, "macro_f1": 1.0, "weighted_f1": 1.0,
+                         "per_class": {k: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 8} for k in LABELS},
+                         "confusion": [[8, 0, 0], [0, 8, 0], [0, 0, 8]], "labels": LABELS, "rows": 24,
+                         "no_prediction": 0}
     assert e.counts == {"rows_in": 24, "null_labels": 0, "unseen_labels": 0, "rows": 24, "no_prediction": 0}
-    assert set(e.metrics["per_class"]) == set(LABELS) and e.metrics["per_class"]["sport"]["support"] == 8
-    constant = evaluate_model(table, f"models:/tiny-eval/{versions[0]}", task="classify")
-    assert constant.metrics["accuracy"] == pytest.approx(1 / 3)
-    assert constant.metrics["per_class"]["business"]["recall"] == 1.0
+    constant = evaluate_model(table, f"models:/tiny-eval/{v1}", task="classify")  # always 'business'
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 8}
+    assert constant.metrics == {
+        "accuracy": pytest.approx(1 / 3), "macro_f1": pytest.approx(1 / 6), "weighted_f1": pytest.approx(1 / 6),
+        "per_class": {"business": {"precision": pytest.approx(1 / 3), "recall": 1.0, "f1": 0.5, "support": 8},
+                      "politics": zero, "sport": zero},
+        "confusion": [[8, 0, 0], [8, 0, 0], [8, 0, 0]], "labels": LABELS, "rows": 24, "no_prediction": 0}
+
+
+def test_a_missing_prediction_is_wrong_and_a_label_without_rows_scores_zero():
+    m = classification_metrics(["a", "a", "b", "b"], ["a", None, "b", "a"], ["a", "b", "c"])
+    assert m == {
+        "accuracy": 0.5, "macro_f1": pytest.approx(7 / 18), "weighted_f1": pytest.approx(7 / 12),
+        "per_class": {"a": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2},
+                      "b": {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2},
+                      "c": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}},
+        "confusion": [[1, 0, 0], [1, 1, 0], [0, 0, 0]], "labels": ["a", "b", "c"], "rows": 4, "no_prediction": 1}
 
 
 def test_promotion_only_on_a_win_beyond_the_margin_and_every_decision_recorded(table, versions):

@@ -2,32 +2,30 @@
 aliases, full fine-tuning, bad training data, and catalog entries built by training (idempotent)."""
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pyspark.testing import assertDataFrameEqual
 
+from tests.inputs import VOCAB, labeled_rows
 from udfs import classify
 from udfs.errors import ConfigError
 from udfs.models.loading import build, local_folder
 from udfs.models.registry import client, resolve
-from udfs.training.core import TrainSettings, prepare, train
+from udfs.training.data import prepare
+from udfs.training.settings import TrainSettings
+from udfs.training.train import train
 
-VOCAB = {
-    "sport": ["match", "goal", "team", "striker", "league", "coach"],
-    "business": ["shares", "profits", "market", "company", "prices", "bank"],
-    "politics": ["minister", "parliament", "election", "policy", "vote", "party"],
-}
-
-
-def labeled_rows(per_class: int = 12) -> list[tuple[int, str, str]]:
-    """Short texts whose words give their class away (learnable even on a tiny random encoder)."""
-    rows = []
-    for label, words in VOCAB.items():
-        for i in range(per_class):
-            text = f"the {words[i % 6]} and the {words[(i * 5 + 1) % 6]} {words[(i + 2) % 6]} today number {i}"
-            rows.append((len(rows), text, label))
-    return rows
+# prepare(labeled_rows(), test_fraction=0.25, seed=3)'s held-out rows: 3 a class, picked by a seeded hash
+HELD_OUT = [("the company and the prices bank today number 9", "business"),
+            ("the prices and the company shares today number 10", "business"),
+            ("the bank and the market profits today number 11", "business"),
+            ("the party and the election parliament today number 11", "politics"),
+            ("the election and the party vote today number 8", "politics"),
+            ("the minister and the parliament election today number 6", "politics"),
+            ("the team and the coach league today number 2", "sport"),
+            ("the match and the goal team today number 6", "sport"),
+            ("the league and the striker match today number 10", "sport")]
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +40,16 @@ def trained(table, tiny_encoder):
     return train(table, s), s
 
 
-def test_split_is_stratified_deterministic_and_disjoint(table, tiny_encoder):
+def test_split_is_stratified_deterministic_and_disjoint(spark, table, tiny_encoder):
     s = TrainSettings(name="x", base_model=tiny_encoder, test_fraction=0.25, seed=3)
     a, b = prepare(table, s), prepare(table, s)
     assert a.class_counts == b.class_counts == {"train": {k: 9 for k in VOCAB}, "test": {k: 3 for k in VOCAB}}
-    rows_a = sorted(tuple(r) for r in a.df.collect())
-    assert rows_a == sorted(tuple(r) for r in b.df.collect())
-    assert len(rows_a) == 36 and len({r[0] for r in rows_a}) == 36
+    assertDataFrameEqual(a.df, b.df)
+    assertDataFrameEqual(a.df.filter("split = 'test'").select("text", "label"),
+                         spark.createDataFrame(HELD_OUT, "text string, label string"))
+    assert a.df.count() == a.df.select("text").distinct().count() == 36  # each row once, in one split
     other = prepare(table, TrainSettings(name="x", base_model=tiny_encoder, test_fraction=0.25, seed=4))
-    assert sorted(tuple(r) for r in other.df.collect()) != rows_a  # the seed picks the held-out rows
+    assert sorted(tuple(r) for r in other.df.collect()) != sorted(tuple(r) for r in a.df.collect())  # seed picks
     assert a.labels == sorted(VOCAB)
 
 
@@ -59,34 +58,34 @@ def test_max_rows_takes_a_stratified_subsample(table, tiny_encoder):
     assert p.class_counts == {"train": {k: 4 for k in VOCAB}, "test": {k: 2 for k in VOCAB}}
 
 
-def test_training_registers_a_version_the_udf_loads_with_the_logged_metrics(spark, trained, tiny_encoder):
-    result, s = trained
+def test_training_registers_a_version_the_udf_loads_with_the_logged_metrics(spark, trained):
+    result, _ = trained
     mv = resolve(result.uri)
     assert (mv.task, mv.kind, mv.params["labels"]) == ("classify", "embedding_head", sorted(VOCAB))
     assert result.aliases == {"candidate": result.version, "champion": result.version}  # first version
-    assert result.counts["train"] == 27 and result.counts["test"] == 9
-    # the metrics equal the registered model's own predictions on the held-out rows
-    test_rows = prepare(spark.createDataFrame(labeled_rows(), "id int, text string, label string"), s) \
-        .df.filter("split = 'test'").toPandas()
-    model = build(local_folder(mv), device="cpu", precision="fp32")
-    pred = np.array(model.labels)[model.predict_proba(test_rows["text"].tolist()).argmax(axis=1)]
-    accuracy = float((pred == test_rows["label"].to_numpy()).mean())
-    assert result.metrics["accuracy"] == pytest.approx(accuracy)
-    assert accuracy >= 0.6  # the words give the class away; a head that learned nothing scores ~0.33
+    counts = {"rows_in": 36, "null_labels": 0, "null_texts": 0, "duplicates": 0, "train": 27, "test": 9,
+              "embed_failed": 0}
+    assert result.counts == counts
+    # the words give the class away: every held-out row right (a head that learned nothing scores ~0.33)
+    assert result.metrics == {"accuracy": 1.0, "macro_f1": 1.0, "weighted_f1": 1.0}
+    assert result.report == {k: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3} for k in sorted(VOCAB)}
+    assert result.confusion == [[3, 0, 0], [0, 3, 0], [0, 0, 3]]
     run = mlflow.get_run(result.run_id)
-    assert run.data.metrics["test.accuracy"] == pytest.approx(accuracy)
-    assert {"test.macro_f1", "test.sport.precision", "test.politics.recall", "rows.train"} <= set(run.data.metrics)
+    assert run.data.metrics == {**{f"test.{k}": 1.0 for k in ("accuracy", "macro_f1", "weighted_f1")},
+                                **{f"test.{label}.{k}": 1.0 for label in VOCAB for k in ("precision", "recall", "f1")},
+                                **{f"rows.{k}": v for k, v in counts.items()}}
     assert run.data.params["method"] == "head" and run.data.params["labels"] == "business,politics,sport"
     artifacts = {a.path for a in client().list_artifacts(result.run_id)}
     assert {"confusion_matrix.png", "confusion_matrix.json", "classification_report.json"} <= artifacts
     assert client().get_model_version("tiny-topics", result.version).run_id == result.run_id  # model logged in the run
-    confusion = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/confusion_matrix.json")
-    assert np.asarray(confusion["matrix"]).sum() == 9 and np.trace(confusion["matrix"]) == round(accuracy * 9)
-    # the classify UDF serves it, with the same predictions
-    df = spark.createDataFrame(test_rows[["text"]].reset_index())
-    out = df.select("index", classify("text", model=result.uri).alias("c")).orderBy("index").collect()
-    assert [r.c.label for r in out] == list(pred)
-    assert [r.c.model for r in out] == [f"tiny-topics/{result.version}"] * len(out)
+    assert mlflow.artifacts.load_dict(f"runs:/{result.run_id}/confusion_matrix.json") == \
+        {"labels": ["business", "politics", "sport"], "matrix": [[3, 0, 0], [0, 3, 0], [0, 0, 3]]}
+    # the classify UDF serves it: the held-out rows' labels, from this version
+    held_out = spark.createDataFrame([(text, label, f"tiny-topics/{result.version}") for text, label in HELD_OUT],
+                                     "text string, label string, model string")
+    served = held_out.select("text", classify("text", model=result.uri).alias("c")) \
+        .select("text", "c.label", "c.model")
+    assertDataFrameEqual(served, held_out)
 
 
 def test_pyfunc_loads_the_version_alone(trained):
@@ -150,8 +149,7 @@ def test_null_labels_are_dropped_and_counted_by_default(spark, tiny_encoder):
                               (103, "dup", "sport")]
     p = prepare(spark.createDataFrame(rows, "id int, text string, label string"),
                 TrainSettings(name="x", base_model=tiny_encoder, test_fraction=0.25))
-    assert (p.counts["rows_in"], p.counts["null_labels"], p.counts["null_texts"], p.counts["duplicates"]) == (16, 1, 1, 1)
-    assert p.counts["train"] + p.counts["test"] == 13
+    assert p.counts == {"rows_in": 16, "null_labels": 1, "null_texts": 1, "duplicates": 1, "train": 10, "test": 3}
 
 
 def test_split_column_and_labels_unseen_in_training(spark, tiny_encoder):

@@ -18,7 +18,9 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, get_args
+
+import mlflow
 
 from udfs.errors import ConfigError
 from udfs.models.reference import parse_reference
@@ -27,10 +29,12 @@ from udfs.platform import get_experiment_id
 from udfs.runtime import driver
 from udfs.tasks.sentiment import CANONICAL, canonical_map
 from udfs.tasks.table import TASK_DEFS
-from udfs.training.core import classification_metrics, confusion_png, flat_metrics
+from udfs.training.metrics import classification_metrics, flat_metrics
+from udfs.training.plots import confusion_png
 
-METRICS = ("macro_f1", "accuracy", "weighted_f1")
-UNSEEN = ("error", "drop")
+Metric = Literal["macro_f1", "accuracy", "weighted_f1"]
+UnseenLabels = Literal["error", "drop"]
+METRICS, UNSEEN = get_args(Metric), get_args(UnseenLabels)
 EVALUATION_EXPERIMENT = "textspark-evaluation"
 
 
@@ -76,7 +80,6 @@ def model_labels(plan) -> list[str] | None:
 def evaluate_model(df, reference: str, *, task: str, text_column: str = "text", label_column: str = "label",
                    options: Mapping[str, Any] | None = None, unseen_labels: str = "error") -> Evaluation:
     from pyspark.sql import functions as F
-
 
     if task not in ("sentiment", "classify"):
         raise ConfigError("task", task, "sentiment, classify")
@@ -180,9 +183,6 @@ def compare_and_promote(df, *, name: str, candidates: Sequence[str], task: str, 
 
 
 def _record(summary: dict, evaluations: dict[str, Evaluation], decision: Decision, experiment: str) -> str:
-    import mlflow
-
-
     with mlflow.start_run(experiment_id=get_experiment_id(experiment), run_name=f"evaluate {decision.model}") as run:
         mlflow.log_params({"model": decision.model, "alias": decision.alias, "metric": decision.metric,
                            "margin": decision.margin, "versions": ",".join(evaluations),

@@ -1,0 +1,68 @@
+"""``method: head``: a softmax head fitted on frozen embeddings, registered with a copy of the encoder.
+
+Every row is embedded with a registered embedding model through the distributed ``embed`` UDF; the vectors
+and labels (small: 384 floats a row) are collected and the head is fitted on the driver. The registered
+version (kind ``embedding_head``) carries a copy of the encoder and the head, so ``classify`` /
+``sentiment`` and ``mlflow.pyfunc.load_model`` load it on their own.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from udfs.models.backends.heads import ENCODER_DIR, HEAD_FILE, fit_head, forward, save_head
+from udfs.models.loading import local_folder
+from udfs.models.registry import register_folder, resolve
+from udfs.tasks.embed import embed
+from udfs.training.data import Prepared
+from udfs.training.settings import TrainSettings
+
+
+def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
+    """Fit the head on the training split, weights to ``stage``; (kind, params, test labels, test predictions,
+    {"hyper": hyper-parameters})."""
+    hyper = s.head_params()
+    rows = data.df.select("label", "split", embed("text", model=base.uri, with_error=True).alias("e")) \
+                  .select("label", "split", "e.embedding").toPandas()
+    ok = rows["embedding"].notna().to_numpy()
+    data.counts["embed_failed"] = int((~ok).sum())
+    rows = rows[ok]
+    x = np.stack(rows["embedding"].to_numpy()).astype(np.float32)
+    index = {label: i for i, label in enumerate(data.labels)}
+    train_mask = (rows["split"] == "train").to_numpy()
+    y = rows["label"].map(index).to_numpy()
+    layers = fit_head(x[train_mask], y[train_mask].astype(np.int64), len(data.labels), seed=s.seed, **hyper)
+    proba = forward(layers, x[~train_mask])
+    pred = [data.labels[j] for j in proba.argmax(axis=1)]
+    true = rows.loc[~train_mask, "label"].tolist()
+    stage_head(stage, base, layers)
+    params = {**base.params, "labels": data.labels, "base_model": base.label,
+              "head": {"hidden": hyper["hidden"], "activation": "relu"}}
+    return "embedding_head", params, true, pred, {"hyper": hyper}
+
+
+def stage_head(stage: Path, base, layers) -> Path:
+    """``stage``/encoder (a copy of the base model's weights) + ``stage``/head.npz: a head's weights folder."""
+    stage.mkdir(parents=True)
+    shutil.copytree(local_folder(base) / "weights", stage / ENCODER_DIR)
+    save_head(stage / HEAD_FILE, layers)
+    return stage
+
+
+def register_head(name: str, *, task: str, base_model: str, layers, labels: list[str],
+                  label_map: Mapping[str, str] | None = None, alias: str | None = "candidate",
+                  description: str = "") -> tuple[str, bool]:
+    """Register a head with given layers on ``base_model``'s encoder (e.g. one fitted elsewhere); (version, created)."""
+    base = resolve(base_model)
+    with tempfile.TemporaryDirectory(prefix="textspark-head-") as tmp:
+        stage = stage_head(Path(tmp) / "weights", base, layers)
+        params = {**base.params, "labels": list(labels), "base_model": base.label,
+                  "head": {"hidden": int(layers[0][0].shape[1]) if len(layers) > 1 else 0, "activation": "relu"}}
+        if label_map:
+            params["label_map"] = dict(label_map)
+        return register_folder(name, task=task, kind="embedding_head", params=params, weights=stage, alias=alias,
+                               description=description)
