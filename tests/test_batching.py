@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from udfs.models.backends.batching import token_budget_batches
 
@@ -45,7 +46,6 @@ def test_out_of_memory_halves_the_batch_until_it_fits():
 
 
 def test_other_errors_and_single_rows_are_not_retried():
-    import pytest
     import torch
 
     from udfs.models.backends.batching import split_on_oom
@@ -56,25 +56,61 @@ def test_other_errors_and_single_rows_are_not_retried():
         split_on_oom(lambda idx: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory")), np.arange(1))
 
 
-def test_encoder_gives_identical_vectors_when_batches_run_out_of_memory(tmp_path, monkeypatch):
+def fail_above(monkeypatch, owner, name: str, rows: int = 2) -> list[int]:
+    """Make ``owner.<name>`` raise CUDA out-of-memory for batches of more than ``rows`` rows (as a GPU with
+    little memory would); returns the batch sizes refused, so a test can check the halving really ran."""
     import torch
 
+    original, refused = getattr(owner, name), []
+
+    def small_memory(*args, input_ids=None, **kwargs):
+        if input_ids.shape[0] > rows:
+            refused.append(int(input_ids.shape[0]))
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return original(*args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(owner, name, small_memory)
+    return refused
+
+
+TEXTS = [f"text number {i} " * (i % 4 + 1) for i in range(9)]
+
+
+def test_encoder_gives_identical_vectors_when_batches_run_out_of_memory(tmp_path, monkeypatch):
     from tests.tiny_models import build_tiny_encoder
     from udfs.models.backends.hf import Encoder
 
-    folder = build_tiny_encoder(tmp_path / "enc")
-    enc = Encoder(folder, max_tokens=64, token_budget=4096, max_batch_size=64)
-    texts = [f"text number {i} " * (i % 4 + 1) for i in range(9)]
-    expected = enc.embed(texts)
-    forward = enc.model.forward
+    enc = Encoder(build_tiny_encoder(tmp_path / "enc"), max_tokens=64, token_budget=4096, max_batch_size=64)
+    expected = enc.embed(TEXTS)
+    refused = fail_above(monkeypatch, enc.model, "forward")
+    np.testing.assert_allclose(enc.embed(TEXTS), expected, atol=1e-5)
+    assert refused
 
-    def small_memory(*args, input_ids=None, **kwargs):
-        if input_ids.shape[0] > 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return forward(*args, input_ids=input_ids, **kwargs)
 
-    monkeypatch.setattr(enc.model, "forward", small_memory)
-    np.testing.assert_allclose(enc.embed(texts), expected, atol=1e-5)
+def test_sequence_classifier_gives_identical_scores_when_batches_run_out_of_memory(tmp_path, monkeypatch):
+    from tests.tiny_models import build_tiny_nli
+    from udfs.models.backends.hf_classifier import SequenceClassifier
+
+    clf = SequenceClassifier(build_tiny_nli(tmp_path / "nli"), max_tokens=64, token_budget=8192, max_batch_size=64)
+    hypotheses = ["This is about sport.", "This is about money."]
+    expected = clf.predict_proba(TEXTS), clf.zero_shot(TEXTS, hypotheses)
+    refused = fail_above(monkeypatch, clf.model, "forward")
+    np.testing.assert_allclose(clf.predict_proba(TEXTS), expected[0], atol=1e-5)
+    np.testing.assert_allclose(clf.zero_shot(TEXTS, hypotheses), expected[1], atol=1e-5)
+    assert refused
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_seq2seq_generates_identical_text_when_batches_run_out_of_memory(tmp_path, monkeypatch, family):
+    from tests.tiny_seq2seq import build_tiny_bart, build_tiny_t5
+    from udfs.models.backends.seq2seq import Seq2Seq
+
+    folder = {"t5": build_tiny_t5, "bart": build_tiny_bart}[family](tmp_path / family)
+    model = Seq2Seq(folder, num_beams=2, max_new_tokens=8, token_budget=4096, max_batch_size=32)
+    expected = model.generate(TEXTS), model.summarize(TEXTS)
+    refused = fail_above(monkeypatch, model.model, "generate")
+    assert (model.generate(TEXTS), model.summarize(TEXTS)) == expected
+    assert refused
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):

@@ -21,10 +21,12 @@ scale, e.g. 0.3). Single-label: ``labels`` is ``[label]``. ``label`` / ``score``
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models import model_cache
 from udfs.models.catalog import load_catalog
@@ -32,7 +34,7 @@ from udfs.runtime import driver
 from udfs.vectors import unit_rows
 
 FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>"), ("labels", "array<string>")]
-METHODS = ("auto", "supervised", "embedding", "nli")
+Method = Literal["auto", "supervised", "embedding", "nli"]
 SUPERVISED_KINDS = ("embedding_head", "hf_classifier")
 # The embedding method averages the label's vector over several generic phrasings (prompt ensembling).
 DEFAULT_TEMPLATES = {"embedding": ("This text is about {}.", "The topic of this text is {}.",
@@ -119,20 +121,62 @@ def _method_for(resolved, requested: str) -> str:
 
 
 def _prompts(labels: list[str], descriptions, templates: Sequence[str]) -> list[list[str]]:
-    """Per label, the texts that stand for it: its description, else each template filled with it."""
+    """Per label, the texts that stand for it: its description, else each template filled with it
+    (``descriptions`` as checked by :class:`ClassifyOptions`)."""
     if descriptions is None:
         return [[t.format(label) for t in templates] for label in labels]
     if isinstance(descriptions, Mapping):
-        unknown = sorted(set(descriptions) - set(labels))
-        if unknown:
-            raise ConfigError("descriptions", unknown, f"keys among labels {labels}")
         return [[str(descriptions[label])] if label in descriptions else [t.format(label) for t in templates]
                 for label in labels]
-    if isinstance(descriptions, (list, tuple)) and len(descriptions) == len(labels) \
-            and all(isinstance(d, str) and d.strip() for d in descriptions):
-        return [[d] for d in descriptions]
-    raise ConfigError("descriptions", descriptions,
-                      f"a mapping label -> description, or a list of {len(labels)} non-empty strings")
+    return [[d] for d in descriptions]
+
+
+class ClassifyOptions(Section):
+    """classify's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's).
+
+    Checks that need the resolved model (which method it serves, its own labels) stay in :func:`classify_plan`."""
+
+    labels: Annotated[list | tuple | None, Allowed("a non-empty list of distinct, non-empty label names")] = None
+    descriptions: Any = None  # checked against labels below
+    multi_label: Annotated[bool, Allowed("true, false")] = False
+    threshold: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1")] = 0.5
+    method: Method = "auto"
+    hypothesis_template: Annotated[str | list | tuple | None, Allowed(
+        "a string containing {} (the label), or a list of them (embedding method: averaged)")] = None
+    temperature: Annotated[float, Field(gt=0.0), Allowed("a positive number")] = 0.05
+    chunk_words: Annotated[int | None, Field(ge=0, le=100_000), Allowed("an integer from 0 to 100000")] = None
+    max_chunks: Annotated[int | None, Field(ge=1, le=100_000), Allowed("an integer from 1 to 100000")] = 16
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_names(cls, labels):
+        if labels is not None and (not labels or not all(isinstance(x, str) and x.strip() for x in labels)
+                                   or len(set(labels)) != len(labels)):
+            raise ValueError("labels")  # the message is the field's Allowed text
+        return labels
+
+    @field_validator("hypothesis_template")
+    @classmethod
+    def _placeholders(cls, template):
+        templates = [template] if isinstance(template, str) else template
+        if templates is not None and (not templates or not all(isinstance(t, str) and "{}" in t for t in templates)):
+            raise ValueError("hypothesis_template")
+        return template
+
+    @model_validator(mode="after")
+    def _descriptions_match_labels(self):
+        labels, descriptions = self.labels, self.descriptions
+        if labels is None or descriptions is None:
+            return self
+        if isinstance(descriptions, Mapping):
+            unknown = sorted(set(descriptions) - set(labels))
+            if unknown:
+                raise ConfigError("descriptions", unknown, f"keys among labels {list(labels)}")
+        elif not (isinstance(descriptions, (list, tuple)) and len(descriptions) == len(labels)
+                  and all(isinstance(d, str) and d.strip() for d in descriptions)):
+            raise ConfigError("descriptions", descriptions,
+                              f"a mapping label -> description, or a list of {len(labels)} non-empty strings")
+        return self
 
 
 def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = None, descriptions=None,
@@ -141,39 +185,20 @@ def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = No
                   chunk_words: int | None = None, max_chunks: int = 16,
                   device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
                   catalog=None) -> driver.UdfPlan:
-    if labels is not None:
-        if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels or \
-                not all(isinstance(x, str) and x.strip() for x in labels) or len(set(labels)) != len(labels):
-            raise ConfigError("labels", labels, "a non-empty list of distinct, non-empty label names")
-        labels = list(labels)
-    if method not in METHODS:
-        raise ConfigError("method", method, METHODS)
-    if not isinstance(multi_label, bool):
-        raise ConfigError("multi_label", multi_label, "true, false")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise ConfigError("threshold", threshold, "a number between 0 and 1")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-        raise ConfigError("temperature", temperature, "a positive number")
-    for key, value, lo in (("chunk_words", chunk_words, 0), ("max_chunks", max_chunks, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= 100_000):
-            raise ConfigError(key, value, f"an integer from {lo} to 100000")
-    given = hypothesis_template
-    if isinstance(hypothesis_template, str):
-        hypothesis_template = [hypothesis_template]
-    if hypothesis_template is not None and (
-            not isinstance(hypothesis_template, (list, tuple)) or not hypothesis_template
-            or not all(isinstance(t, str) and "{}" in t for t in hypothesis_template)):
-        raise ConfigError("hypothesis_template", given,
-                          "a string containing {} (the label), or a list of them (embedding method: averaged)")
+    o = validate(ClassifyOptions, {
+        "labels": labels, "descriptions": descriptions, "multi_label": multi_label, "threshold": threshold,
+        "method": method, "hypothesis_template": hypothesis_template, "temperature": temperature,
+        "chunk_words": chunk_words, "max_chunks": max_chunks})
+    labels = None if o.labels is None else list(o.labels)
     if model is None and labels is not None:  # zero-shot without a model: the default embedding model
         model = (catalog or load_catalog()).default_reference("embed")
     p = driver.plan("classify", predict, FIELDS, model=model, device=device, precision=precision,
                      fail_on_error=fail_on_error, catalog=catalog)
-    chosen = _method_for(p.model, method)
-    options: dict[str, Any] = {"method": chosen, "multi_label": multi_label, "threshold": float(threshold),
-                               "temperature": float(temperature)}
+    chosen = _method_for(p.model, o.method)
+    options: dict[str, Any] = {"method": chosen, "multi_label": o.multi_label, "threshold": o.threshold,
+                               "temperature": o.temperature}
     if chosen == "supervised":
-        if labels is not None or descriptions is not None:
+        if labels is not None or o.descriptions is not None:
             known = p.model.params.get("labels")
             raise ConfigError("labels", labels, f"none for {p.model.label}, a trained classifier with its own labels"
                               f"{' (' + ', '.join(map(str, known)) + ')' if known else ''}; for zero-shot "
@@ -182,16 +207,16 @@ def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = No
         if labels is None:
             raise ConfigError("labels", None, f"a non-empty list of labels: {p.model.label} classifies zero-shot "
                               f"({chosen}); or pass model= a trained classifier, e.g. models:/topics@champion")
-        templates = hypothesis_template or p.model.params.get("hypothesis_template") or DEFAULT_TEMPLATES[chosen]
+        templates = o.hypothesis_template or p.model.params.get("hypothesis_template") or DEFAULT_TEMPLATES[chosen]
         templates = [templates] if isinstance(templates, str) else list(templates)
         if chosen == "nli" and len(templates) != 1:
             raise ConfigError("hypothesis_template", templates, "one template for the nli method")
-        options.update(labels=labels, prompts=_prompts(labels, descriptions, templates))
+        options.update(labels=labels, prompts=_prompts(labels, o.descriptions, templates))
     if chosen == "embedding":
-        options.update(chunk_words=DEFAULT_CHUNK_WORDS if chunk_words is None else chunk_words,
-                       max_chunks=max_chunks)
-    elif chunk_words:
-        raise ConfigError("chunk_words", chunk_words, f"0 or nothing for the {chosen} method (windows are for "
+        options.update(chunk_words=DEFAULT_CHUNK_WORDS if o.chunk_words is None else o.chunk_words,
+                       max_chunks=o.max_chunks)
+    elif o.chunk_words:
+        raise ConfigError("chunk_words", o.chunk_words, f"0 or nothing for the {chosen} method (windows are for "
                           "zero-shot classification on an embedding model)")
     return replace(p, options=options)
 
@@ -203,7 +228,26 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
              device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
     """``df.withColumn("t", classify("text", labels=["sport", "politics"]))`` (zero-shot) or
     ``classify("text", model="models:/topics@champion")`` (trained) -> struct<label, score, scores, labels,
-    model, error>. ``descriptions``: label -> text to embed / entail instead of the bare label."""
+    model, error> (the module docstring explains the three methods and the scores).
+
+    Args:
+        column: the text column, a name or a Column.
+        model: a trained classifier, NLI or embedding model (``models:/name@alias``, ``models:/name/N``, a name);
+            default: catalog ``defaults.embed`` with ``labels``, else ``defaults.classify``.
+        labels: zero-shot label names (distinct, non-empty); default None; required zero-shot, none for a trained one.
+        descriptions: zero-shot: label -> text standing for it, or a list of one per label; default None.
+        multi_label: True lists every label whose score reaches ``threshold`` in ``labels``; default False.
+        threshold: 0 to 1, the multi-label cut-off (a cosine similarity for embedding); default 0.5.
+        method: ``auto`` (from the model's kind), ``supervised``, ``embedding`` or ``nli``; default auto.
+        hypothesis_template: a string with ``{}`` or a list (averaged; nli: one); default: the model's, else generic.
+        temperature: a positive number scaling the embedding method's softmax; default 0.05.
+        chunk_words: embedding: texts over this many words are the mean of such windows, 0 cuts; 0 to 100000;
+            default None (100).
+        max_chunks: embedding: the most windows per text, 1 to 100000; default 16.
+        device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
+        precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
+        fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+    """
     p = classify_plan(model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
                       threshold=threshold, method=method, hypothesis_template=hypothesis_template,
                       temperature=temperature, chunk_words=chunk_words, max_chunks=max_chunks, device=device,

@@ -5,9 +5,14 @@ from typing import Any
 
 import numpy as np
 
+from udfs.config import Section
 from udfs.runtime import driver
 
 FIELDS = [("embedding", "array<float>")]
+
+
+class EmbedOptions(Section):
+    """embed has no keys of its own (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's)."""
 
 
 def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
@@ -27,8 +32,13 @@ def embed(column, *, model: str | None = None, device: str = "auto", precision: 
           fail_on_error: bool = False, with_error: bool = False):
     """``df.withColumn("v", embed("text"))`` -> array<float> (null for null/empty/failed rows).
 
-    ``with_error=True`` returns the struct ``<embedding, model, error>`` instead, with the reason a row
-    got no vector and the model version that produced it.
+    Args:
+        column: the text column, a name or a Column.
+        model: ``models:/name@alias``, ``models:/name/N`` or a name (@champion); default: catalog ``defaults.embed``.
+        device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
+        precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
+        fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+        with_error: True returns struct<embedding, model, error> (why a row has no vector); default False.
     """
     p = embed_plan(model=model, device=device, precision=precision, fail_on_error=fail_on_error)
     return driver.make_udf(p, only=None if with_error else "embedding")(column)

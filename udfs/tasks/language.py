@@ -1,9 +1,11 @@
 """``detect_language``: the language of each row (ISO 639-1 code) and the detector's confidence."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from udfs.errors import ConfigError
+from pydantic import Field
+
+from udfs.config import Allowed, Section, validate
 from udfs.runtime import driver
 
 FIELDS = [("language", "string"), ("confidence", "float")]
@@ -25,12 +27,16 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
     return {"language": languages, "confidence": confidences, "error": errors}
 
 
+class LanguageOptions(Section):
+    """detect_language's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's)."""
+
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1")] = 0.0
+
+
 def language_plan(*, model: str | None = None, min_confidence: float = 0.0, device: str = "auto",
                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
-    if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
-            or not 0.0 <= min_confidence <= 1.0:
-        raise ConfigError("min_confidence", min_confidence, "a number between 0 and 1")
-    return driver.plan("language", predict, FIELDS, model=model, options={"min_confidence": float(min_confidence)},
+    o = validate(LanguageOptions, {"min_confidence": min_confidence})
+    return driver.plan("language", predict, FIELDS, model=model, options=o.model_dump(),
                         device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
 
 
@@ -41,6 +47,14 @@ def detect_language(column, *, model: str | None = None, min_confidence: float =
     ``language`` is the ISO 639-1 code (``en``, ``pt``; lid.176's three-letter code for the few languages
     without one). Rows with no letters, and rows whose best guess is below ``min_confidence``, get a null
     language and a reason.
+
+    Args:
+        column: the text column, a name or a Column.
+        model: ``models:/name@alias``, ``models:/name/N`` or a name (@champion); default: catalog ``defaults.language``.
+        min_confidence: 0 to 1; a best guess below it gives a null language and a reason; default 0.0.
+        device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
+        precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
+        fail_on_error: True raises at the first row left without a result; default False: null result + reason.
     """
     p = language_plan(model=model, min_confidence=min_confidence, device=device, precision=precision,
                       fail_on_error=fail_on_error)

@@ -9,15 +9,18 @@ themselves. Several model labels may map to one canonical label: their probabili
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Annotated, Any, Mapping, Sequence
 
 import numpy as np
+from pydantic import field_validator
 
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.runtime import driver
 
 CANONICAL = ("negative", "neutral", "positive")
 FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>")]
+LABEL_MAP_ALLOWED = "a mapping of model label -> negative | neutral | positive"
 
 
 def canonical_map(model_labels: Sequence[str], label_map: Mapping[str, str] | None) -> dict[str, str]:
@@ -51,17 +54,38 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
             "scores": [dict(zip(targets, map(float, s))) for s in scores]}
 
 
-def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | None = None, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
-    p = driver.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
-                     fail_on_error=fail_on_error, catalog=catalog)
-    chosen = p.model.params.get("label_map") if label_map is None else label_map
-    if chosen is not None and not isinstance(chosen, Mapping):
-        raise ConfigError("label_map", chosen, "a mapping of model label -> negative | neutral | positive")
-    chosen = {str(k): str(v) for k, v in (chosen or {}).items()}
+def checked_label_map(label_map: Any) -> dict[str, str]:
+    """``label_map`` (a mapping, or None for none) as {model label: canonical label}, strings; a ConfigError
+    when it is no mapping or a value is not canonical."""
+    if label_map is not None and not isinstance(label_map, Mapping):
+        raise ConfigError("label_map", label_map, LABEL_MAP_ALLOWED)
+    chosen = {str(k): str(v) for k, v in (label_map or {}).items()}
     bad = {k: v for k, v in chosen.items() if v not in CANONICAL}
     if bad:
         raise ConfigError("label_map", bad, f"values among {', '.join(CANONICAL)}")
+    return chosen
+
+
+class SentimentOptions(Section):
+    """sentiment's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's).
+
+    A registered version's own ``label_map`` param (used when none is given) is checked the same way, and
+    whether the map covers every label the model declares, in :func:`sentiment_plan`."""
+
+    label_map: Annotated[dict[str, str] | None, Allowed(LABEL_MAP_ALLOWED)] = None
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _canonical_values(cls, label_map):
+        return None if label_map is None else checked_label_map(label_map)
+
+
+def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | None = None, device: str = "auto",
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
+    o = validate(SentimentOptions, {"label_map": label_map})
+    p = driver.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
+                     fail_on_error=fail_on_error, catalog=catalog)
+    chosen = checked_label_map(p.model.params.get("label_map")) if o.label_map is None else o.label_map
     if p.model.params.get("labels"):  # known at registration: check every label is covered, before Spark starts
         try:
             canonical_map(p.model.params["labels"], chosen)
@@ -77,6 +101,14 @@ def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] 
     ``label``: negative | neutral | positive; ``score``: its probability; ``scores``: every canonical
     label the model covers -> probability; ``model``: the version that produced the row; ``error``: why a
     row got no result (null/empty input, a failure), else null.
+
+    Args:
+        column: the text column, a name or a Column.
+        model: ``models:/name@alias``, ``models:/name/N`` or a name (@champion); default: catalog ``defaults.sentiment``.
+        label_map: model label -> negative | neutral | positive; default: the model's ``label_map`` param.
+        device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
+        precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
+        fail_on_error: True raises at the first row left without a result; default False: null result + reason.
     """
     p = sentiment_plan(model=model, label_map=label_map, device=device, precision=precision,
                        fail_on_error=fail_on_error)

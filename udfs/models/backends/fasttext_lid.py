@@ -1,5 +1,6 @@
 """fastText language identification (lid.176): ISO 639-1 code (or the model's ISO 639-3 code where a
-language has no two-letter one) and the model's probability, for many rows in microseconds each."""
+language has no two-letter one) and the model's probability, for many rows in microseconds each.
+fastText runs on the CPU one row at a time: no device batches, so nothing to halve on out-of-memory."""
 from __future__ import annotations
 
 import re

@@ -1,7 +1,7 @@
 """A classification head on frozen sentence embeddings: fit on the driver (torch), serve with numpy.
 
 A registered ``embedding_head`` version is self-contained: ``weights/encoder/`` holds the encoder (Hugging
-Face layout, loaded by :class:`udfs.backends.hf.Encoder`) and ``weights/head.npz`` the head's layers as
+Face layout, loaded by :class:`udfs.models.backends.hf.Encoder`) and ``weights/head.npz`` the head's layers as
 plain arrays (``W0, b0, W1, b1, ...``; ReLU between layers, softmax at the end), so a worker needs no
 pickle and no training code. ``params.labels`` lists the class names in output order.
 """
@@ -88,7 +88,10 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden: int = 256,
 
 
 class HeadClassifier:
-    """Encoder (frozen) + head: ``predict_proba(texts)`` -> (n, len(labels)) in ``labels`` order."""
+    """Encoder (frozen) + head: ``predict_proba(texts)`` -> (n, len(labels)) in ``labels`` order.
+
+    The device work is the encoder's (:meth:`Encoder.embed`, which halves a batch on out-of-memory); the
+    head is a few numpy matrix products on the CPU."""
 
     def __init__(self, folder: Path, *, device: str = "cpu", precision: str = "fp32", labels: Sequence[str] = (),
                  **params: Any):

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from udfs.models.backends.batching import pad_batch, split_on_oom, token_budget_batches
+from udfs.models.backends.batching import pad_batch, run_batches
 from udfs.vectors import unit_rows
 
 # Characters kept per token of budget before tokenizing: a 100,000-character row costs a few ms, not seconds.
@@ -43,10 +43,9 @@ class Encoder:
         """(len(texts), dim) float32, rows in input order."""
         ids = self.tokenize(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        lengths = [len(x) for x in ids]
-        for idx in token_budget_batches(lengths, token_budget=self.token_budget, max_batch_size=self.max_batch_size):
-            for rows, vectors in split_on_oom(lambda rows: self._forward([ids[i] for i in rows]), idx):
-                out[rows] = vectors
+        for rows, vectors in run_batches([len(x) for x in ids], lambda rows: self._forward([ids[i] for i in rows]),
+                                         token_budget=self.token_budget, max_batch_size=self.max_batch_size):
+            out[rows] = vectors
         return out
 
     def embed_windows(self, texts: list[str], words: int, max_windows: int = 16, *,

@@ -2,7 +2,8 @@
 
 A supervised model scores each text over its own labels (``config.id2label``, or ``params.labels``).
 An NLI model (labels include "entailment") scores (text, hypothesis) pairs: zero-shot classification asks,
-for each candidate label, whether the text entails ``hypothesis_template.format(label)``.
+for each candidate label, whether the text entails ``hypothesis_template.format(label)``. Batched by a
+token budget like the encoders; a batch that runs out of memory is halved and retried.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from udfs.models.backends.batching import token_budget_batches
+from udfs.models.backends.batching import run_batches
 from udfs.models.backends.heads import rows_from_proba, softmax
 from udfs.models.backends.hf import _autocast
 
@@ -50,11 +51,14 @@ class SequenceClassifier:
         enc = self.tokenizer([t[:cap] for t in texts], pairs, truncation=True, max_length=self.max_tokens,
                              padding=False)
         keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
-        lengths = [len(x) for x in enc["input_ids"]]
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        for idx in token_budget_batches(lengths, token_budget=self.token_budget, max_batch_size=self.max_batch_size):
-            features = [{k: enc[k][i] for k in keys} for i in idx]
-            out[idx] = self._forward(self.tokenizer.pad(features, return_tensors="pt"))
+
+        def run(rows):
+            return self._forward(self.tokenizer.pad([{k: enc[k][i] for k in keys} for i in rows], return_tensors="pt"))
+
+        for rows, logits in run_batches([len(x) for x in enc["input_ids"]], run, token_budget=self.token_budget,
+                                        max_batch_size=self.max_batch_size):
+            out[rows] = logits
         return out
 
     def _forward(self, batch) -> np.ndarray:

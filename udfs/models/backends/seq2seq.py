@@ -1,7 +1,8 @@
 """Hugging Face encoder-decoder models (T5, BART, Pegasus, Marian, M2M100, NLLB) for summarize and translate.
 
 Generation is batched like the encoders: rows are tokenized once, sorted by length and cut into batches
-whose padded size (times the beam count) fits a token budget; results are written back in input order.
+whose padded size (times the beam count) fits a token budget (a batch that runs out of memory is halved and
+retried); results are written back in input order.
 Beam count, lengths and length penalty come from the registered params (the catalog).
 
 * summarize: a document longer than the model's input is cut at sentence boundaries into chunks that fit,
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from udfs.models.backends.batching import pad_batch, token_budget_batches
+from udfs.models.backends.batching import pad_batch, run_batches
 from udfs.sentences import rejoin, segments, split_sentences
 
 # English names (T5's translation prefixes) and NLLB/FLORES-200 codes for common ISO 639-1 codes;
@@ -106,10 +107,13 @@ class Seq2Seq:
         out: list[str] = [""] * len(texts)
         beams = max(1, self.generate_kwargs["num_beams"])
         lengths = [len(x) + self.generate_kwargs["max_new_tokens"] for x in ids]
-        for idx in token_budget_batches(lengths, token_budget=max(1, self.token_budget // beams),
-                                        max_batch_size=self.max_batch_size):
-            texts_out = self._forward([ids[i] for i in idx], forced_bos_token_id)
-            for i, text in zip(idx, texts_out):
+
+        def run(rows):
+            return self._forward([ids[i] for i in rows], forced_bos_token_id)
+
+        for rows, texts_out in run_batches(lengths, run, token_budget=max(1, self.token_budget // beams),
+                                           max_batch_size=self.max_batch_size):
+            for i, text in zip(rows, texts_out):
                 out[i] = text
         return out
 
