@@ -27,7 +27,7 @@ def run(conf: JobConf, *, spark=None) -> dict:
     """Run the job; returns the summary it prints. Config and model errors raise before Spark starts."""
     setup_environment()
     planned = plan_tasks(conf.tasks)
-    spark = spark or get_spark(conf.spark_profile, conf=conf.spark_conf)
+    spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
     started = time.time()
     df = read_input(spark, conf.input)
     for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column)):

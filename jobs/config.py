@@ -1,58 +1,29 @@
-"""Job configuration: read YAML, validate everything before Spark starts, name the key on error."""
+"""Job configuration: read YAML, validate every section before Spark starts, name the key on error.
+
+Each section is a typed model validated by ``udfs.config`` (the project's one mechanism): input, output,
+tasks, inference, spark and mlflow here; the cluster, train and evaluate jobs add their own sections and read
+``spark`` / ``mlflow`` through the same models.
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import Field, PrivateAttr, create_model, field_validator, model_validator
 
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.platform import PROJECT_ROOT
-from udfs.runtime.scheduling import InferenceResources, parse_inference
+from udfs.runtime.scheduling import InferenceResources
 from udfs.tasks.table import COMMON_KEYS, TASK_DEFS
 
-INPUT_FORMATS = ("parquet", "csv", "json", "table")
-OUTPUT_FORMATS = ("parquet",)
-WRITE_MODES = ("overwrite", "error", "errorifexists", "append", "ignore")
+InputFormat = Literal["parquet", "csv", "json", "table"]
+JOB_EXPERIMENT = "textspark-jobs"
 
-
-@dataclass(frozen=True)
-class InputConf:
-    path: str
-    format: str = "parquet"
-    text_column: str = "text"
-    id_column: str | None = None
-    options: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutputConf:
-    path: str
-    format: str = "parquet"
-    mode: str = "overwrite"
-    partitions: int | None = None
-
-
-@dataclass(frozen=True)
-class TaskConf:
-    task: str
-    column: str
-    settings: dict[str, Any]  # model, device, precision, fail_on_error and the task's own keys
-
-
-@dataclass(frozen=True)
-class JobConf:
-    input: InputConf
-    output: OutputConf
-    tasks: tuple[TaskConf, ...] = ()
-    spark_profile: str = "local"
-    spark_conf: dict[str, Any] = field(default_factory=dict)
-    experiment: str = "textspark-jobs"
-    inference: InferenceResources = field(default_factory=InferenceResources)
-    source: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
+Name = Annotated[str, Field(min_length=1)]
+PositiveInt = Annotated[int, Field(ge=1), Allowed("a positive integer")]
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -67,104 +38,156 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 def resolve_path(path: str) -> str:
     """Relative local paths are relative to the project root; URIs (s3a://, dbfs:/, ...) pass unchanged."""
-    if "://" in path or path.startswith(("dbfs:", "/")):
+    if _is_remote(path) or path.startswith("/"):
         return path
     return str(PROJECT_ROOT / path)
 
 
-def _mapping(data: dict, key: str, src: str | None, required: bool = True) -> dict:
-    value = data.get(key)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(key, value, "a mapping", source=src)
-    return value
+def _is_remote(path: str) -> bool:
+    return "://" in path or path.startswith("dbfs:")
 
 
-def reject_unknown_keys(section: dict, allowed: tuple[str, ...], prefix: str, src: str | None) -> None:
-    """A key of ``section`` not in ``allowed``: ConfigError naming ``prefix.key``, its value and the allowed keys."""
-    for key in section:
-        if key not in allowed:
-            raise ConfigError(f"{prefix}.{key}", section[key], f"keys {', '.join(allowed)}", source=src)
+class InputConf(Section):
+    """``input:``: a file or folder (``path``) in a format, or a catalog table (``table``)."""
+
+    path: Annotated[Name, Allowed("a file or folder path")]
+    format: InputFormat = "parquet"
+    text_column: Annotated[Name, Allowed("a column name")] = "text"
+    id_column: Annotated[Name | None, Allowed("a column name")] = None
+    options: Annotated[dict[str, Any], Allowed("a mapping of reader options")] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _table_or_path(cls, data: Any) -> Any:
+        """``table: name`` is the path of the ``table`` format; a local path resolves and must exist."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        table = data.pop("table", None)
+        fmt = data.setdefault("format", "table" if table is not None else "parquet")
+        if fmt == "table":
+            if not isinstance(table, str) or not table:
+                raise ConfigError("table", table, "a table name")
+            data["path"] = table
+        elif fmt in get_args(InputFormat) and isinstance(data.get("path"), str) and data["path"]:
+            given = data["path"]
+            data["path"] = resolve_path(given)
+            if not _is_remote(data["path"]) and not Path(data["path"]).exists():
+                raise ConfigError("path", given, "an existing file or folder")
+        return data
+
+    @field_validator("options")
+    @classmethod
+    def _as_strings(cls, options: dict[str, Any]) -> dict[str, str]:
+        return {str(k): str(v) for k, v in options.items()}
 
 
-def parse_input(data: dict, src: str | None) -> InputConf:
-    section = _mapping(data, "input", src)
-    reject_unknown_keys(section, ("path", "table", "format", "text_column", "id_column", "options"), "input", src)
-    fmt = section.get("format", "table" if "table" in section else "parquet")
-    if fmt not in INPUT_FORMATS:
-        raise ConfigError("input.format", fmt, INPUT_FORMATS, source=src)
-    where = section.get("table") if fmt == "table" else section.get("path")
-    if not isinstance(where, str) or not where:
-        key = "input.table" if fmt == "table" else "input.path"
-        raise ConfigError(key, where, "a table name" if fmt == "table" else "a file or folder path", source=src)
-    if fmt != "table":
-        where = resolve_path(where)
-        if "://" not in where and not where.startswith("dbfs:") and not Path(where).exists():
-            raise ConfigError("input.path", section["path"], "an existing file or folder", source=src)
-    text_column = section.get("text_column", "text")
-    if not isinstance(text_column, str) or not text_column:
-        raise ConfigError("input.text_column", text_column, "a column name", source=src)
-    id_column = section.get("id_column")
-    if id_column is not None and not isinstance(id_column, str):
-        raise ConfigError("input.id_column", id_column, "a column name", source=src)
-    options = section.get("options") or {}
-    if not isinstance(options, dict):
-        raise ConfigError("input.options", options, "a mapping of reader options", source=src)
-    return InputConf(path=where, format=fmt, text_column=text_column, id_column=id_column,
-                     options={str(k): str(v) for k, v in options.items()})
+class OutputConf(Section):
+    """``output:``: where the result table goes and how an existing one is treated."""
+
+    path: Annotated[Name, Allowed("a folder path")]
+    format: Literal["parquet"] = "parquet"
+    mode: Literal["overwrite", "error", "errorifexists", "append", "ignore"] = "overwrite"
+    partitions: PositiveInt | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, path: str) -> str:
+        return resolve_path(path)
 
 
-def parse_output(data: dict, src: str | None) -> OutputConf:
-    section = _mapping(data, "output", src)
-    reject_unknown_keys(section, ("path", "format", "mode", "partitions"), "output", src)
-    path = section.get("path")
-    if not isinstance(path, str) or not path:
-        raise ConfigError("output.path", path, "a folder path", source=src)
-    fmt = section.get("format", "parquet")
-    if fmt not in OUTPUT_FORMATS:
-        raise ConfigError("output.format", fmt, OUTPUT_FORMATS, source=src)
-    mode = section.get("mode", "overwrite")
-    if mode not in WRITE_MODES:
-        raise ConfigError("output.mode", mode, WRITE_MODES, source=src)
-    partitions = section.get("partitions")
-    if partitions is not None and (not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1):
-        raise ConfigError("output.partitions", partitions, "a positive integer", source=src)
-    return OutputConf(path=resolve_path(path), format=fmt, mode=mode, partitions=partitions)
+class TaskConf(Section):
+    """One ``tasks[i]`` entry: the task, its output column, and its settings (model, device, precision,
+    fail_on_error and the task's own keys), which the task's plan validates when it resolves the model."""
 
+    task: str
+    column: Annotated[Name, Allowed("an output column name")]
+    settings: dict[str, Any] = Field(default_factory=dict)
 
-def parse_tasks(data: dict, src: str | None, *, required: bool = True) -> tuple[TaskConf, ...]:
-    tasks = data.get("tasks")
-    if tasks is None and not required:
-        return ()
-    if not isinstance(tasks, list) or not tasks:
-        raise ConfigError("tasks", tasks, "a non-empty list of {task: ..., column: ...}", source=src)
-    parsed, columns = [], set()
-    for i, raw in enumerate(tasks):
-        key = f"tasks[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(key, raw, "a mapping with task and column", source=src)
-        name = raw.get("task")
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_yaml(cls, data: Any) -> Any:
+        """The YAML entry is flat (``{task, column, model, labels, ...}``): check its keys for the task."""
+        if not isinstance(data, dict) or "settings" in data:
+            return data
+        name = data.get("task")
         if name not in TASK_DEFS:
-            raise ConfigError(f"{key}.task", name, sorted(TASK_DEFS), source=src)
+            raise ConfigError("task", name, sorted(TASK_DEFS))
         tdef = TASK_DEFS[name]
         allowed = COMMON_KEYS + tdef.extra_keys
-        reject_unknown_keys(raw, allowed, key, src)
-        for req in tdef.required_keys:
-            if req not in raw:
-                raise ConfigError(f"{key}.{req}", None, f"required for task {name}", source=src)
-        column = raw.get("column", name)
-        if not isinstance(column, str) or not column:
-            raise ConfigError(f"{key}.column", column, "an output column name", source=src)
-        if column in columns:
-            raise ConfigError(f"{key}.column", column, "a name no other task uses", source=src)
-        columns.add(column)
-        fail = raw.get("fail_on_error", False)
+        for key, value in data.items():
+            if key not in allowed:
+                raise ConfigError(key, value, f"keys {', '.join(allowed)}")
+        for key in tdef.required_keys:
+            if key not in data:
+                raise ConfigError(key, None, f"required for task {name}")
+        fail = data.get("fail_on_error", False)
         if not isinstance(fail, bool):
-            raise ConfigError(f"{key}.fail_on_error", fail, "true, false", source=src)
-        settings = {k: v for k, v in raw.items() if k not in ("task", "column")}
-        parsed.append(TaskConf(task=name, column=column, settings=settings))
-    return tuple(parsed)
+            raise ConfigError("fail_on_error", fail, "true, false")
+        settings = {k: v for k, v in data.items() if k not in ("task", "column")}
+        return {"task": name, "column": data.get("column", name), "settings": settings}
+
+
+class SparkSection(Section):
+    """``spark:``: the profile (conf/spark/<profile>.yml or a path) and settings layered over it."""
+
+    profile: str = "local"
+    conf: Annotated[dict[str, Any], Allowed("a mapping of Spark settings")] = Field(default_factory=dict)
+
+
+class MlflowSection(Section):
+    """``mlflow:``: the experiment a job logs its run to (each job has its own default)."""
+
+    experiment: Annotated[Name | None, Allowed("an experiment name")] = None
+
+
+Tasks = Annotated[list[TaskConf], Field(min_length=1), Allowed("a non-empty list of {task: ..., column: ...}")]
+
+
+class JobConf(Section):
+    """A job's shared sections; ``source`` is the YAML file and ``raw`` the mapping it was parsed from."""
+
+    input: Annotated[InputConf, Allowed("a mapping")]
+    output: Annotated[OutputConf, Allowed("a mapping")]
+    tasks: Tasks = Field(default_factory=list)
+    spark: SparkSection = Field(default_factory=SparkSection)
+    mlflow: MlflowSection = Field(default_factory=MlflowSection)
+    fail_on_error: bool | None = None
+    inference: InferenceResources = Field(default_factory=InferenceResources)
+    _source: str | None = PrivateAttr(default=None)
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _job_wide_fail_on_error(cls, data: Any) -> Any:
+        """A top-level ``fail_on_error`` is each task's default."""
+        fail = data.get("fail_on_error") if isinstance(data, dict) else None
+        if isinstance(fail, bool) and isinstance(data.get("tasks"), list):
+            data = {**data, "tasks": [{"fail_on_error": fail, **t} if isinstance(t, dict) else t
+                                      for t in data["tasks"]]}
+        return data
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_columns(cls, tasks: list[TaskConf]) -> list[TaskConf]:
+        seen: set[str] = set()
+        for i, t in enumerate(tasks):
+            if t.column in seen:
+                raise ConfigError(f"tasks[{i}].column", t.column, "a name no other task uses")
+            seen.add(t.column)
+        return tasks
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        return self._raw
+
+    @property
+    def experiment(self) -> str:
+        return self.mlflow.experiment or JOB_EXPERIMENT
 
 
 def parse_job(data: dict[str, Any], *, source: str | None = None, tasks_required: bool = True,
@@ -172,27 +195,24 @@ def parse_job(data: dict[str, Any], *, source: str | None = None, tasks_required
     """Validate a job config mapping (as read from YAML, or built in a test/notebook).
 
     ``extra_keys``: top-level keys a particular job adds (it validates their values itself)."""
-    if not isinstance(data, dict):
-        raise ConfigError("(top level)", data, "a mapping with input, tasks, output", source=source)
-    reject_unknown_keys(data, ("input", "tasks", "output", "spark", "mlflow", "fail_on_error", "inference") + tuple(extra_keys),
-             "(top level)", source)
-    spark = _mapping(data, "spark", source, required=False)
-    reject_unknown_keys(spark, ("profile", "conf"), "spark", source)
-    conf = spark.get("conf") or {}
-    if not isinstance(conf, dict):
-        raise ConfigError("spark.conf", conf, "a mapping of Spark settings", source=source)
-    mlflow_section = _mapping(data, "mlflow", source, required=False)
-    reject_unknown_keys(mlflow_section, ("experiment",), "mlflow", source)
-    tasks = parse_tasks(data, source, required=tasks_required)
-    if data.get("fail_on_error") is not None:
-        if not isinstance(data["fail_on_error"], bool):
-            raise ConfigError("fail_on_error", data["fail_on_error"], "true, false", source=source)
-        tasks = tuple(TaskConf(t.task, t.column, {"fail_on_error": data["fail_on_error"], **t.settings})
-                      for t in tasks)
-    return JobConf(input=parse_input(data, source), output=parse_output(data, source), tasks=tasks,
-                   spark_profile=str(spark.get("profile", "local")), spark_conf=dict(conf),
-                   experiment=str(mlflow_section.get("experiment", "textspark-jobs")),
-                   inference=parse_inference(data.get("inference"), source=source), source=source, raw=data)
+    if isinstance(data, dict) and data.get("tasks") is None:
+        if tasks_required:
+            raise ConfigError("tasks", None, "a non-empty list of {task: ..., column: ...}", source=source)
+        data = {k: v for k, v in data.items() if k != "tasks"}
+    conf = validate(_job_model(tuple(extra_keys)), data, source=source, what="a mapping with input, tasks, output")
+    conf._source, conf._raw = source, data
+    return conf
+
+
+_JOB_MODELS: dict[tuple[str, ...], type[JobConf]] = {(): JobConf}
+
+
+def _job_model(extra_keys: tuple[str, ...]) -> type[JobConf]:
+    """JobConf, or a subclass that also accepts a job's own top-level keys (validated by that job)."""
+    if extra_keys not in _JOB_MODELS:
+        _JOB_MODELS[extra_keys] = create_model("JobConf", __base__=JobConf,
+                                               **{key: (Any, None) for key in extra_keys})
+    return _JOB_MODELS[extra_keys]
 
 
 def load_job(path: str | os.PathLike, **kwargs) -> JobConf:

@@ -31,6 +31,15 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True)
 
+    def __init__(self, /, **data: Any) -> None:
+        """``Section(key=value, ...)`` built in Python fails with the same one-line ConfigError."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(type(self), exc.errors()[0], data, "", None) from None
+
+    __init__.__pydantic_base_init__ = True  # pydantic's marker: keep its own handling of this __init__
+
 
 def validate(model: type[S], data: Any, *, key: str = "", source: str | None = None,
              what: str = "a mapping") -> S:
@@ -52,17 +61,22 @@ def _config_error(model: type[Section], err: Mapping[str, Any], data: Mapping, p
     loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and _is_union_tag(part)))
     original = (err.get("ctx") or {}).get("error")
     if isinstance(original, ConfigError):  # a validator's own message: make its key absolute
-        inner = loc[:-1] if loc and original.key in (loc[-1], "") else loc
+        last = loc[-1] if loc else None
+        names_field = isinstance(last, str) and (original.key == last or original.key.startswith((f"{last}.", f"{last}[")))
+        inner = loc[:-1] if names_field else loc
         path = _join(prefix, inner, original.key) if original.key else _join(prefix, inner)
         return ConfigError(path, original.value, original.allowed, source=source)
     fields_at, value = _walk(model, data, loc)
     path = _join(prefix, loc)
     kind = err["type"]
     if kind == "extra_forbidden":
+        path = path if "." in path or "[" in path or prefix else f"(top level).{path}"
         return ConfigError(path, value, f"keys {', '.join(fields_at)}", source=source)
     annotation, allowed = _field_info(model, loc)
     if allowed is None and kind in ("model_type", "dict_type"):
         allowed = "a mapping"
+    if allowed is None and kind == "bool_type":
+        allowed = "true, false"
     if allowed is None:
         literal = _literal_values(annotation)
         allowed = ", ".join(str(v) for v in literal) if literal else err["msg"]

@@ -3,29 +3,46 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import AfterValidator, Field
 
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.kinds import BUILDERS
 from udfs.platform import CONF_DIR, PROJECT_ROOT
 
-TASKS = ("embed", "sentiment", "classify", "summarize", "translate", "language")
+TaskName = Literal["embed", "sentiment", "classify", "summarize", "translate", "language"]
+TASKS = get_args(TaskName)
 KINDS = tuple(BUILDERS)
 SOURCE_KEYS = ("package", "path", "hf_id", "train")  # train: a training config (built from real data)
 
 
-@dataclass(frozen=True)
-class CatalogEntry:
+def _known_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ConfigError("kind", kind, KINDS)
+    return kind
+
+
+def _one_source(source: dict[str, str]) -> dict[str, str]:
+    if sum(k in source for k in SOURCE_KEYS) != 1:
+        raise ConfigError("source", source, "a mapping with exactly one of package, path, hf_id, train")
+    return source
+
+
+class CatalogEntry(Section):
+    """``models.<name>``: a model the catalog can register, where its weights come from, its defaults."""
+
     name: str
-    task: str
-    kind: str
-    source: dict[str, str]
+    task: TaskName
+    kind: Annotated[str, AfterValidator(_known_kind), Allowed(", ".join(KINDS))]
+    source: Annotated[dict[str, str], AfterValidator(_one_source),
+                      Allowed("a mapping with exactly one of package, path, hf_id, train")]
     alias: str = "champion"
-    params: dict[str, Any] = field(default_factory=dict)
+    params: Annotated[dict[str, Any], Allowed("a mapping")] = Field(default_factory=dict)
     description: str = ""
 
     @property
@@ -85,21 +102,13 @@ def parse_catalog(data: dict[str, Any], *, path: Path | None = None) -> Catalog:
 
 
 def _parse_entry(name: str, raw: Any, src: str | None) -> CatalogEntry:
-    key = f"models.{name}"
-    if not isinstance(raw, dict):
-        raise ConfigError(key, raw, "a mapping with task, kind, source", source=src)
-    task, kind = raw.get("task"), raw.get("kind")
-    if task not in TASKS:
-        raise ConfigError(f"{key}.task", task, TASKS, source=src)
-    if kind not in KINDS:
-        raise ConfigError(f"{key}.kind", kind, KINDS, source=src)
-    source = raw.get("source")
-    if not isinstance(source, dict) or sum(k in source for k in SOURCE_KEYS) != 1:
-        raise ConfigError(f"{key}.source", source, "a mapping with exactly one of package, path, hf_id, train",
-                          source=src)
-    params = raw.get("params") or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{key}.params", params, "a mapping", source=src)
-    return CatalogEntry(name=name, task=task, kind=kind, source={k: str(v) for k, v in source.items()},
-                        alias=str(raw.get("alias", "champion")), params=params,
-                        description=str(raw.get("description", "")))
+    if isinstance(raw, dict):
+        raw = {**raw, "name": name, "source": _strings(raw.get("source")), "alias": str(raw.get("alias", "champion")),
+               "description": str(raw.get("description", "")), "params": raw.get("params") or {}}
+    return validate(CatalogEntry, raw, key=f"models.{name}", source=src,
+                    what="a mapping with task, kind, source")
+
+
+def _strings(source: Any) -> Any:
+    """Source values are names and paths: YAML may read them as numbers."""
+    return {str(k): str(v) for k, v in source.items()} if isinstance(source, dict) else source

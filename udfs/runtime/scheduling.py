@@ -10,23 +10,35 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
+from pydantic import AfterValidator, Field
+
+from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 
 log = logging.getLogger(__name__)
-STAGE_LEVEL = ("auto", True, False)
 DISCOVERY_KEY = "spark.executor.resource.gpu.discoveryScript"
 EXECUTOR_GPUS_KEY = "spark.executor.resource.gpu.amount"
 
 
-@dataclass(frozen=True)
-class InferenceResources:
-    gpus_per_task: float = 0.0
-    cpus_per_task: int = 1
-    stage_level: Any = "auto"      # "auto" | True | False
-    partitions: int | None = None  # repartition before inference: reading stays in its own CPU stage
+def _gpu_amount(gpus: float) -> float:
+    """Spark shares one GPU among floor(1/amount) tasks: a whole number, or a fraction of at most one half."""
+    if 0.5 < gpus < 1 or gpus >= 1 and gpus != int(gpus):
+        raise ConfigError("gpus_per_task", gpus, "a whole number, or a fraction <= 0.5 (Spark shares one GPU among "
+                          "floor(1/amount) tasks), e.g. 1, 2, 0.5, 0.25")
+    return gpus
+
+
+class InferenceResources(Section):
+    """``inference:``: what each inference task asks Spark for (GPUs through a stage-level profile)."""
+
+    gpus_per_task: Annotated[float, Field(ge=0), AfterValidator(_gpu_amount),
+                             Allowed("0 (CPU), a whole number of GPUs, or a fraction <= 0.5")] = 0.0
+    cpus_per_task: Annotated[int, Field(ge=1), Allowed("a positive integer")] = 1
+    stage_level: Annotated[Literal["auto"] | bool, Allowed("auto, true, false")] = "auto"
+    partitions: Annotated[int | None, Field(ge=1), Allowed("a positive integer")] = None  # repartition first:
+    # reading stays in its own CPU stage
     check_discovery: bool = True   # run the GPU discovery script on the driver before the job starts
 
     @property
@@ -36,32 +48,7 @@ class InferenceResources:
 
 def parse_inference(section: Mapping[str, Any] | None, *, source: str | None = None) -> InferenceResources:
     """Validate the job's ``inference:`` section (all checks that need no Spark)."""
-    section = dict(section or {})
-    allowed = ("gpus_per_task", "cpus_per_task", "stage_level", "partitions", "check_discovery")
-    for key in section:
-        if key not in allowed:
-            raise ConfigError(f"inference.{key}", section[key], f"keys {', '.join(allowed)}", source=source)
-    gpus = section.get("gpus_per_task", 0)
-    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0:
-        raise ConfigError("inference.gpus_per_task", gpus, "0 (CPU), a whole number of GPUs, or a fraction <= 0.5",
-                          source=source)
-    if 0 < gpus < 1 and gpus > 0.5 or gpus >= 1 and float(gpus) != int(gpus):
-        raise ConfigError("inference.gpus_per_task", gpus,
-                          "a whole number, or a fraction <= 0.5 (Spark shares one GPU among floor(1/amount) "
-                          "tasks), e.g. 1, 2, 0.5, 0.25", source=source)
-    cpus = section.get("cpus_per_task", 1)
-    if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
-        raise ConfigError("inference.cpus_per_task", cpus, "a positive integer", source=source)
-    stage_level = section.get("stage_level", "auto")
-    if stage_level not in STAGE_LEVEL:
-        raise ConfigError("inference.stage_level", stage_level, "auto, true, false", source=source)
-    partitions = section.get("partitions")
-    if partitions is not None and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1):
-        raise ConfigError("inference.partitions", partitions, "a positive integer", source=source)
-    check = section.get("check_discovery", True)
-    if not isinstance(check, bool):
-        raise ConfigError("inference.check_discovery", check, "true, false", source=source)
-    return InferenceResources(float(gpus), cpus, stage_level, partitions, check)
+    return validate(InferenceResources, section or {}, key="inference", source=source)
 
 
 def supports_stage_level(master: str, conf: Mapping[str, str]) -> tuple[bool, str]:
