@@ -33,7 +33,7 @@ test: venv
 	$(PY) -m pytest -q
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not real"
+	$(PY) -m pytest -q -m "not real and not slow"
 
 bench: venv
 	$(PY) bench/throughput.py

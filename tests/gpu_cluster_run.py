@@ -62,7 +62,7 @@ def main(model_ref: str, input_path: str, out: str) -> None:
 
     live = Path(out) / "live"
     live.mkdir(parents=True)
-    planned = plan_tasks([TaskConf("embed", "embedding", {"model": model_ref})])
+    planned = plan_tasks([TaskConf(task="embed", column="embedding", settings={"model": model_ref})])
     planned.append(PlannedTask("probe", "probe", driver.plan(
         "embed", probe, [("gpus", "string"), ("assigned", "string"), ("device", "string"), ("pid", "int"),
                          ("peers", "array<string>")], model=model_ref, options={"rendezvous": str(live)})))

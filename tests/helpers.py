@@ -1,37 +1,50 @@
-"""Whole-DataFrame comparison with float tolerance that reaches inside arrays, maps and structs."""
+"""Shared test helpers: whole-frame comparison, a registered model run directly, catalog registration."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator
+
+from pyspark.sql import DataFrame
+from pyspark.testing import assertDataFrameEqual
 
 
-def _close(a: Any, b: Any, atol: float, path: str) -> None:
-    if hasattr(a, "asDict"):
-        a = a.asDict(recursive=False)
-    if hasattr(b, "asDict"):
-        b = b.asDict(recursive=False)
-    if isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), f"{path}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            _close(a[k], b[k], atol, f"{path}.{k}")
-    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, atol, f"{path}[{i}]")
-    elif isinstance(a, float) or isinstance(b, float):
-        assert a is not None and b is not None and math.isclose(a, b, abs_tol=atol), f"{path}: {a} != {b}"
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+def assert_frame_equal(actual: DataFrame, expected: DataFrame, *, atol: float = 1e-5) -> None:
+    """``assertDataFrameEqual(actual, expected, rtol=0, atol=atol)`` -- same schema (names and types,
+    nested ones too; nullability ignored), same rows in any order, every float (inside arrays, maps and
+    structs too) within ``atol`` -- and, on top of it, no NaN anywhere in ``actual``.
+
+    Why not assertDataFrameEqual alone: pyspark 4.3 calls two floats different when
+    ``abs(a - b) > atol + rtol * abs(b)``, which is False when either is NaN, so a NaN score or embedding
+    component would pass for any expected number. ``expected`` must be a DataFrame built with an explicit
+    schema: against a list of Rows assertDataFrameEqual checks no schema and compares structs by zipping
+    their values, so a missing or misnamed field would pass.
+    """
+    assert isinstance(expected, DataFrame), "build `expected` as a DataFrame with an explicit schema"
+    assertDataFrameEqual(actual, expected, rtol=0.0, atol=atol)
+    nans = list(_nan_paths(actual.collect()))
+    assert not nans, f"NaN in the actual DataFrame at {nans[:5]}"
 
 
-def assert_rows_equal(df, expected: Sequence[dict], *, key: str, atol: float = 1e-5) -> None:
-    """``df`` holds exactly ``expected`` (dicts with every column), compared by ``key``, floats within atol."""
-    actual = sorted((r.asDict(recursive=True) for r in df.collect()), key=lambda r: r[key])
-    expected = sorted(expected, key=lambda r: r[key])
-    assert len(actual) == len(expected), f"{len(actual)} rows != {len(expected)} expected"
-    for a, e in zip(actual, expected):
-        assert list(a) == list(e), f"columns {list(a)} != {list(e)}"
-        _close(a, e, atol, f"row {a[key]!r}")
+def _nan_paths(value: Any, path: str = "") -> Iterator[str]:
+    if hasattr(value, "asDict"):
+        value = value.asDict(recursive=False)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nan_paths(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _nan_paths(v, f"{path}[{i}]")
+    elif isinstance(value, float) and math.isnan(value):
+        yield path
+
+
+def load_direct(reference: str):
+    """The registered model ``reference`` built in this process on the CPU in fp32, as a worker builds it:
+    what the tests compute expected values with."""
+    from udfs.models.loading import build, local_folder
+    from udfs.models.registry import resolve
+
+    return build(local_folder(resolve(reference)), device="cpu", precision="fp32")
 
 
 def register_catalog_entry(name: str) -> str:

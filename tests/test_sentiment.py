@@ -1,29 +1,27 @@
 """sentiment(): canonical labels through label_map, values equal to the model run directly, bad input,
 the analyze job with sentiment + classify tasks, SQL, and the real default recipe on real tweets."""
-import numpy as np
 import pytest
 
-from tests.helpers import assert_rows_equal
-from tests.test_classify import BAD_INPUTS, BAD_REASONS
-from tests.tiny_models import tiny_bert_config, train_wordpiece
+from tests.helpers import assert_frame_equal, load_direct
+from tests.inputs import BAD_INPUTS, BAD_REASONS
+from tests.tiny_models import STAR_LABELS, build_tiny_stars, random_head_layers
 from udfs import register_sql_functions, sentiment
 from udfs.errors import ConfigError
 from udfs.models.backends.heads import forward
-from udfs.models.loading import build, local_folder
 from udfs.models.registry import register_folder, resolve
 from udfs.tasks.sentiment import sentiment_plan
 from udfs.text import EMPTY_INPUT, NULL_INPUT
-from udfs.training.core import register_head
+from udfs.training.head import register_head
 
 TEXTS = ["I love this product, it works great!", "Terrible service, I will never come back.",
          "The train was on time."]
+RESULT = "struct<label:string,score:float,scores:map<string,float>,model:string,error:string>"
 
 
 @pytest.fixture(scope="module")
 def tiny_sentiment(tiny_encoder):
     """A head whose own labels are NEG / NEU / POS, mapped to canonical labels by the stored label_map."""
-    rng = np.random.default_rng(1)
-    layers = [(rng.normal(size=(32, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32))]
+    layers = random_head_layers(1, [32, 3])
     version, _ = register_head("tiny-sentiment", task="sentiment", base_model=tiny_encoder, layers=layers,
                                labels=["NEG", "NEU", "POS"], alias="champion",
                                label_map={"NEG": "negative", "NEU": "neutral", "POS": "positive"})
@@ -33,48 +31,38 @@ def tiny_sentiment(tiny_encoder):
 @pytest.fixture(scope="module")
 def tiny_stars(workdir):
     """A tiny random 5-class "N stars" sequence classifier (hf_classifier) with a merging label_map."""
-    import torch
-    from transformers import BertForSequenceClassification
-
-    torch.manual_seed(2)
-    tokenizer = train_wordpiece()
-    labels = {i: f"{i + 1} stars" for i in range(5)}
-    model = BertForSequenceClassification(tiny_bert_config(len(tokenizer), num_labels=5, id2label=labels,
-                                                           label2id={v: k for k, v in labels.items()}))
-    folder = workdir / "tiny-stars"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = build_tiny_stars(workdir / "tiny-stars")
     label_map = {"1 stars": "negative", "2 stars": "negative", "3 stars": "neutral", "4 stars": "positive",
                  "5 stars": "positive"}
     register_folder("tiny-stars", task="sentiment", kind="hf_classifier", weights=folder,
-                    params={"labels": list(labels.values()), "label_map": label_map, "max_tokens": 64})
+                    params={"labels": STAR_LABELS, "label_map": label_map, "max_tokens": 64})
     return "models:/tiny-stars@champion"
 
 
 def test_head_labels_map_to_canonical_and_equal_the_model(spark, tiny_sentiment):
     df = spark.createDataFrame(list(enumerate(TEXTS)), "id int, text string")
     out = df.withColumn("s", sentiment("text", model=tiny_sentiment))
-    assert out.schema.simpleString() == ("struct<id:int,text:string,s:struct<label:string,score:float,"
-                                         "scores:map<string,float>,model:string,error:string>>")
-    m = build(local_folder(resolve(tiny_sentiment)), device="cpu", precision="fp32")
+    m = load_direct(tiny_sentiment)
     proba = forward(m.layers, m.encoder.embed(TEXTS))
-    canon = ["negative", "neutral", "positive"]
-    expected = [{"id": i, "text": t, "s": {"label": canon[int(p.argmax())], "score": float(p.max()),
-                                           "scores": dict(zip(canon, map(float, p))),
-                                           "model": tiny_sentiment.removeprefix("models:/"), "error": None}}
-                for i, (t, p) in enumerate(zip(TEXTS, proba))]
-    assert_rows_equal(out, expected, key="id")
+    canon = ["negative", "neutral", "positive"]  # the head's NEG / NEU / POS through the stored label_map
+    model = tiny_sentiment.removeprefix("models:/")
+    expected = spark.createDataFrame(
+        [(i, t, (canon[int(p.argmax())], float(p.max()), dict(zip(canon, map(float, p))), model, None))
+         for i, (t, p) in enumerate(zip(TEXTS, proba))], f"id int, text string, s {RESULT}")
+    assert_frame_equal(out, expected, atol=1e-5)
 
 
 def test_five_star_model_scores_merge_into_three_labels(spark, tiny_stars):
     out = spark.createDataFrame([(t,) for t in TEXTS], "text string") \
-        .select("text", sentiment("text", model=tiny_stars).alias("s")).collect()
-    model = build(local_folder(resolve(tiny_stars)), device="cpu", precision="fp32")
-    proba = model.predict_proba([r.text for r in out])
-    for r, p in zip(out, proba):
-        expected = {"negative": p[0] + p[1], "neutral": p[2], "positive": p[3] + p[4]}
-        assert r.s.scores == pytest.approx(expected, abs=1e-5)
-        assert r.s.label == max(expected, key=expected.get)
+        .select("text", sentiment("text", model=tiny_stars).alias("s"))
+    proba = load_direct(tiny_stars).predict_proba(TEXTS)  # columns: 1 stars ... 5 stars
+    model = f"tiny-stars/{resolve(tiny_stars).version}"
+    rows = []
+    for t, p in zip(TEXTS, proba):
+        merged = {"negative": float(p[0] + p[1]), "neutral": float(p[2]), "positive": float(p[3] + p[4])}
+        label = max(merged, key=merged.get)
+        rows.append((t, (label, merged[label], merged, model, None)))
+    assert_frame_equal(out, spark.createDataFrame(rows, f"text string, s {RESULT}"), atol=1e-5)
 
 
 def test_label_map_problems_fail_before_spark(tiny_stars, tiny_sentiment):
@@ -131,14 +119,12 @@ def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, 
 def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
     """The default recipe (conf/jobs/train_sentiment.yml) on 1,200 real tweets, not the full build: better
     than chance on its held-out tweets, obvious sentences right, the catalog default once @champion."""
-    from dataclasses import replace
-
     from jobs.config import resolve_path
     from jobs.train_classifier import load_train_job, read_table
-    from udfs.training.core import train
+    from udfs.training.train import train
 
     job = load_train_job(resolve_path("conf/jobs/train_sentiment.yml"))  # registers textspark-sentiment
-    result = train(read_table(spark, job), replace(job.settings, max_rows=1200))
+    result = train(read_table(spark, job), job.settings.model_copy(update={"max_rows": 1200}))
     assert result.labels == ["negative", "neutral", "positive"]
     assert result.metrics["macro_f1"] > 0.5  # chance is ~0.33; the full default build reaches 0.73
     assert resolve("models:/textspark-sentiment@champion").version == result.version

@@ -1,24 +1,27 @@
 """summarize(): extractive on real BBC articles with the default embedding model; abstractive with tiny
-T5 / BART (batched = one by one, long documents chunked and reduced); bad input; early config errors."""
+T5 / BART (batched = one by one, long documents chunked to fit), and the map-reduce of long documents
+stated call by call on a recording fake; bad input; early config errors."""
 import sys
 
 import numpy as np
 import pytest
 
-from tests.test_embed import BAD_INPUTS
+from tests.fakes import RecordingSeq2Seq
+from tests.helpers import load_direct
+from tests.inputs import BAD_INPUTS, BAD_REASONS
 from tests.tiny_seq2seq import build_tiny_bart, build_tiny_t5
 from udfs import summarize
 from udfs.errors import ConfigError
-from udfs.models.loading import build, local_folder
-from udfs.models.registry import resolve
 from udfs.sentences import split_sentences
 from udfs.tasks.summarize import centrality, summarize_plan
-from udfs.text import EMPTY_INPUT, NULL_INPUT
 
 summarize_module = sys.modules["udfs.tasks.summarize"]
 GEN = {"num_beams": 2, "max_new_tokens": 8, "length_penalty": 1.0, "token_budget": 2048}
 LONG = " ".join(["Shares rose after the company reported strong profits.", "The match ended in a draw.",
                  "The minister announced a new policy on schools.", "A new phone was released today."] * 6)
+# LONG's 24 sentences (8, 6, 8, 6 words) in pairs: the chunks of an 18-word budget (see the fake's tests)
+PAIR_A = "Shares rose after the company reported strong profits. The match ended in a draw."
+PAIR_B = "The minister announced a new policy on schools. A new phone was released today."
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +43,6 @@ def tiny_bart(workdir, mlflow_registry) -> str:
     return "models:/tiny-bart-summarize@champion"
 
 
-def direct(reference):
-    return build(local_folder(resolve(reference)), device="cpu", precision="fp32")
-
-
 # ---- extractive ----------------------------------------------------------------------------------
 
 def test_centrality_prefers_the_sentence_most_like_the_others():
@@ -54,7 +53,7 @@ def test_centrality_prefers_the_sentence_most_like_the_others():
 
 
 def test_extractive_picks_in_order_within_budgets(spark, tiny_encoder):
-    model = direct(tiny_encoder)
+    model = load_direct(tiny_encoder)
     texts = [LONG, "One sentence only.", "First. Second one here. Third."]
     out = summarize_module.predict(model, texts, {"method": "extractive", "max_sentences": 2, "max_words": None,
                                                   "max_input_sentences": 200})
@@ -83,7 +82,7 @@ def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_re
     # default model (minilm, extractive), in fp32 like the direct run it is compared with
     rows = df.select("id", summarize("text", precision="fp32").alias("s")).orderBy("id").collect()
     assert len(rows) == 5
-    expected = summarize_module.predict(direct(catalog.default_reference("summarize")), articles,
+    expected = summarize_module.predict(load_direct(catalog.default_reference("summarize")), articles,
                                         {"method": "extractive", "max_sentences": 3, "max_words": None,
                                          "max_input_sentences": 200})
     assert [r.s.summary for r in rows] == expected["summary"]
@@ -104,8 +103,7 @@ def test_bad_inputs_and_hard_shapes_keep_every_row(spark, tiny_encoder):
     df = spark.createDataFrame([(i, t) for i, t in enumerate(rows)], "id int, text string")
     out = df.select("id", summarize("text", model=tiny_encoder, max_sentences=2).alias("s")).orderBy("id").collect()
     assert len(out) == len(rows)
-    assert [r.s.error for r in out] == [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT] + [None] * 6 + [EMPTY_INPUT, None,
-                                                                                              None, None]
+    assert [r.s.error for r in out] == BAD_REASONS + [None, None, None]
     for r in out:
         assert (r.s.summary is None) == (r.s.error is not None)
     assert out[10].s.summary_sentences == 2 and len(out[10].s.summary.split()) <= 120   # windows of <= 60 words
@@ -129,7 +127,7 @@ def test_config_errors_name_the_key(tiny_encoder, tiny_t5):
 @pytest.mark.parametrize("family", ["t5", "bart"])
 def test_abstractive_batched_equals_one_by_one_in_input_order(spark, tiny_t5, tiny_bart, family):
     reference = {"t5": tiny_t5, "bart": tiny_bart}[family]
-    model = direct(reference)
+    model = load_direct(reference)
     texts = ["The match ended in a draw.", LONG, "Shares rose.", "Parliament debated the budget for hours. " * 3]
     df = spark.createDataFrame([(i, t) for i, t in enumerate(texts)], "id int, text string")
     rows = df.select("id", summarize("text", model=reference).alias("s")).orderBy("id").collect()
@@ -140,19 +138,60 @@ def test_abstractive_batched_equals_one_by_one_in_input_order(spark, tiny_t5, ti
     assert rows[1].s.chunks > 1 and rows[0].s.chunks == 1  # the long document was chunked
 
 
-def test_long_document_is_map_reduced(tiny_t5):
-    model = direct(tiny_t5)
-    assert model.max_input_tokens == 48 and model.prefix == "summarize: "
+def test_long_document_is_cut_at_sentences_into_chunks_that_fit_the_model(tiny_t5):
+    model = load_direct(tiny_t5)
+    assert model.max_input_tokens == 48 and model.prefix == "summarize: "  # the registered params
     chunks = model.chunks(LONG, model.prefix)
-    assert len(chunks) > 1 and " ".join(chunks) == " ".join(split_sentences(LONG))
-    ids = model._ids(chunks, model.prefix)
-    assert max(len(x) for x in ids) <= 48
-    partial = model.generate(chunks, prefix=model.prefix)
-    joined = " ".join(partial)
-    if len(model.chunks(joined, model.prefix)) == 1:
-        expected = model.generate([joined], prefix=model.prefix)[0]
-    else:  # a second reduce round
-        second = model.generate(model.chunks(joined, model.prefix), prefix=model.prefix)
-        expected = model.generate([" ".join(second)], prefix=model.prefix)[0]
-    summaries, first = model.summarize([LONG])
-    assert (summaries[0], first[0]) == (expected, len(chunks))
+    assert len(chunks) > 1 and " ".join(chunks) == " ".join(split_sentences(LONG))  # every sentence, in order
+    assert max(len(x) for x in model._ids(chunks, model.prefix)) <= 48  # prefix + chunk + special tokens fit
+    summaries, first_pass_chunks = model.summarize([LONG])
+    assert first_pass_chunks == [len(chunks)] and summaries[0].strip()
+
+
+# The map-reduce on a fake model: Seq2Seq's own summarize() and chunks() over a one-token-per-word
+# tokenizer, with generate() recording its calls and answering "Call N piece i." (RecordingSeq2Seq).
+# A 20-token input leaves 18 tokens for a chunk after "summarize: " and the end token; a sentence of n
+# words takes n + 1, so LONG's sentences go two by two (PAIR_A, PAIR_B), four-word summaries three by three.
+
+# map: every chunk of every document in one call; the short document is summarized whole
+MAP_CALL = ("summarize: ", [PAIR_A, PAIR_B] * 6 + ["The match ended in a draw."])
+# reduce 1: LONG's 12 chunk summaries, joined, make 4 chunks
+FIRST_REDUCE = ("summarize: ", ["Call 1 piece 0. Call 1 piece 1. Call 1 piece 2.",
+                                "Call 1 piece 3. Call 1 piece 4. Call 1 piece 5.",
+                                "Call 1 piece 6. Call 1 piece 7. Call 1 piece 8.",
+                                "Call 1 piece 9. Call 1 piece 10. Call 1 piece 11."])
+
+
+def test_long_document_is_map_reduced_until_the_summaries_fit_in_one_input():
+    model = RecordingSeq2Seq(max_input_tokens=20, reduce_rounds=3)
+    summaries, first_pass_chunks = model.summarize([LONG, "The match ended in a draw."])
+    assert model.calls == [
+        MAP_CALL,
+        FIRST_REDUCE,
+        # reduce 2: 4 summaries make 2 chunks
+        ("summarize: ", ["Call 2 piece 0. Call 2 piece 1. Call 2 piece 2.", "Call 2 piece 3."]),
+        # reduce 3: 2 summaries fit in one input: its summary is the document's
+        ("summarize: ", ["Call 3 piece 0. Call 3 piece 1."]),
+    ]
+    assert (summaries, first_pass_chunks) == (["Call 4 piece 0.", "Call 1 piece 12."], [12, 1])
+
+
+def test_out_of_reduce_rounds_the_joined_summaries_are_summarized_in_one_input():
+    model = RecordingSeq2Seq(max_input_tokens=20, reduce_rounds=2)
+    summaries, first_pass_chunks = model.summarize([LONG, "The match ended in a draw."])
+    assert model.calls == [
+        MAP_CALL,
+        FIRST_REDUCE,
+        # the last round: the 4 summaries make 2 chunks, but no round is left: all 4 go in one input
+        # (which generate() truncates to the model's limit)
+        ("summarize: ", ["Call 2 piece 0. Call 2 piece 1. Call 2 piece 2. Call 2 piece 3."]),
+    ]
+    assert (summaries, first_pass_chunks) == (["Call 3 piece 0.", "Call 1 piece 12."], [12, 1])
+
+
+def test_a_sentence_longer_than_the_input_is_cut_by_tokens():
+    model = RecordingSeq2Seq(max_input_tokens=20, reduce_rounds=0)
+    words = [f"w{i}" for i in range(40)]
+    text = "Intro here. " + " ".join(words) + ". Outro."
+    assert model.chunks(text, model.prefix) == [
+        "Intro here.", " ".join(words[:18]), " ".join(words[18:36]), "w36 w37 w38 w39.", "Outro."]

@@ -15,3 +15,12 @@ def test_clean_texts_bad_input_matrix():
 def test_clean_texts_keeps_huge_text_whole():
     clean, reason = clean_texts(pd.Series(["word " * 20_000]))
     assert len(clean[0]) == 100_000 and reason[0] is None
+
+
+def test_the_shared_bad_inputs_get_the_shared_reasons():
+    """tests/inputs.py's BAD_REASONS, which every task's bad-input test expects, are clean_texts' reasons."""
+    from tests.inputs import BAD_INPUTS, BAD_REASONS
+
+    clean, reason = clean_texts(pd.Series(BAD_INPUTS))
+    assert reason.tolist() == BAD_REASONS
+    assert [c is None for c in clean] == [r is not None for r in BAD_REASONS]

