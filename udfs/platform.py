@@ -1,7 +1,9 @@
 """The embedded platform: offline environment, MLflow URIs and the Spark session builder.
 
-Everything here is explicit: callers pass a Spark profile name or path; the project root is the
-checkout this package lives in unless ``TEXTSPARK_HOME`` says otherwise.
+Everything here is explicit: callers pass a Spark profile name or path. The shipped configuration (model
+catalog, Spark profiles, discovery script, sample job configs) is ``udfs/conf``: a link to the checkout's
+``conf/`` in the source tree, a copy inside an installed wheel; ``TEXTSPARK_HOME`` points at another folder
+holding a ``conf/``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import yaml
 from udfs.errors import ConfigError
 
 PROJECT_ROOT = Path(os.environ.get("TEXTSPARK_HOME", Path(__file__).resolve().parents[1]))
-CONF_DIR = PROJECT_ROOT / "conf"
+CONF_DIR = PROJECT_ROOT / "conf" if "TEXTSPARK_HOME" in os.environ else Path(__file__).resolve().parent / "conf"
 
 # Set for every process textspark starts (driver, and through the environment, local workers).
 OFFLINE_ENV = {
