@@ -39,4 +39,4 @@ bench: venv
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf output mlruns mlflow.db spark-warehouse data/sample
+	rm -rf output spark-warehouse data/sample  # the registry is per user: ~/.local/share/textspark

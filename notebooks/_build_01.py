@@ -7,7 +7,7 @@ cells = [
     nbf.v4.new_markdown_cell(
         "# textspark quickstart\n"
         "Embeddings over a real text table with the Python API, with SQL, and with the analyze job.\n"
-        "Runs in Spark local mode against the local MLflow registry (`mlflow.db` in the project, or whatever "
+        "Runs in Spark local mode against the per-user MLflow registry (`~/.local/share/textspark/mlflow.db`, or whatever "
         "`MLFLOW_TRACKING_URI` points at)."),
     nbf.v4.new_code_cell(
         "import tempfile\n"

@@ -43,7 +43,12 @@ def setup_environment() -> None:
 
 
 def default_tracking_uri() -> str:
-    return f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    """Where models and runs go when ``MLFLOW_TRACKING_URI`` is not set: one registry per user, whatever the
+    working directory or the install folder (``$XDG_DATA_HOME/textspark/mlflow.db``, by default under
+    ``~/.local/share``)."""
+    home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "textspark"
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'mlflow.db'}"
 
 
 def mlflow_uris() -> tuple[str, str]:
