@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 CODE = "import os; from udfs.platform import setup_environment; setup_environment(); print(os.environ['MLFLOW_TRACKING_URI'])"
 
@@ -23,3 +26,32 @@ def test_mlflow_tracking_uri_wins(tmp_path):
     uri = tracking_uri_in_fresh_process({**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mine.db'}"},
                                         tmp_path)
     assert uri == f"sqlite:///{tmp_path / 'mine.db'}"
+
+
+SUBMITTED_APP = """
+import sys
+from udfs.platform import get_spark
+spark = get_spark(sys.argv[1])
+conf = spark.sparkContext.getConf()
+print("RESULT", spark.sparkContext.master, conf.get("spark.sql.shuffle.partitions"), conf.get("spark.task.maxFailures"))
+spark.stop()
+"""
+
+
+@pytest.mark.slow  # two spark-submit runs: two JVMs
+def test_spark_submit_honours_the_profile_unless_the_command_line_says_otherwise(tmp_path):
+    profile = tmp_path / "mine.yml"
+    profile.write_text("master: local[1]\nconf:\n  spark.sql.shuffle.partitions: 7\n  spark.task.maxFailures: 5\n")
+    app = tmp_path / "app.py"
+    app.write_text(SUBMITTED_APP)
+    submit = Path(sys.executable).with_name("spark-submit")
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "SPARK_CONF_DIR": str(tmp_path)}  # no spark-defaults.conf there
+
+    def result(*flags: str) -> str:
+        out = subprocess.run([str(submit), *flags, str(app), str(profile)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+        return next((line for line in out.stdout.splitlines() if line.startswith("RESULT")), out.stderr[-2000:])
+
+    assert result() == "RESULT local[1] 7 5"
+    assert result("--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=3") == "RESULT local[2] 3 5"

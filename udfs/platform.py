@@ -7,7 +7,10 @@ holding a ``conf/``.
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +18,11 @@ from typing import Any, Mapping
 import yaml
 
 from udfs.errors import ConfigError
+
+log = logging.getLogger(__name__)
+# Settings a running driver JVM can no longer take (spark-submit has started it before the job reads its profile).
+LAUNCH_SETTINGS = ("spark.driver.memory", "spark.driver.extraJavaOptions", "spark.driver.extraClassPath",
+                   "spark.driver.extraLibraryPath", "spark.driver.cores")
 
 PROJECT_ROOT = Path(os.environ.get("TEXTSPARK_HOME", Path(__file__).resolve().parents[1]))
 CONF_DIR = PROJECT_ROOT / "conf" if "TEXTSPARK_HOME" in os.environ else Path(__file__).resolve().parent / "conf"
@@ -112,32 +120,65 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
               app_name: str | None = None):
     """SparkSession from a profile (conf/spark/<profile>.yml), with ``conf`` overriding its settings.
 
-    Under ``spark-submit``, what the command line set (``--master``, ``--conf k=v``) wins over the profile.
+    Under ``spark-submit``, what its command line (``--master``, ``--conf k=v``, ``--driver-memory``...), a
+    ``--properties-file`` or spark-defaults.conf set wins over the profile; the profile gives the rest, except
+    driver launch settings (memory, JVM options), which only spark-submit can give: a warning says so.
     A session that already exists (a notebook's, Databricks') is returned as it is.
     """
     setup_environment()
-    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     settings = load_spark_profile(profile)
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook's, Databricks', a test's: its settings are its owner's
         return active
-    submitted: dict[str, str] = {}
-    if "PYSPARK_GATEWAY_PORT" in os.environ:  # launched by spark-submit: its JVM holds the command-line conf
-        SparkContext._ensure_initialized()
-        submitted = dict(SparkConf().getAll())
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started this driver's JVM
+    submitted = _submitted_settings() if under_submit else set()
     builder = SparkSession.builder.appName(app_name or settings["app_name"])
     if settings["master"] and "spark.master" not in submitted:
         builder = builder.master(settings["master"])
     merged = {**settings["conf"], **{k: _spark_value(v) for k, v in (conf or {}).items()}}
     merged.setdefault("spark.executorEnv.PYTHONPATH", _pythonpath())
     for key, value in merged.items():
-        if key not in submitted:
-            builder = builder.config(key, value)
+        if key in submitted:
+            continue
+        if under_submit and key in LAUNCH_SETTINGS:
+            log.warning("spark-submit started the driver before the profile was read: %s=%s cannot apply; "
+                        "pass it to spark-submit (--conf %s=%s)", key, value, key, value)
+            continue
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings["log_level"])
     return spark
+
+
+def _submitted_settings() -> set[str]:
+    """Under spark-submit: the settings its command line (``--master``, ``--conf``, ``--driver-memory``...) or a
+    properties file set, which win over the profile. spark-submit always sets ``spark.master`` (local[*]
+    when not given), so the command line itself is read from the driver JVM."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()
+    jvm = SparkContext._jvm
+    args = shlex.split(str(jvm.java.lang.System.getProperty("sun.java.command") or ""))
+    given: set[str] = set()
+    for flag, value in zip(args, args[1:]):
+        if flag == "--master":
+            given.add("spark.master")
+        elif flag == "--conf" and "=" in value:
+            given.add(value.split("=", 1)[0])
+        elif flag == "--properties-file":
+            given.update(_properties(Path(value)))
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or os.path.join(os.environ.get("SPARK_HOME", ""), "conf")
+    return given | _properties(Path(conf_dir) / "spark-defaults.conf")
+
+
+def _properties(path: Path) -> set[str]:
+    """The keys of a Spark properties file (``key value`` or ``key=value`` lines)."""
+    if not path.is_file():
+        return set()
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return {re.split(r"[\s=]", line, maxsplit=1)[0] for line in lines if line and not line.startswith("#")}
 
 
 def _pythonpath() -> str:
