@@ -1,13 +1,16 @@
 """Register every conf/models.yml entry in the MLflow registry (idempotent).
 
-    python -m jobs.register_models [--catalog conf/models.yml] [--only NAME ...]
+    python -m jobs.register_models [--catalog my_models.yml] [--only NAME ...]
+
+The catalog is --catalog, else $TEXTSPARK_MODELS, else the shipped conf/models.yml. A configuration error
+(an unknown kind, a missing folder, a bad key) is one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from jobs.config import resolve_path
+from jobs.common import run_cli
 from jobs.train_classifier import load_train_job, run
 from udfs.errors import ConfigError
 from udfs.models.catalog import CatalogEntry, load_catalog
@@ -40,7 +43,7 @@ def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
     aliases = dict(existing[entry.name].aliases or {}) if entry.name in existing else {}
     if entry.alias in aliases:
         return str(aliases[entry.alias]), False
-    job = load_train_job(resolve_path(entry.source["train"]), name=entry.name, task=entry.task,
+    job = load_train_job(entry.train_config(), name=entry.name, task=entry.task,
                          label_map=entry.params.get("label_map"))
     print(f"{entry.name}: training from {entry.source['train']} (absent from the registry)", flush=True)
     result = run(job)
@@ -55,15 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", help="catalog YAML (default: conf/models.yml)")
     parser.add_argument("--only", nargs="*", help="register only these entries")
     args = parser.parse_args(argv)
+    return run_cli(lambda: register_all(args.catalog, args.only), lambda lines: None)
+
+
+def register_all(catalog_path: str | None, only: list[str] | None) -> list[str]:
+    """Register the catalog's entries (every one, or ``only``), printing a line for each."""
     setup_environment()
-    catalog = load_catalog(args.catalog)
-    names = args.only or list(catalog.entries)
-    for name in names:
-        entry = catalog[name]
+    catalog = load_catalog(catalog_path)
+    entries = [catalog[name] for name in only or catalog.entries]  # unknown names fail before any work
+    lines = []
+    for entry in entries:
         version, created = register_entry(entry)
         state = "registered new version" if created else "unchanged, kept version"
-        print(f"{name}: {state} {version} (@{entry.alias}); task={entry.task}")
-    return 0
+        lines.append(f"{entry.name}: {state} {version} (@{entry.alias}); task={entry.task}")
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

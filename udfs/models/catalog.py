@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, PrivateAttr
 
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.kinds import BUILDERS
-from udfs.platform import CONF_DIR, PROJECT_ROOT
+from udfs.platform import CONF_DIR
 
 TaskName = Literal["embed", "sentiment", "classify", "summarize", "translate", "language"]
 TASKS = get_args(TaskName)
@@ -44,6 +44,7 @@ class CatalogEntry(Section):
     alias: str = "champion"
     params: Annotated[dict[str, Any], Allowed("a mapping")] = Field(default_factory=dict)
     description: str = ""
+    _folder: Path = PrivateAttr(default=CONF_DIR)  # the catalog file's folder
 
     @property
     def reference(self) -> str:
@@ -58,9 +59,17 @@ class CatalogEntry(Section):
                                   "an installed package (run `make run` or pip install it)")
             return Path(spec.origin).parent / self.source.get("subdir", "")
         if "path" in self.source:
-            path = Path(os.path.expanduser(self.source["path"]))
-            return path if path.is_absolute() else PROJECT_ROOT / path
+            return self._local(self.source["path"])
         return None
+
+    def train_config(self) -> Path:
+        """A ``source: {train: <config>}`` entry's training config."""
+        return self._local(self.source["train"])
+
+    def _local(self, path: str) -> Path:
+        """A relative ``path:`` / ``train:`` is relative to the catalog file's folder."""
+        resolved = Path(os.path.expanduser(path))
+        return resolved if resolved.is_absolute() else self._folder / resolved
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,10 @@ def _parse_entry(name: str, raw: Any, src: str | None) -> CatalogEntry:
     if isinstance(raw, dict):
         raw = {**raw, "name": name, "source": _strings(raw.get("source")), "alias": str(raw.get("alias", "champion")),
                "description": str(raw.get("description", "")), "params": raw.get("params") or {}}
-    return validate(CatalogEntry, raw, key=f"models.{name}", source=src,
-                    what="a mapping with task, kind, source")
+    entry = validate(CatalogEntry, raw, key=f"models.{name}", source=src, what="a mapping with task, kind, source")
+    if src is not None:
+        entry._folder = Path(src).parent
+    return entry
 
 
 def _strings(source: Any) -> Any:
