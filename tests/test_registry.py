@@ -1,3 +1,6 @@
+import multiprocessing
+from pathlib import Path
+
 import pytest
 
 from tests.tiny_models import build_tiny_encoder
@@ -50,3 +53,53 @@ def test_register_is_idempotent_and_a_changed_source_adds_a_version(tmp_path, ml
     # same weights, other params: a distinct model version too
     v3, _ = register_folder("idem-encoder", task="embed", kind="hf_encoder", weights=folder, params={"pooling": "cls"})
     assert v3 == "3"
+
+
+RACE_ROUNDS = 4
+
+
+def _race_worker(folder: str, uri: str, rounds: int, barrier, results) -> None:
+    """One of two processes: per round, register ``folder`` as ``race-<round>`` once both reach the barrier
+    (round 0 also creates the registry's sqlite database)."""
+    import os
+
+    import mlflow
+
+    os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for r in range(rounds):
+        barrier.wait(timeout=120)
+        try:
+            version, created = register_folder(f"race-{r}", task="embed", kind="hf_encoder", weights=Path(folder),
+                                               params={})
+            results.put((r, version, created, None))
+        except Exception as exc:  # reported to the test, which fails on it
+            results.put((r, None, None, f"{type(exc).__name__}: {exc}"))
+
+
+def test_two_processes_registering_at_once_leave_one_version(tmp_path):
+    """Two jobs registering the same folder on a fresh registry at the same moment (spawned processes,
+    released together by a barrier, RACE_ROUNDS times): one version, both callers return it, the alias
+    points at it."""
+    from mlflow.tracking import MlflowClient
+
+    folder = build_tiny_encoder(tmp_path / "enc", seed=3)
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_race_worker, args=(str(folder), uri, RACE_ROUNDS, barrier, results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=300) for _ in range(2 * RACE_ROUNDS)]
+    for p in procs:
+        p.join(timeout=60)
+    assert not [g for g in got if g[3]], got
+    mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for r in range(RACE_ROUNDS):
+        versions = [str(v.version) for v in mlc.search_model_versions(f"name='race-{r}'")]
+        returned = {g[1] for g in got if g[0] == r}
+        created = sorted(g[2] for g in got if g[0] == r)
+        aliases = {k: str(v) for k, v in mlc.get_registered_model(f"race-{r}").aliases.items()}
+        assert (versions, returned, created, aliases) == (["1"], {"1"}, [False, True], {"champion": "1"}), r

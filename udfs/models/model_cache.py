@@ -6,6 +6,8 @@ as long as the worker process, so each worker loads a given (model version, devi
 every later Arrow batch and task on that worker reuses it. Keys are exact resolved versions, never aliases,
 so moving an alias between jobs can never serve a stale model. Loads are serialised per key by a lock
 (Spark may run several UDF threads in one worker, e.g. for multiple UDFs in one stage).
+The verdict on a per-host cache folder (``udfs.models.loading.local_folder``) is kept here as well, so it
+is verified once per process; ``clear()`` forgets models and verdicts.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ _guard = threading.Lock()
 _loads = 0
 
 
-def get(key: Hashable, loader: Callable[[], Any]) -> Any:
-    """The cached value for ``key``; calls ``loader()`` once per process for a new key."""
+def get(key: Hashable, loader: Callable[[], Any], *, count: bool = True) -> Any:
+    """The cached value for ``key``; calls ``loader()`` once per process for a new key (``count``: it is a
+    model load, counted by ``load_count``; a verified cache folder is cached here too, uncounted)."""
     global _loads
     try:
         return _models[key]
@@ -30,7 +33,7 @@ def get(key: Hashable, loader: Callable[[], Any]) -> Any:
     with lock:
         if key not in _models:
             _models[key] = loader()
-            _loads += 1
+            _loads += count
         return _models[key]
 
 

@@ -9,26 +9,51 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import warnings
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from udfs.errors import ModelReferenceError
+from udfs.models.loading import FORMAT_VERSION, file_lock, fingerprint
 from udfs.models.reference import ResolvedModel, parse_reference
 from udfs.platform import get_experiment_id, mlflow_uris
 
-FORMAT_VERSION = 1
 MODELS_EXPERIMENT = "textspark-models"
+_ready: set[tuple[str, str]] = set()
 
 
 def client():
+    """An MlflowClient on the configured URIs; a sqlite database is created under a file lock first."""
     from mlflow.tracking import MlflowClient
 
     tracking, registry = mlflow_uris()
-    return MlflowClient(tracking_uri=tracking, registry_uri=registry)
+    if (tracking, registry) in _ready:
+        return MlflowClient(tracking_uri=tracking, registry_uri=registry)
+    with _sqlite_lock(tracking, registry):
+        # the first use per URI builds MLflow's stores (cached per process), which create a new sqlite
+        # database's tables: two processes doing that at once fail ("table experiments already exists")
+        mlc = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+        mlc.search_experiments(max_results=1)
+        mlc.search_registered_models(max_results=1)
+    _ready.add((tracking, registry))
+    return mlc
+
+
+@contextmanager
+def _sqlite_lock(*uris: str) -> Iterator[None]:
+    """An exclusive lock per host on the sqlite database files among ``uris`` (no-op for other stores)."""
+    paths = sorted({os.path.abspath(u.removeprefix("sqlite:///").split("?")[0]) for u in uris
+                    if u.startswith("sqlite:///")})
+    with ExitStack() as stack:
+        for path in paths:
+            digest = hashlib.sha256(path.encode()).hexdigest()[:16]
+            stack.enter_context(file_lock(Path(tempfile.gettempdir()) / f"textspark-db-{digest}.lock"))
+        yield
 
 
 def resolve(reference: str, *, task: str | None = None) -> ResolvedModel:
@@ -80,27 +105,16 @@ def _serves(model_task: str) -> set[str]:
 
 # ---- registration -------------------------------------------------------------------------------
 
-def fingerprint(files_dir: Path | None, meta: dict[str, Any]) -> str:
-    """sha256 over the metadata and every file (relative path + bytes) of ``files_dir``."""
-    h = hashlib.sha256(json.dumps({"format": FORMAT_VERSION, **meta}, sort_keys=True, default=str).encode())
-    if files_dir is not None:
-        for path in sorted(p for p in files_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            h.update(str(path.relative_to(files_dir)).encode())
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
-
-
 def find_version(name: str, fp: str):
-    """The existing version of ``name`` with this fingerprint, or None."""
+    """The existing version of ``name`` with this fingerprint (the lowest, should there be several), or None."""
     from mlflow.exceptions import MlflowException
 
     try:
         versions = client().search_model_versions(f"name='{name}'")
     except MlflowException:
         return None
-    return next((v for v in versions if (v.tags or {}).get("textspark.fingerprint") == fp), None)
+    same = [v for v in versions if (v.tags or {}).get("textspark.fingerprint") == fp]
+    return min(same, key=lambda v: int(v.version), default=None)
 
 
 def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], weights: Path | None,
@@ -111,6 +125,11 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
 
     Returns (version, created). ``alias`` is pointed at a new version when ``move_alias``; an existing
     identical version only gets the alias when the alias does not exist yet.
+
+    Safe under concurrency (two jobs registering the same folder at once): after creating its version, a
+    caller looks for versions of ``name`` with the same fingerprint; all but the lowest delete themselves
+    (with the run they created) and return the lowest as existing, so every caller returns one version and
+    the alias is only ever set after that check, on the survivor.
     """
     import mlflow
 
@@ -119,9 +138,7 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
     mlc = client()
     existing = find_version(name, fp)
     if existing is not None:
-        if alias and alias not in (_aliases(mlc, name)):
-            mlc.set_registered_model_alias(name, alias, existing.version)
-        return str(existing.version), False
+        return _keep_existing(mlc, name, alias, str(existing.version))
 
     with tempfile.TemporaryDirectory(prefix="textspark-stage-") as tmp:
         folder = Path(tmp) / "textspark"
@@ -134,8 +151,8 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
             (folder / filename).write_text(json.dumps(content, indent=2, default=str))
         from udfs.models.pyfunc import TextsparkPyfunc
 
-        experiment_id = get_experiment_id(MODELS_EXPERIMENT)
-        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
+        experiment_id = None if run_id else _experiment_id()
+        with mlflow.start_run(run_id=run_id, experiment_id=experiment_id,
                               run_name=None if run_id else f"register {name}") as run:
             if not run_id:
                 mlflow.log_params({"task": task, "kind": kind, **{f"param.{k}": v for k, v in params.items()},
@@ -148,12 +165,35 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
             tags = {"textspark.task": task, "textspark.kind": kind, "textspark.fingerprint": fp,
                     "textspark.params": json.dumps(params, sort_keys=True, default=str)}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
-            if description:
-                mlc.update_model_version(name, mv.version, description=description)
-            del run
+            own_run = None if run_id else run.info.run_id
+    survivor = find_version(name, fp)
+    if survivor is not None and str(survivor.version) != str(mv.version):  # lost a race: remove the duplicate
+        mlc.delete_model_version(name, mv.version)
+        if own_run:
+            mlc.delete_run(own_run)
+        return _keep_existing(mlc, name, alias, str(survivor.version))
+    if description:
+        mlc.update_model_version(name, mv.version, description=description)
     if alias and (move_alias or alias not in _aliases(mlc, name)):
         mlc.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version), True
+
+
+def _keep_existing(mlc, name: str, alias: str | None, version: str) -> tuple[str, bool]:
+    """An identical version exists: it gets ``alias`` only where the alias does not exist yet."""
+    if alias and alias not in _aliases(mlc, name):
+        mlc.set_registered_model_alias(name, alias, version)
+    return version, False
+
+
+def _experiment_id() -> str:
+    """The models experiment; created once even when two registrations start at the same moment."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return get_experiment_id(MODELS_EXPERIMENT)
+    except MlflowException:  # another process created it between the look-up and the create
+        return get_experiment_id(MODELS_EXPERIMENT)
 
 
 def _aliases(mlc, name: str) -> dict[str, str]:
