@@ -120,10 +120,13 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
               app_name: str | None = None):
     """SparkSession from a profile (conf/spark/<profile>.yml), with ``conf`` overriding its settings.
 
-    Under ``spark-submit``, what its command line (``--master``, ``--conf k=v``, ``--driver-memory``...), a
-    ``--properties-file`` or spark-defaults.conf set wins over the profile; the profile gives the rest, except
-    driver launch settings (memory, JVM options), which only spark-submit can give: a warning says so.
-    A session that already exists (a notebook's, Databricks') is returned as it is.
+    A session that already exists (a notebook's, Databricks') is returned as it is. With ``SPARK_REMOTE`` set
+    (``local[2]``, ``sc://host:15002``), the session is a Spark Connect one: ``local[...]`` starts a local
+    Connect server with the profile's settings; a remote server keeps its owner's settings, and only ``conf``
+    (the job's own ``spark.conf``) is applied, as session settings it accepts. Under ``spark-submit``, what
+    its command line (``--master``, ``--conf k=v``, ``--driver-memory``...), a ``--properties-file`` or
+    spark-defaults.conf set wins over the profile; the profile gives the rest, except driver launch settings
+    (memory, JVM options), which only spark-submit can give: a warning says so.
     """
     setup_environment()
     from pyspark.sql import SparkSession
@@ -132,12 +135,18 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook's, Databricks', a test's: its settings are its owner's
         return active
+    explicit = {k: _spark_value(v) for k, v in (conf or {}).items()}
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote and not remote.startswith("local"):
+        return _remote_session(remote, app_name or settings["app_name"], explicit)
     under_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started this driver's JVM
     submitted = _submitted_settings() if under_submit else set()
     builder = SparkSession.builder.appName(app_name or settings["app_name"])
-    if settings["master"] and "spark.master" not in submitted:
+    if remote:  # a local Connect server, started here with the profile's settings
+        builder = builder.remote(remote)
+    elif settings["master"] and "spark.master" not in submitted:
         builder = builder.master(settings["master"])
-    merged = {**settings["conf"], **{k: _spark_value(v) for k, v in (conf or {}).items()}}
+    merged = {**settings["conf"], **explicit}
     merged.setdefault("spark.executorEnv.PYTHONPATH", _pythonpath())
     for key, value in merged.items():
         if key in submitted:
@@ -148,7 +157,22 @@ def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] |
             continue
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(settings["log_level"])
+    if not remote:  # a Connect client has no SparkContext; its server's log level is its own
+        spark.sparkContext.setLogLevel(settings["log_level"])
+    return spark
+
+
+def _remote_session(url: str, app_name: str, conf: Mapping[str, str]):
+    """A session on a remote Spark Connect server (Databricks, a shared cluster): the job's own settings are
+    set where the server allows it; the ones it refuses are named in a warning and the job goes on."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+    for key, value in conf.items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:  # noqa: BLE001 - the server decides which settings a client may change
+            log.warning("Spark Connect server refused %s=%s: %s", key, value, str(exc).splitlines()[0])
     return spark
 
 
