@@ -22,6 +22,17 @@ BAD_INPUTS = [
 # The reason udfs.text.clean_texts gives each BAD_INPUTS row (None: the row reaches the model).
 BAD_REASONS = [NULL_INPUT, EMPTY_INPUT, EMPTY_INPUT, None, None, None, None, None, None, EMPTY_INPUT]
 
+# Rows of nothing visible (whitespace and format characters such as ZWSP, BOM, word joiner, soft hyphen,
+# LRM/RLM, ZWJ, variation selectors): EMPTY_INPUT for every task. Not in BAD_INPUTS, whose length some
+# tests count on.
+INVISIBLE_INPUTS = ["\u200b", "\ufeff", "\u2060", "\u00ad", "\u200e\u200f", "\u3000", " \u200b\ufeff \u2060\t",
+                    "\u200d", "\ufe0f", "\U000e0041\U000e007f", "\u3164"]
+# Rows with something visible whose format characters matter: they reach the model exactly as given.
+KEPT_FORMAT = ["👩\u200d💻 at work", "می\u200cخواهم", "\ufeffhello", "co\u00adoperate", "\u200fשלום"]
+# Emoji (and digits, punctuation) without a letter: sentiment, classify, embed and summarize see them;
+# detect_language gives a reason.
+EMOJI_ONLY = ["😀", "👍🏽👍🏽", "❤️", "👩\u200d💻", "🇵🇹 2:1 !!!"]
+
 # Labeled texts whose words give their class away (learnable even on a tiny random encoder).
 VOCAB = {
     "sport": ["match", "goal", "team", "striker", "league", "coach"],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_frame_equal
-from udfs import embed, register_sql_functions, sentiment
+from udfs import embed, register_sql_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Shares rose after strong profits.", "The match ended in a draw.", None, "   "]

@@ -66,7 +66,7 @@ def test_auto_source_passes_through_and_names_supported_pairs(spark, bergamot):
     lid_version = resolve("models:/textspark-lid176@champion").version
     got = [(r.t.source_language, r.t.translated, r.t.error) for r in out]
     assert got[:4] == [("en", True, None), ("pt", False, None), ("fr", None, SUPPORTED.format("fr")),
-                   (None, None, "could not detect the source language (no letters); pass source= to translate anyway")]
+                   (None, None, "no letters to translate")]
     # a mixed-language row gets ONE detected language for the whole row (lid.176 says pt here): it is kept
     # and either translated or passed through whole, never split (a known limit, see translate's docstring)
     assert got[4][0] in ("en", "pt") and got[4][2] is None and out[4].t.translation is not None
@@ -74,6 +74,14 @@ def test_auto_source_passes_through_and_names_supported_pairs(spark, bergamot):
     assert out[2].t.translation is None and out[3].t.translation is None
     assert out[0].t.translation == load_direct(bergamot).translate([EN[0]], "en", "pt")[0]
     assert out[0].t.detector == f"textspark-lid176/{lid_version}" and out[0].t.source_confidence > 0.9
+
+
+@pytest.mark.real
+def test_rows_without_letters_are_not_sent_to_the_engine_even_with_an_explicit_source(spark, bergamot):
+    df = spark.createDataFrame([(0, "😀😀"), (1, "12345 !!!"), (2, "Good morning.")], "id int, text string")
+    out = df.select("id", translate("text", target="pt", source="en").alias("t")).orderBy("id").collect()
+    assert [(r.t.translation is None, r.t.error) for r in out] == [
+        (True, "no letters to translate"), (True, "no letters to translate"), (False, None)]
 
 
 @pytest.mark.real

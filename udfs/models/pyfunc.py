@@ -19,7 +19,7 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         """One result per input row, in order. Texts are cleaned as the Spark UDFs clean them
         (udfs.text.clean_texts), so both give the same result for the same row; a row the UDFs would
-        give a null result with a reason (null, empty, whitespace only) gets None here."""
+        give a null result with a reason (null, empty, nothing visible, not a string) gets None here."""
         import numpy as np
         import pandas as pd
 

@@ -4,6 +4,9 @@ A task supplies only a predict function ``predict(model, texts, options) -> {fie
 one value per text, in order) and its Spark result fields. ``predict`` may also return ``"error"``: one
 reason-or-None per text, for rows it could not give a sensible result (e.g. an unsupported language pair)
 without failing the batch; those rows keep the values predict gave (normally None) and get that reason.
+A task may also supply ``screen(text) -> reason or None``, its own rule for rows that pass the shared
+hygiene (``udfs.text.clean_texts``) but that it cannot serve (e.g. ``udfs.text.NeedsLetters``); the runtime
+withholds those rows from ``predict`` with that reason.
 The runtime does the rest: resolve the model once on the driver, load it once per worker, keep
 nulls/empties/garbage away from it, turn a failure into a null result with a reason (or raise, with
 ``fail_on_error``), and stamp the model version on each row.
@@ -14,16 +17,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-import pandas as pd
-
 from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
 from udfs.models.reference import ResolvedModel
 from udfs.models.registry import resolve
-from udfs.runtime.worker import run_batch, worker_model
+from udfs.runtime.worker import run_arrow_batch, worker_model
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Predict = Callable[[Any, list, dict], Mapping[str, Any]]
+Screen = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class UdfPlan:
     device: str = "auto"
     precision: str = "fp32"
     fail_on_error: bool = False
+    screen: Screen | None = None  # the task's own rule: a reason to withhold a clean row from predict, or None
 
     def struct_type(self) -> str:
         cols = [f"{name}: {dtype}" for name, dtype in self.fields] + ["model: string", "error: string"]
@@ -46,7 +49,7 @@ class UdfPlan:
 
 def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: str | None,
          options: Mapping[str, Any] | None = None, device: str = "auto", precision: str | None = None,
-         fail_on_error: bool = False, catalog=None) -> UdfPlan:
+         fail_on_error: bool = False, catalog=None, screen: Screen | None = None) -> UdfPlan:
     """Driver side: validate settings and resolve the model reference to one exact version."""
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError("device", device, "auto, cpu, cuda, cuda:<index>")
@@ -56,21 +59,28 @@ def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: s
     if precision not in PRECISIONS:
         raise ConfigError("precision", precision, PRECISIONS)
     return UdfPlan(task=task, model=resolved, predict=predict, fields=tuple(fields), options=dict(options or {}),
-                   device=device, precision=precision, fail_on_error=bool(fail_on_error))
+                   device=device, precision=precision, fail_on_error=bool(fail_on_error), screen=screen)
 
 
 def make_udf(p: UdfPlan, *, only: str | None = None):
-    """The pandas UDF for a plan: the full struct, or just the field ``only`` (e.g. the embedding array)."""
-    from pyspark.sql.functions import pandas_udf
+    """The UDF for a plan: the full struct, or just the field ``only`` (e.g. the embedding array).
 
-    return_type = dict(p.fields)[only] if only else p.struct_type()
+    An Arrow UDF rather than a pandas one: the worker converts the text column itself
+    (``udfs.text.arrow_texts``), so a row whose bytes are not UTF-8 gets a reason instead of failing the
+    batch, and a column of another type (struct included) gets "input is not a string" per row.
+    """
+    import pyarrow as pa
+    from pyspark.sql.functions import arrow_udf
+    from pyspark.sql.types import _parse_datatype_string
 
-    @pandas_udf(return_type)
-    def textspark_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    result_type = _parse_datatype_string(dict(p.fields)[only] if only else p.struct_type())
+
+    def textspark_udf(batches):
         model = worker_model(p)
         for texts in batches:
-            frame = run_batch(p, model, texts)
-            yield frame[only] if only else frame
+            yield run_arrow_batch(p, model, texts, result_type, only=only)
 
+    # the hints that make it an iterator Arrow UDF (set here: pyarrow is imported lazily, on use)
+    textspark_udf.__annotations__ = {"batches": Iterator[pa.Array], "return": Iterator[pa.Array]}
     textspark_udf.__name__ = f"textspark_{p.task}"
-    return textspark_udf
+    return arrow_udf(textspark_udf, result_type)

@@ -1,5 +1,7 @@
 """Worker side of the runtime: configure the Python worker, fetch its cached model, run one Arrow batch.
 
+``run_arrow_batch`` takes the text column as Arrow (so a row of bytes that are not UTF-8 is that row's
+problem: pandas' own conversion would fail the whole batch on it) and returns the result as Arrow.
 ``run_batch`` keeps nulls/empties/garbage away from the model, retries a failed batch row by row so one bad
 row cannot fail the others, turns a failure into a null result with a reason (or raises, with
 ``fail_on_error``) and stamps the model version on each row.
@@ -13,7 +15,7 @@ import pandas as pd
 
 from udfs.models.loading import load
 from udfs.runtime.device import auto_precision, configure_threads, select_device
-from udfs.text import clean_texts
+from udfs.text import arrow_texts, clean_texts
 
 if TYPE_CHECKING:  # the plan module builds UDFs that call this one
     from udfs.runtime.driver import UdfPlan
@@ -32,12 +34,33 @@ def _effective_precision(precision: str, device: str) -> str:
     return auto_precision(device) if precision == "auto" else precision
 
 
+def run_arrow_batch(p: UdfPlan, model: Any, texts, result_type, *, only: str | None = None,
+                    large_types: bool = False):
+    """One Arrow batch of the text column -> the task's result (the struct, or the field ``only``) as an
+    Arrow array of the Spark type ``result_type``, rows in input order."""
+    frame = run_batch(p, model, arrow_texts(texts))
+    return to_arrow(frame[only] if only else frame, result_type, large_types=large_types)
+
+
+def to_arrow(values: pd.Series | pd.DataFrame, spark_type, *, large_types: bool = False):
+    """pandas -> Arrow exactly as Spark converts a pandas UDF's result (same converter, same settings)."""
+    from pyspark.sql.conversion import PandasToArrowConversion
+    from pyspark.sql.types import StructField, StructType
+
+    batch = PandasToArrowConversion.convert([values], StructType([StructField("_0", spark_type)]), safecheck=False,
+                                            arrow_cast=True, prefers_large_types=large_types,
+                                            assign_cols_by_name=True)
+    return batch.column(0)
+
+
 def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
     """One Arrow batch -> a DataFrame with the task's fields, ``model`` and ``error``, rows in input order."""
     n = len(texts)
     clean, reason = clean_texts(texts)
     ok = np.flatnonzero(clean.notna().to_numpy())
     reasons = reason.to_numpy(dtype=object)
+    if p.screen is not None:  # the task's own rule, after the shared hygiene
+        ok = _screen(p.screen, clean, ok, reasons)
     columns = {name: np.full(n, None, dtype=object) for name, _ in p.fields}
     if len(ok):
         rows = clean.iloc[ok].tolist()
@@ -59,6 +82,18 @@ def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
         raise ValueError(f"{p.task}: {int(frame['error'].notna().sum())} row(s) failed "
                          f"(fail_on_error=True); first reason: {first}")
     return frame
+
+
+def _screen(screen, clean: pd.Series, ok: np.ndarray, reasons: np.ndarray) -> np.ndarray:
+    """The rows of ``ok`` that ``screen`` lets through; the others get its reason in ``reasons``."""
+    keep = []
+    for i in ok:
+        refused = screen(clean.iat[i])
+        if refused is None:
+            keep.append(i)
+        else:
+            reasons[i] = refused
+    return np.array(keep, dtype=ok.dtype)
 
 
 ROW_ERRORS = "error"  # the key under which predict may return per-row reasons

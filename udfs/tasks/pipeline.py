@@ -40,18 +40,17 @@ def plan_tasks(tasks: Iterable[Any], *, catalog=None) -> list[PlannedTask]:
 def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=None, partitions: int | None = None):
     """``df`` with each task's column appended (and ``<column>_error`` for plain-valued tasks).
 
-    Without ``profile``, each task is a pandas UDF in one projection, split into columns by the next (Spark
+    Without ``profile``, each task is an Arrow UDF in one projection, split into columns by the next (Spark
     does not collapse projections that would evaluate a Python UDF twice). With a Spark ``ResourceProfile``
-    (GPU scheduling), all tasks run in one ``mapInPandas`` stage that carries the profile; ``partitions``
-    repartitions first, so reading stays in a stage of its own with the default (CPU) profile.
+    (GPU scheduling), all tasks run in one ``mapInArrow`` stage that carries the profile; ``partitions``
+    repartitions first, so reading stays in a stage of its own with the default (CPU) profile. Both paths
+    hand the text column to the worker as Arrow (a row of invalid UTF-8 gets a reason, not a failed job) and
+    pass the other columns through untouched. ``ConfigError`` before any Spark work: a missing or non-string
+    text column, an output column that is already an input column or another task's.
     """
     from pyspark.sql import functions as F
 
-    if text_column not in df.columns:
-        raise ConfigError("input.text_column", text_column, df.columns)
-    clash = [t.column for t in planned if t.column in df.columns]
-    if clash:
-        raise ConfigError("tasks[].column", clash[0], f"a name not already in the input ({', '.join(df.columns)})")
+    _check_columns(df, text_column, planned)
     if partitions:
         df = df.repartition(partitions)
     originals = [F.col(f"`{c}`") for c in df.columns]
@@ -60,6 +59,28 @@ def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=Non
     staged = df.select(*originals, *[driver.make_udf(t.plan)(F.col(f"`{text_column}`")).alias(f"__ts_{i}")
                                      for i, t in enumerate(planned)])
     return staged.select(*originals, *_task_columns(planned, lambda i, name: F.col(f"__ts_{i}.{name}")))
+
+
+def _check_columns(df, text_column: str, planned: list[PlannedTask]) -> None:
+    """Before any model loads: the text column exists and holds strings, and no output column (a task's
+    ``column``, or the ``<column>_error`` a plain-valued task adds) is an input column or another task's."""
+    from pyspark.sql.types import StringType
+
+    if text_column not in df.columns:
+        raise ConfigError("input.text_column", text_column, df.columns)
+    found = df.schema[text_column].dataType
+    if not isinstance(found, StringType):
+        raise ConfigError("input.text_column", text_column,
+                          f"a string column ({text_column!r} is {found.simpleString()})")
+    taken = {c: "an input column" for c in df.columns}
+    allowed = f"a name that is not an input column ({', '.join(df.columns)}) nor another task's output"
+    for i, t in enumerate(planned):
+        for name in filter(None, (t.column, t.error_column)):
+            if name in taken:
+                clash = f"{name!r} is {taken[name]}" if name == t.column else \
+                    f"{t.task} also writes {name!r}, which is {taken[name]}"
+                raise ConfigError(f"tasks[{i}].column", t.column, f"{allowed}; {clash}")
+            taken[name] = f"written by tasks[{i}] ({t.task})"
 
 
 def _result_names(t: PlannedTask) -> list[str]:
@@ -80,22 +101,24 @@ def _task_columns(planned: list[PlannedTask], field_col) -> list:
 
 
 def _apply_in_stage(df, text_column: str, planned: list[PlannedTask], profile, originals):
+    import pyarrow as pa
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
-    flat = StructType(list(df.schema.fields) + [
-        StructField(f"__ts_{i}_{name}", _parse_datatype_string(dtype))
-        for i, t in enumerate(planned) for name, dtype in list(t.plan.fields) + [("model", "string"), ("error", "string")]])
     plans = [t.plan for t in planned]
+    types = [_parse_datatype_string(p.struct_type()) for p in plans]  # each task's struct<fields, model, error>
+    flat = StructType(list(df.schema.fields) + [StructField(f"__ts_{i}_{f.name}", f.dataType)
+                                                for i, t in enumerate(types) for f in t.fields])
 
     def infer(batches):
         models = [worker.worker_model(p) for p in plans]
-        for pdf in batches:
-            for i, (p, model) in enumerate(zip(plans, models)):
-                frame = worker.run_batch(p, model, pdf[text_column])
-                for name in frame.columns:
-                    pdf[f"__ts_{i}_{name}"] = frame[name].to_numpy()
-            yield pdf
+        for batch in batches:
+            texts = batch.column(text_column)
+            large = pa.types.is_large_string(texts.type)  # answer in the width Spark sends (useLargeVarTypes)
+            results = [worker.run_arrow_batch(p, m, texts, t, large_types=large)
+                       for p, m, t in zip(plans, models, types)]
+            yield pa.RecordBatch.from_arrays(batch.columns + [a for r in results for a in r.flatten()],
+                                             names=flat.names)
 
-    staged = df.mapInPandas(infer, flat, profile=profile)
+    staged = df.mapInArrow(infer, flat, profile=profile)
     return staged.select(*originals, *_task_columns(planned, lambda i, name: F.col(f"__ts_{i}_{name}")))

@@ -18,7 +18,9 @@ from udfs.models.catalog import load_catalog
 from udfs.models.loading import load
 from udfs.models.registry import resolve
 from udfs.runtime import driver
+from udfs.text import NeedsLetters
 
+NO_LETTERS = "no letters to translate"  # emoji, digits or punctuation alone: the engine would invent text
 FIELDS = [("translation", "string"), ("source_language", "string"), ("target_language", "string"),
           ("source_confidence", "float"), ("translated", "boolean"), ("detector", "string")]
 _CODE = re.compile(r"^[a-z]{2,3}$")
@@ -42,7 +44,7 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
     groups: dict[str, list[int]] = {}
     for i, src in enumerate(sources):
         if src is None:
-            errors[i] = "could not detect the source language (no letters); pass source= to translate anyway"
+            errors[i] = "could not detect the source language; pass source= to translate anyway"
         elif src == target:
             translation[i], translated[i] = texts[i], False
         elif f"{src}-{target}" not in model.pairs:
@@ -107,7 +109,8 @@ def translate_plan(*, target: str, source: str = "auto", model: str | None = Non
     o = validate(TranslateOptions, {"target": target, "source": source, "detector": detector})
     target, source = o.target, o.source
     p = driver.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
-                     device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
+                     device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog,
+                     screen=NeedsLetters(NO_LETTERS))
     pairs = declared_pairs(p.model)
     if pairs:
         targets = sorted({x.split("-")[1] for x in pairs})
