@@ -24,6 +24,7 @@ from udfs.models.reference import ResolvedModel, parse_reference
 from udfs.platform import get_experiment_id, mlflow_uris
 
 MODELS_EXPERIMENT = "textspark-models"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # udfs/: each registered version carries it as MLflow code
 _ready: set[tuple[str, str]] = set()
 
 
@@ -161,6 +162,7 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(name="model", python_model=TextsparkPyfunc(),
                                                artifacts={"textspark": str(folder)},
+                                               code_paths=[str(PACKAGE_DIR)],  # loads where textspark is not installed
                                                pip_requirements=pip_requirements())
             tags = {"textspark.task": task, "textspark.kind": kind, "textspark.fingerprint": fp,
                     "textspark.params": json.dumps(params, sort_keys=True, default=str)}
@@ -203,7 +205,8 @@ def _aliases(mlc, name: str) -> dict[str, str]:
 def pip_requirements() -> list[str]:
     """Explicit requirements (this machine cannot let MLflow infer them)."""
     reqs = []
-    for dist in ("torch", "transformers", "tokenizers", "pandas", "numpy", "scikit-learn", "fasttext-predict"):
+    for dist in ("torch", "transformers", "tokenizers", "pandas", "numpy", "pyarrow", "scikit-learn", "scipy",
+                 "fasttext-predict", "pyyaml", "pydantic"):
         try:
             reqs.append(f"{dist}=={metadata.version(dist).split('+')[0]}")
         except metadata.PackageNotFoundError:
