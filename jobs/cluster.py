@@ -8,7 +8,7 @@ in k_range), registers the clustering as models:/<name>@<alias> and logs an MLfl
 new rows into the clusters of a registered clustering (model: models:/<name>@<alias>) without refitting.
 Both write <output.path>/assignments (every input row: id, cluster, distance, error, model versions),
 <output.path>/clusters (cluster, size, keywords, examples, example_ids), _projection.png and
-_textspark_manifest.json.
+_textspark_manifest.json, staged next to the output and committed together (jobs/output.py).
 """
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import manifest_json, parse_args, read_input, run_cli, write_text_file  # noqa: E402
+from jobs.common import check_input, manifest_json, parse_args, read_input, run_cli  # noqa: E402
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
+from jobs.output import MANIFEST, Output  # noqa: E402
+from jobs.storage import join  # noqa: E402
 from udfs.clustering import describe  # noqa: E402
 from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402
 from udfs.clustering.features import prepare  # noqa: E402
@@ -76,13 +78,20 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
         plan = _embed_plan(cc, clustering.embedding_model)
     else:
         plan = _embed_plan(cc, cc.embedding_model)
+    check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
+    output = Output(conf.output, source=conf.source)
+    if output.skip:
+        return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
     spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
+    if output.bind(spark).skip:
+        return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
     started = time.time()
-    df = read_input(spark, conf.input)
+    df = read_input(spark, conf.input, source=conf.source)
     for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column),
                      ("label_column", cc.label_column), ("embedding_column", cc.embedding_column)):
         if col is not None and col not in df.columns:
             raise ConfigError(key, col, df.columns, source=conf.source)
+    output.check_ids(df, conf.input.id_column, table="assignments")
 
     from pyspark import StorageLevel
 
@@ -126,13 +135,15 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
             summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
             summary["model_uri"] = f"models:/{summary['model']}"
             summary["run_id"] = run_id
-            _write_outputs(spark, conf, assigned, clustering, keywords, sizes, examples, summary, png)
+            with output.staging():
+                _write_outputs(spark, output, conf, assigned, clustering, keywords, sizes, examples, summary, png)
+                summary.update(seconds=round(time.time() - started, 1), write_id=output.run_id,
+                               recovered=output.recovered)
+                output.commit(manifest_json(**summary))
     finally:
         if assigned is not None:
             assigned.unpersist()
         prepared.unpersist()
-    summary["seconds"] = round(time.time() - started, 1)
-    write_text_file(spark, f"{conf.output.path.rstrip('/')}/_textspark_manifest.json", manifest_json(**summary))
     return summary
 
 
@@ -169,38 +180,34 @@ def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: di
     return run_id
 
 
-def _write_outputs(spark, conf: JobConf, assigned, clustering: Clustering, keywords, sizes, examples,
-                   summary: dict, png: Path) -> None:
+def _write_outputs(spark, output: Output, conf: JobConf, assigned, clustering: Clustering, keywords, sizes,
+                   examples, summary: dict, png: Path) -> None:
+    """assignments, clusters and the plot into the output's staging folder (committed together by run)."""
     from pyspark.sql import functions as F
 
-    base = conf.output.path.rstrip("/")
     out = assigned.select(F.col("_id").alias(conf.input.id_column), "cluster", "distance", "error",
                           F.lit(summary["model"]).alias("model"),
                           F.lit(summary["embedding_model"]).cast("string").alias("embedding_model"))
     if conf.output.partitions:
         out = out.repartition(conf.output.partitions)
-    out.write.mode(conf.output.mode).format(conf.output.format).save(f"{base}/assignments")
-    table = describe.cluster_table(clustering.k, sizes, keywords, examples)
-    (spark.createDataFrame(table, describe.CLUSTERS_SCHEMA).coalesce(1).write.mode(conf.output.mode)
-     .format(conf.output.format).save(f"{base}/clusters"))
-    written = spark.read.format(conf.output.format).load(f"{base}/assignments")
+    clusters = spark.createDataFrame(describe.cluster_table(clustering.k, sizes, keywords, examples),
+                                     describe.CLUSTERS_SCHEMA).coalesce(1)
+    output.check_append(out, table="assignments")
+    output.check_append(clusters, table="clusters")
+    out.write.mode("errorifexists").format(conf.output.format).save(join(output.stage, "assignments"))
+    clusters.write.mode("errorifexists").format(conf.output.format).save(join(output.stage, "clusters"))
+    written = spark.read.format(conf.output.format).load(join(output.stage, "assignments"))  # this run's rows
     counts = written.agg(F.count(F.lit(1)).alias("rows"), F.count("cluster").alias("assigned")).first()
     summary.update(rows=int(counts["rows"]), rows_assigned=int(counts["assigned"]),
                    null_with_reason=int(counts["rows"] - counts["assigned"]))
-    _write_bytes(spark, f"{base}/_projection.png", png.read_bytes())
-
-
-def _write_bytes(spark, path: str, content: bytes) -> None:
-    """Like jobs.common.write_text_file, for bytes (the PNG lands wherever the output does)."""
-    hpath = spark._jvm.org.apache.hadoop.fs.Path(path)
-    stream = hpath.getFileSystem(spark._jsc.hadoopConfiguration()).create(hpath, True)
-    try:
-        stream.write(bytearray(content))
-    finally:
-        stream.close()
+    output.add_existing(("assignments", "clusters"))
+    output.storage.write(join(output.stage, "_projection.png"), png.read_bytes())
 
 
 def print_summary(summary: dict) -> None:
+    if summary.get("skipped"):
+        print(f"\n{summary['output']} exists and output.mode is ignore: nothing written")
+        return
     print(f"\n{summary['mode']}: {summary['rows']} rows -> {summary['output']} in {summary['seconds']} s; "
           f"k={summary['k']} ({summary['distance']}), clustering {summary['model']}, "
           f"embeddings {summary['embedding_model'] or summary['embedding_column']}"
@@ -216,7 +223,7 @@ def print_summary(summary: dict) -> None:
     print(f"  rows without a cluster (null with reason): {summary['null_with_reason']}")
     for c, words in summary["keywords"].items():
         print(f"  cluster {c:>3} size={summary['sizes'].get(c, 0):<6} {', '.join(words[:8])}")
-    print(f"manifest: {summary['output']}/_textspark_manifest.json  plot: {summary['output']}/_projection.png")
+    print(f"manifest: {summary['output']}/{MANIFEST}  plot: {summary['output']}/_projection.png")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,24 @@
-"""What every job shares: the --conf command line, reading the input, the run manifest."""
+"""What every job shares: the --conf command line and its exit codes, reading the input, the run manifest."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable
 
 from jobs.config import InputConf
+from jobs.storage import LocalStorage, hidden
 from udfs.errors import ConfigError
+
+
+class InputError(Exception):
+    """The input or output cannot be used as configured (exit 3); one line naming the key and the value."""
+
+    def __init__(self, key: str, value: Any, problem: str, *, source: str | None = None):
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: got {value!r}; {problem}")
+        self.key, self.value, self.problem, self.source = key, value, problem, source
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -18,38 +29,70 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
 
 def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *,
             input_errors: tuple[type[Exception], ...] = ()) -> int:
-    """A job's command line: a configuration error exits 2, an input error 3, both with one line on stderr."""
+    """A job's command line: a configuration error exits 2, an input or output error 3, each with one line
+    on stderr (no traceback)."""
     try:
         summary = execute()
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"configuration error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except input_errors as exc:
-        print(f"input error: {exc}", file=sys.stderr)
+    except (InputError, *input_errors) as exc:
+        print(f"input error: {_one_line(exc)}", file=sys.stderr)
         return 3
     report(summary)
     return 0
 
 
-def read_input(spark, inp: InputConf):
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def check_input(inp: InputConf, *, source: str | None = None) -> None:
+    """What can be checked without Spark: a local Parquet input's files are Parquet files."""
+    if inp.format == "parquet" and inp.path.startswith("/"):
+        check_parquet_files(inp.path, source=source)
+
+
+def read_input(spark, inp: InputConf, *, source: str | None = None):
+    """The input table; a file Spark cannot read in the configured format is an InputError naming
+    input.path and input.format (local Parquet files are checked before Spark reads them)."""
     if inp.format == "table":
-        return spark.table(inp.path)
+        return _spark_read(lambda: spark.table(inp.path), "input.table", inp, source)
+    check_input(inp, source=source)
     reader = spark.read.options(**inp.options)
     if inp.format == "csv":
         reader = reader.option("header", inp.options.get("header", "true")).option("multiLine", inp.options.get("multiLine", "true"))
-    return reader.format(inp.format).load(inp.path)
+    return _spark_read(lambda: reader.format(inp.format).load(inp.path), "input.path", inp, source)
 
 
-def write_text_file(spark, path: str, content: str) -> None:
-    """Write a small file through Hadoop's FileSystem, so it lands wherever the output does (local, HDFS, S3)."""
-    jvm = spark._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark._jsc.hadoopConfiguration())
-    stream = fs.create(hpath, True)
+def _spark_read(load: Callable[[], Any], key: str, inp: InputConf, source: str | None):
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import AnalysisException
+
     try:
-        stream.write(bytearray(content.encode("utf-8")))
-    finally:
-        stream.close()
+        return load()
+    except (AnalysisException, Py4JJavaError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        causes = [ln for ln in lines if "Exception:" in ln or ln.startswith("[")] or lines[:1]
+        raise InputError(key, inp.path, f"Spark cannot read it as format {inp.format}: {causes[0][:300]}",
+                         source=source) from None
+
+
+def check_parquet_files(path: str, *, source: str | None = None) -> None:
+    """Every data file of a local Parquet input starts and ends with Parquet's magic bytes ``PAR1``."""
+    if os.path.isfile(path):
+        files = [path]
+    else:
+        files = [os.path.join(path, rel) for rel in LocalStorage().files(path) if not hidden(rel)]
+    for file in files:
+        with open(file, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(max(os.path.getsize(file) - 4, 0))
+            tail = fh.read(4)
+        if head != b"PAR1" or tail != b"PAR1":
+            where = "it" if file == path else file
+            raise InputError("input.path", path, f"input.format is parquet but {where} is not a Parquet file; "
+                             "allowed: Parquet files, or set input.format (csv, json)", source=source)
 
 
 def manifest_json(**fields: Any) -> str:

@@ -7,6 +7,7 @@ tasks, inference, spark and mlflow here; the cluster, train and evaluate jobs ad
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -30,7 +31,13 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("--conf", str(path), "a path to an existing YAML file, e.g. conf/jobs/sample.yml")
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:  # one line naming the file and where the YAML breaks
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(where, problem, "valid YAML", source=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("--conf", str(path), "a YAML mapping with input, tasks, output")
     return data
@@ -44,7 +51,8 @@ def resolve_path(path: str) -> str:
 
 
 def _is_remote(path: str) -> bool:
-    return "://" in path or path.startswith("dbfs:")
+    """A URI with a scheme (``s3a://``, ``hdfs://``, ``dbfs:/``, ``file:/``): Hadoop's FileSystem reads it."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", path) is not None
 
 
 class InputConf(Section):

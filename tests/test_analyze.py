@@ -125,3 +125,56 @@ def test_spark_submit_entry_point(tiny_encoder, table, tmp_path):
     manifest = json.loads((tmp_path / "out" / "_textspark_manifest.json").read_text())
     assert (manifest["rows"], manifest["spark_master"], manifest["tasks"][0]["null_with_reason"]) == (11, "local[1]", 4)
     assert f"wrote 11 rows to {tmp_path / 'out'}" in done.stdout
+
+
+@pytest.fixture
+def no_spark(monkeypatch):
+    """Fails the test if the job starts Spark (so no model can have loaded)."""
+    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: pytest.fail("Spark started before the error"))
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("yaml", 2, "configuration error: {conf}: line 6, column 7: got 'mapping values are not allowed here'; "
+                "allowed: valid YAML"),
+    ("csv as parquet", 3, "input error: {conf}: input.path: got '{csv}'; input.format is parquet but it is not a "
+                          "Parquet file; allowed: Parquet files, or set input.format (csv, json)"),
+    ("output under a file", 3, "input error: {conf}: output.path: got '{csv}/out'; allowed: a folder path that is "
+                               "not under a file ({csv} is a file)"),
+    ("output not writable", 3, "input error: {conf}: output.path: got '/proc/textspark/out'; cannot write next to it"),
+    ("mode error, output exists", 3, "input error: {conf}: output.path: got '{existing}'; the output exists and "
+                                     "mode is error; allowed: a new path, or mode overwrite, append or ignore"),
+])
+def test_cli_config_and_input_errors_are_one_line_before_spark(no_spark, tiny_encoder, table, tmp_path, capsys,
+                                                               case, code, message):
+    csv, existing, conf = tmp_path / "docs.csv", tmp_path / "existing", tmp_path / "job.yml"
+    csv.write_text("doc_id,text\n1,hello\n")
+    existing.mkdir()
+    inp, out, mode = table, tmp_path / "out", "overwrite"
+    if case == "csv as parquet":
+        inp = csv
+    elif case == "output under a file":
+        out = csv / "out"
+    elif case == "output not writable":
+        out = "/proc/textspark/out"
+    elif case == "mode error, output exists":
+        out, mode = existing, "error"
+    broken = "input:\n  path: x\n   bad: 1\n" if case == "yaml" else ""  # line 6: a key indented under a value
+    conf.write_text(f"input: {{path: {inp}, text_column: text}}\ntasks: [{{task: embed, model: '{tiny_encoder}'}}]\n"
+                    f"output: {{path: {out}, mode: {mode}}}\n{broken}")
+    assert analyze.main(["--conf", str(conf)]) == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(message.format(conf=conf, csv=csv, existing=existing)), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.csv", "existing", "job.yml"]  # nothing written
+
+
+def test_a_file_spark_cannot_read_in_the_format_is_an_input_error(spark, tiny_encoder, tmp_path):
+    from jobs.common import InputError
+
+    csv = tmp_path / "docs.csv"
+    csv.write_text("doc_id,text\n1,hello\n")
+    conf = job(csv, tmp_path / "out", input={"path": f"file:{csv}", "text_column": "text"})  # read by Spark
+    with pytest.raises(InputError, match=rf"input.path: got 'file:{csv}'; Spark cannot read it as format parquet: "
+                                         r".*FAILED_READ_FILE"):
+        analyze.run(conf, spark=spark)
+    assert not (tmp_path / "out").exists()

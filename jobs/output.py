@@ -1,0 +1,268 @@
+"""Outputs that commit atomically: a crash at any moment leaves the previous complete output or the new one.
+
+A run writes everything (data, plot, manifest) into ``<parent>/_textspark_staging/<name>-<run id>/`` on the
+output's own filesystem, then commits it in place of ``<path>``:
+
+- local disk and HDFS (a folder rename is atomic): the manifest is written last into staging; then staging
+  and ``<path>`` are swapped in one step (Linux ``renameat2(RENAME_EXCHANGE)``), or where that is not
+  available ``<path>`` -> ``<...>.previous``, staging -> ``<path>``; then the previous output is deleted.
+- object stores (a rename copies file by file): a commit record holding the manifest is written first;
+  ``<path>/_textspark_manifest.json`` is deleted, the old files move to ``<...>.previous`` and the new ones
+  to ``<path>`` one file at a time, and the manifest is written last. A folder holding the manifest is
+  complete; readers should read only such folders.
+
+:func:`recover` (run at the start of every job) finishes what a crash interrupted: it restores a
+``.previous`` where ``<path>`` is missing, completes a commit whose record exists, and removes stale staging.
+One job writes one output path at a time.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from contextlib import contextmanager
+
+from jobs.common import InputError
+from jobs.config import OutputConf
+from jobs.storage import hidden, is_local, join, split, storage_for
+
+MANIFEST = "_textspark_manifest.json"
+STAGING = "_textspark_staging"
+_RUN_ID = r"\d{8}T\d{6}-[0-9a-f]{8}"
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
+class Commit:
+    """The places one run uses next to ``path``: its staging folder, the retired output, the commit record."""
+
+    def __init__(self, storage, path: str, run_id: str):
+        self.storage, self.path, self.run_id = storage, path.rstrip("/"), run_id
+        parent, name = split(self.path)
+        self.root = join(parent, STAGING)
+        self.stage = join(self.root, f"{name}-{run_id}")
+        self.previous = f"{self.stage}.previous"
+        self.record = f"{self.stage}.commit.json"
+
+    def commit(self, manifest: str) -> None:
+        """Put the staged output (plus ``manifest``) in place of ``path``."""
+        s = self.storage
+        if s.atomic_rename:
+            s.write(join(self.stage, MANIFEST), manifest.encode())
+            if not s.exists(self.path):
+                s.mkdirs(split(self.path)[0])
+                s.rename(self.stage, self.path)
+            elif s.exchange(self.stage, self.path):
+                s.delete(self.stage)  # holds the previous output now
+            else:
+                s.rename(self.path, self.previous)
+                s.rename(self.stage, self.path)
+                s.delete(self.previous)
+        else:
+            self._record("retire", manifest)
+            self._finish("retire", manifest)
+        s.rmdir(self.root)
+
+    def _record(self, step: str, manifest: str) -> None:
+        self.storage.write(self.record, json.dumps({"step": step, "manifest": manifest}).encode())
+
+    def _finish(self, step: str, manifest: str) -> None:
+        """The object-store commit from ``step`` on; every step can be repeated after a crash."""
+        s = self.storage
+        if step == "retire":
+            s.delete(join(self.path, MANIFEST))  # from here on readers see no committed output at path
+            move_files(s, self.path, self.previous)
+            self._record("install", manifest)
+        move_files(s, self.stage, self.path)
+        s.write(join(self.path, MANIFEST), manifest.encode())
+        s.delete(self.previous)
+        s.delete(self.record)
+
+    def recover(self) -> str | None:
+        s = self.storage
+        done = None
+        if s.exists(self.record):
+            record = json.loads(s.read(self.record))
+            self._finish(record["step"], record["manifest"])
+            done = f"completed the interrupted commit of run {self.run_id}"
+        elif s.exists(self.previous):
+            if s.exists(self.path):
+                s.delete(self.previous)
+            else:
+                s.rename(self.previous, self.path)
+                done = f"restored the previous output (run {self.run_id} was interrupted mid-commit)"
+        s.delete(self.stage)
+        return done
+
+
+def move_files(s, src: str, dst: str) -> None:
+    """Move every file of ``src`` into ``dst``, one file at a time; repeatable after a crash (a file that is
+    already at ``dst``, e.g. copied before the crash, is deleted from ``src``)."""
+    if not s.exists(src):
+        return
+    for rel in list(s.files(src)):
+        target = join(dst, rel)
+        if s.exists(target):
+            s.delete(join(src, rel))
+        else:
+            s.mkdirs(split(target)[0])
+            s.rename(join(src, rel), target)
+    s.delete(src)
+
+
+def recover(storage, path: str) -> list[str]:
+    """Finish or undo what crashed runs left next to ``path``; returns what was done."""
+    parent, name = split(path.rstrip("/"))
+    root = join(parent, STAGING)
+    pattern = re.compile(rf"{re.escape(name)}-({_RUN_ID})(\.previous|\.commit\.json)?")
+    runs = sorted({m.group(1) for m in map(pattern.fullmatch, storage.list(root)) if m})
+    done = [d for d in (Commit(storage, path, run).recover() for run in runs) if d]
+    storage.rmdir(root)
+    return done
+
+
+class Output:
+    """One job run's output: checks before any Spark work, the staging folder Spark writes into, the commit.
+
+    A local path is checked (and crashed runs recovered) when this is built, before Spark starts; any other
+    scheme when :meth:`bind` gives it the Spark session."""
+
+    def __init__(self, conf: OutputConf, *, source: str | None = None):
+        self.conf, self.source = conf, source
+        self.path = conf.path.rstrip("/")
+        self.storage = self._commit = None
+        self.existed, self.recovered, self.spark = False, [], None
+        if is_local(self.path):
+            self._open(None)
+
+    def bind(self, spark) -> "Output":
+        self.spark = spark
+        if self.storage is None:
+            self._open(spark)
+        return self
+
+    def _error(self, problem: str) -> InputError:
+        return InputError("output.path", self.path, problem, source=self.source)
+
+    def _open(self, spark) -> None:
+        s = storage_for(self.path, spark)
+        if s.exists(self.path) and not s.is_dir(self.path):
+            raise self._error("allowed: a folder path (this is a file)")
+        above = split(self.path)[0]
+        while is_local(above) and above != "/" and not s.exists(above):
+            above = split(above)[0]
+        if is_local(above) and not s.is_dir(above):
+            raise self._error(f"allowed: a folder path that is not under a file ({above} is a file)")
+        commit = Commit(s, self.path, new_run_id())
+        try:
+            s.mkdirs(commit.root)
+            s.write(join(commit.root, f".probe-{commit.run_id}"), b"")
+            s.delete(join(commit.root, f".probe-{commit.run_id}"))
+        except Exception as exc:  # noqa: BLE001 - OSError locally, a Java IOException through py4j
+            raise self._error(f"cannot write next to it ({_reason(exc)})") from None
+        self.recovered = recover(s, self.path)
+        self.storage, self._commit, self.existed = s, commit, s.exists(self.path)
+        if self.existed and self.conf.mode in ("error", "errorifexists"):
+            s.rmdir(commit.root)
+            raise self._error(f"the output exists and mode is {self.conf.mode}; allowed: a new path, or mode "
+                              "overwrite, append or ignore")
+        if self.skip:
+            s.rmdir(commit.root)
+
+    @property
+    def skip(self) -> bool:
+        """mode: ignore on an existing output: nothing is written."""
+        return self.existed and self.conf.mode == "ignore"
+
+    @property
+    def appending(self) -> bool:
+        return self.existed and self.conf.mode == "append"
+
+    @property
+    def stage(self) -> str:
+        return self._commit.stage
+
+    @property
+    def run_id(self) -> str:
+        return self._commit.run_id
+
+    def _existing(self, table: str):
+        """The existing output's table, or None when it holds no data file yet."""
+        folder = join(self.path, table) if table else self.path
+        if not any(not hidden(rel) for rel in self.storage.files(folder)):
+            return None
+        return self.spark.read.format(self.conf.format).load(folder)
+
+    def check_append(self, df, *, table: str = "") -> None:
+        """mode: append: the new rows' columns must be the existing output's (names, order, types)."""
+        old = self._existing(table) if self.appending else None
+        if old is None:
+            return
+        where = f"{table}: " if table else ""
+        mismatch = schema_mismatch(old.schema, df.schema)
+        if mismatch:
+            raise self._error(f"mode append: {where}{mismatch}; nothing was written")
+
+    def check_ids(self, df, id_column: str | None, *, table: str = "") -> None:
+        """mode: append with an id column: refuse ids the existing output already holds."""
+        old = self._existing(table) if self.appending and id_column else None
+        if old is None or id_column not in old.columns:
+            return
+        dupes = df.select(id_column).join(old.select(id_column), on=id_column, how="left_semi")
+        count = dupes.count()
+        if count:
+            few = [r[0] for r in dupes.distinct().orderBy(id_column).limit(5).collect()]
+            raise self._error(f"mode append: {count} rows have input.id_column {id_column!r} values already in "
+                              f"the output (e.g. {', '.join(map(repr, few))}); nothing was written")
+
+    def add_existing(self, tables: tuple[str, ...] = ("",)) -> None:
+        """mode: append: the existing output's data files join the staged ones (hard links on local disk,
+        copies elsewhere), so the commit replaces the folder with old + new rows."""
+        if not self.appending:
+            return
+        for table in tables:
+            folder = join(self.path, table) if table else self.path
+            for rel in self.storage.files(folder):
+                if not hidden(rel):
+                    target = join(self.stage, table, rel) if table else join(self.stage, rel)
+                    if self.storage.exists(target):
+                        raise OSError(f"append: {target} exists in the staged output")
+                    self.storage.link(join(folder, rel), target)
+
+    def commit(self, manifest: str) -> None:
+        self._commit.commit(manifest)
+
+    @contextmanager
+    def staging(self):
+        """Removes the staging folder when the body fails (the previous output is untouched)."""
+        try:
+            yield self.stage
+        except BaseException:
+            try:
+                self.storage.delete(self.stage)
+                self.storage.rmdir(self._commit.root)
+            except Exception:  # noqa: BLE001 - the next run's recover() removes it
+                pass
+            raise
+
+
+def schema_mismatch(old, new) -> str | None:
+    """The first column (by position) whose name or type differs, in words; None when they match."""
+    def describe(field) -> str:
+        return f"{field.name!r} {field.dataType.simpleString()}" if field else "no column"
+
+    for i in range(max(len(old.fields), len(new.fields))):
+        a = old.fields[i] if i < len(old.fields) else None
+        b = new.fields[i] if i < len(new.fields) else None
+        if a is None or b is None or (a.name, a.dataType.simpleString()) != (b.name, b.dataType.simpleString()):
+            return f"column {i} is {describe(a)} in the existing output but {describe(b)} in this run's rows"
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    lines = [line for line in str(text).splitlines() if "Exception" in line] or [str(text)]
+    return lines[0].strip()[:300]

@@ -1,0 +1,195 @@
+"""The few filesystem operations an output commit needs, for local disk (os/shutil) and for every other
+scheme (hdfs://, s3a://, gs://, abfss://, dbfs:, file:) through Hadoop's FileSystem in Spark's JVM.
+
+``atomic_rename`` says whether renaming a folder is one atomic step (local disk, HDFS) or a copy of each
+file followed by a delete (object stores: S3, GCS, Azure blob, DBFS); jobs.output picks its protocol by it.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+from typing import Iterator
+
+ATOMIC_SCHEMES = ("hdfs", "viewfs", "file")  # Hadoop filesystems whose folder rename is atomic
+
+
+def is_local(path: str) -> bool:
+    return path.startswith("/")
+
+
+def storage_for(path: str, spark=None) -> "LocalStorage | HadoopStorage":
+    """Local absolute paths use os/shutil (no Spark needed); anything else Hadoop's FileSystem."""
+    if is_local(path):
+        return LocalStorage()
+    if spark is None:
+        raise ValueError(f"{path}: a non-local path needs a Spark session to reach its filesystem")
+    return HadoopStorage(spark, path)
+
+
+def hidden(rel: str) -> bool:
+    """Spark's rule: a file or folder whose name starts with ``_`` or ``.`` is not data."""
+    return any(part.startswith(("_", ".")) for part in rel.split("/"))
+
+
+def join(parent: str, *names: str) -> str:
+    return "/".join([parent.rstrip("/"), *names])
+
+
+def split(path: str) -> tuple[str, str]:
+    """(parent, name) of a path or URI; the parent of ``s3a://bucket/out`` is ``s3a://bucket``."""
+    parent, _, name = path.rstrip("/").rpartition("/")
+    return (parent or "/"), name
+
+
+class LocalStorage:
+    atomic_rename = True
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def list(self, path: str) -> list[str]:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def files(self, path: str) -> Iterator[str]:
+        """Every file under ``path``, relative to it."""
+        for folder, _, names in os.walk(path):
+            for name in sorted(names):
+                yield os.path.relpath(os.path.join(folder, name), path)
+
+    def mkdirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def rename(self, src: str, dst: str) -> None:
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "rename target exists", dst)
+        os.rename(src, dst)
+
+    def exchange(self, a: str, b: str) -> bool:
+        """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+        fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+        if fn is None:
+            return False
+        at_fdcwd, rename_exchange = -100, 2
+        if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return True
+        code = ctypes.get_errno()
+        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+            return False
+        raise OSError(code, os.strerror(code), a)
+
+    def rmdir(self, path: str) -> None:
+        """Remove ``path`` if it is an empty folder."""
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+    def delete(self, path: str) -> None:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+    def write(self, path: str, data: bytes) -> None:
+        """Written to a temporary name, flushed to disk, then renamed: the file appears whole or not at all."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    def link(self, src: str, dst: str) -> None:
+        """A hard link (no bytes copied; a copy across filesystems)."""
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+
+class HadoopStorage:
+    """The same operations through ``org.apache.hadoop.fs.FileSystem`` (the output's own filesystem)."""
+
+    def __init__(self, spark, path: str):
+        self._jvm = spark._jvm
+        self._conf = spark._jsc.hadoopConfiguration()
+        self._fs = self._path(path).getFileSystem(self._conf)
+        scheme = self._fs.getUri().getScheme() or "file"
+        self.atomic_rename = scheme in ATOMIC_SCHEMES
+
+    def _path(self, path: str):
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs.exists(self._path(path)))
+
+    def is_dir(self, path: str) -> bool:
+        return self.exists(path) and bool(self._fs.getFileStatus(self._path(path)).isDirectory())
+
+    def list(self, path: str) -> list[str]:
+        if not self.is_dir(path):
+            return []
+        return sorted(str(s.getPath().getName()) for s in self._fs.listStatus(self._path(path)))
+
+    def files(self, path: str) -> Iterator[str]:
+        if not self.exists(path):
+            return
+        base = str(self._fs.makeQualified(self._path(path)).toUri().getPath()).rstrip("/")
+        found = self._fs.listFiles(self._path(path), True)
+        while found.hasNext():
+            full = str(found.next().getPath().toUri().getPath())
+            yield full[len(base) + 1:]
+
+    def mkdirs(self, path: str) -> None:
+        if not self._fs.mkdirs(self._path(path)):
+            raise OSError(f"cannot create folder {path}")
+
+    def rename(self, src: str, dst: str) -> None:
+        if self.exists(dst):
+            raise FileExistsError(errno.EEXIST, "rename target exists", dst)
+        if not self._fs.rename(self._path(src), self._path(dst)):
+            raise OSError(f"rename {src} -> {dst} failed")
+
+    def exchange(self, a: str, b: str) -> bool:
+        return False
+
+    def rmdir(self, path: str) -> None:
+        try:
+            if self.is_dir(path) and not self.list(path):
+                self._fs.delete(self._path(path), False)
+        except Exception:  # noqa: BLE001 - best effort: another job may be using the folder
+            pass
+
+    def delete(self, path: str) -> None:
+        self._fs.delete(self._path(path), True)
+
+    def write(self, path: str, data: bytes) -> None:
+        """One create + close: on object stores the object becomes visible, whole, at close."""
+        stream = self._fs.create(self._path(path), True)
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+
+    def read(self, path: str) -> bytes:
+        stream = self._fs.open(self._path(path))
+        try:
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+
+    def link(self, src: str, dst: str) -> None:
+        """A copy (Hadoop filesystems have no hard links)."""
+        util = self._jvm.org.apache.hadoop.fs.FileUtil
+        if not util.copy(self._fs, self._path(src), self._fs, self._path(dst), False, self._conf):
+            raise OSError(f"copy {src} -> {dst} failed")
