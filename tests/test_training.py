@@ -36,7 +36,7 @@ def table(spark):
 @pytest.fixture(scope="module")
 def trained(table, tiny_encoder):
     s = TrainSettings(name="tiny-topics", base_model=tiny_encoder, test_fraction=0.25, seed=3,
-                      head={"hidden": 16, "epochs": 60, "learning_rate": 0.01})
+                      head={"hidden": 32, "epochs": 200, "learning_rate": 0.03})  # a margin that holds on any machine
     return train(table, s), s
 
 

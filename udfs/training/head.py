@@ -26,8 +26,10 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     """Fit the head on the training split, weights to ``stage``; (kind, params, test labels, test predictions,
     {"hyper": hyper-parameters})."""
     hyper = s.head_params()
-    rows = data.df.select("label", "split", embed("text", model=base.uri, with_error=True).alias("e")) \
-                  .select("label", "split", "e.embedding").toPandas()
+    rows = data.df.select("text", "label", "split", embed("text", model=base.uri, with_error=True).alias("e")) \
+                  .select("text", "label", "split", "e.embedding").toPandas()
+    # Spark returns rows in partition order, which varies with the cluster: sort so the seed alone decides
+    rows = rows.sort_values(["split", "label", "text"], kind="stable", ignore_index=True)
     ok = rows["embedding"].notna().to_numpy()
     data.counts["embed_failed"] = int((~ok).sum())
     rows = rows[ok]
