@@ -62,3 +62,162 @@ def test_public_api_over_spark_connect_equals_a_classic_session(spark, tiny_enco
     sql = spark.sql("SELECT id, size(embed(text)) AS dims FROM t").orderBy("id").collect()
     assert connect_result["sql"] == [r.asDict() for r in sql]
     assert [r.dims for r in sql[:2]] == [len(classic.first().v)] * 2
+
+
+# ---- jobs over Spark Connect ------------------------------------------------------------------------
+JOB_TEXTS = ["Shares rose after strong profits.", "The match ended in a draw.", None, "   ",
+             "Le film a remporté trois prix au festival.", "Die Aktien stiegen nach starken Gewinnen."]
+CLUSTER_GROUPS = {"sport": "The match ended in a draw after a late goal.",
+                  "business": "Shares rose after the company reported strong profits.",
+                  "film": "The film won three awards at the festival."}
+JOBS_CLIENT = """
+import sys
+from jobs import analyze, cluster
+codes = [analyze.main(["--conf", sys.argv[1]]), cluster.main(["--conf", sys.argv[2]])]
+print("CODES", *codes)
+"""
+
+
+def _analyze_job(table, out, encoder, language) -> dict:
+    return {"spark": {"profile": "local"}, "mlflow": {"experiment": "connect-jobs"},
+            "input": {"path": str(table), "format": "parquet", "text_column": "text", "id_column": "id"},
+            "tasks": [{"task": "embed", "column": "embedding", "model": encoder},
+                      {"task": "language", "column": "lang", "model": language}],
+            "output": {"path": str(out), "format": "parquet", "mode": "overwrite"}}
+
+
+@pytest.fixture(scope="module")
+def connect_jobs(tiny_encoder, mlflow_registry, tmp_path_factory):
+    """jobs/analyze.py and jobs/cluster.py run by their command-line entry points in one client process with
+    SPARK_REMOTE=local[2] (one Connect server for both): what a user's shell would run."""
+    import pandas as pd
+    import yaml
+
+    from tests.helpers import register_catalog_entry
+
+    language = register_catalog_entry("textspark-lid176")
+    folder = tmp_path_factory.mktemp("connect-jobs")
+    table = folder / "texts.parquet"
+    pd.DataFrame({"id": range(len(JOB_TEXTS)), "text": JOB_TEXTS}).to_parquet(table, index=False)
+    rows = [{"id": f"{g}-{i}", "text": t, "label": g} for g, t in CLUSTER_GROUPS.items() for i in range(4)]
+    rows.append({"id": "null", "text": None, "label": None})
+    cluster_table = folder / "cluster.parquet"
+    pd.DataFrame(rows).to_parquet(cluster_table, index=False)
+    confs = {"analyze": _analyze_job(table, folder / "analyze-connect", tiny_encoder, language),
+             "cluster": {"spark": {"profile": "local"}, "mlflow": {"experiment": "connect-jobs"},
+                         "input": {"path": str(cluster_table), "id_column": "id", "text_column": "text"},
+                         "output": {"path": f"file://{folder / 'cluster-connect'}"},  # a file: URI too
+                         "k": 3, "embedding_model": tiny_encoder, "label_column": "label",
+                         "name": "connect-clusters", "examples": 2}}
+    for name, conf in confs.items():
+        (folder / f"{name}.yml").write_text(yaml.safe_dump(conf))
+    env = {**os.environ, "SPARK_REMOTE": "local[2]", "PYSPARK_PYTHON": sys.executable,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", JOBS_CLIENT, str(folder / "analyze.yml"), str(folder / "cluster.yml")],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=900)
+    codes = next((x for x in done.stdout.splitlines() if x.startswith("CODES ")), None)
+    assert codes == "CODES 0 0", (done.stdout[-3000:], done.stderr[-3000:])
+    return {"folder": folder, "table": table, "encoder": tiny_encoder, "language": language, "stdout": done.stdout}
+
+
+@pytest.mark.slow  # a Spark Connect server: a second JVM
+@pytest.mark.real  # the shipped language model (lid.176)
+def test_analyze_job_over_spark_connect_writes_what_a_classic_session_writes(spark, connect_jobs):
+    import mlflow
+
+    from jobs.analyze import run
+    from jobs.config import parse_job
+    from jobs.output import MANIFEST
+
+    folder = connect_jobs["folder"]
+    remote_out = folder / "analyze-connect"
+    classic_out = folder / "analyze-classic"
+    run(parse_job(_analyze_job(connect_jobs["table"], classic_out, connect_jobs["encoder"],
+                               connect_jobs["language"])), spark=spark)
+    remote, classic = spark.read.parquet(str(remote_out)), spark.read.parquet(str(classic_out))
+    assert remote.columns == ["id", "text", "embedding", "embedding_error", "lang"]
+    assert_frame_equal(remote, classic, atol=1e-6)
+    assert remote.count() == len(JOB_TEXTS)
+    manifest = json.loads((remote_out / MANIFEST).read_text())
+    assert (manifest["rows"], manifest["output_rows"], manifest["spark_master"]) == (len(JOB_TEXTS), len(JOB_TEXTS),
+                                                                                      "local[2]")
+    assert [(t["column"], t["null_with_reason"]) for t in manifest["tasks"]] == [("embedding", 2), ("lang", 2)]
+    assert sorted(os.listdir(folder)) == sorted(["analyze-classic", "analyze-connect", "analyze.yml", "cluster-connect",
+                                                 "cluster.parquet", "cluster.yml", "texts.parquet"])  # no staging
+    experiment = mlflow.get_experiment_by_name("connect-jobs")
+    runs = mlflow.search_runs([experiment.experiment_id], filter_string="tags.`textspark.job` = 'analyze'",
+                              output_format="list")
+    logged = {r.data.params["output"]: r.data.metrics for r in runs}
+    assert logged[str(remote_out)] == {"rows": len(JOB_TEXTS), "output_rows": len(JOB_TEXTS),
+                                       "seconds": manifest["seconds"], "errors.embedding": 2, "errors.lang": 2}
+
+
+@pytest.mark.slow
+@pytest.mark.real
+def test_cluster_job_over_spark_connect_commits_its_tables_plot_and_manifest(spark, connect_jobs):
+    from jobs.output import MANIFEST
+
+    out = connect_jobs["folder"] / "cluster-connect"
+    assert sorted(os.listdir(out)) == ["_projection.png", MANIFEST, "assignments", "clusters"]
+    assert (out / "_projection.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert (manifest["k"], manifest["rows"], manifest["rows_assigned"], manifest["null_with_reason"],
+            manifest["nmi"], manifest["purity"]) == (3, 13, 12, 1, 1.0, 1.0)
+    rows = spark.read.parquet(str(out / "assignments")).collect()
+    by_group: dict[str, set] = {}
+    for row in rows:
+        by_group.setdefault(row.id.split("-")[0], set()).add(row.cluster)
+    assert by_group == {"null": {None}, **{g: by_group[g] for g in CLUSTER_GROUPS}}
+    assert sorted(len(c) for g, c in by_group.items() if g != "null") == [1, 1, 1]
+    assert len({next(iter(by_group[g])) for g in CLUSTER_GROUPS}) == 3
+
+
+def _fake_connect_session(host: str):
+    """Stands for a Spark Connect session on ``host`` (what storage reads of it: its class and client.host)."""
+    from types import SimpleNamespace
+
+    session = type("SparkSession", (), {"__module__": "pyspark.sql.connect.session"})()
+    session.client = SimpleNamespace(host=host)
+    return session
+
+
+def test_over_connect_local_paths_on_a_local_server_commit_on_disk_and_other_outputs_are_refused(tmp_path):
+    from jobs.common import InputError
+    from jobs.config import OutputConf
+    from jobs.output import Output
+    from jobs.storage import LocalStorage, connect_problem, storage_for
+
+    local, remote = _fake_connect_session("localhost"), _fake_connect_session("cluster.example.com")
+    assert connect_problem(str(tmp_path / "out"), local) is None
+    assert isinstance(storage_for(f"file://{tmp_path}/out", local), LocalStorage)
+    storage_for(f"file://{tmp_path}/out", local).write(f"file:{tmp_path}/small.json", b"{}")
+    assert (tmp_path / "small.json").read_bytes() == b"{}"
+    refused = ("over Spark Connect (server {}) a job commits only local paths (no scheme, or file:) with a Connect "
+               "server on this machine (SPARK_REMOTE=local[N] or sc://localhost): the atomic commit renames and "
+               "deletes files, which a Connect client cannot do on the server's filesystem; run the job with a JVM "
+               "driver (spark-submit, a Databricks job cluster) for this output")
+    assert connect_problem("s3a://bucket/out", local) == refused.format("localhost")
+    assert connect_problem(str(tmp_path / "out"), remote) == refused.format("cluster.example.com")
+    output = Output(OutputConf(path=str(tmp_path / "out")), source="job.yml")
+    with pytest.raises(InputError) as caught:
+        output.bind(remote)
+    assert str(caught.value) == f"job.yml: output.path: got '{tmp_path}/out'; " + refused.format("cluster.example.com")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.json"]  # nothing left next to the output
+
+
+def test_gpu_checks_read_the_session_settings_through_spark_conf_alone():
+    """check_cluster_conf needs only ``spark.conf`` (a Connect session has no sparkContext)."""
+    from types import SimpleNamespace
+
+    from udfs.errors import ConfigError
+    from udfs.runtime.scheduling import EXECUTOR_GPUS_KEY, check_cluster_conf, parse_inference
+
+    def session(settings: dict):
+        return SimpleNamespace(conf=SimpleNamespace(get=lambda key, default=None: settings.get(key, default)))
+
+    wanted = parse_inference({"gpus_per_task": 1, "check_discovery": False})
+    cluster = {"spark.master": "spark://host:7077", EXECUTOR_GPUS_KEY: "2"}
+    assert check_cluster_conf(session(cluster), wanted) is True
+    assert check_cluster_conf(session({**cluster, "spark.dynamicAllocation.enabled": "true"}), wanted) is False
+    with pytest.raises(ConfigError, match=rf"{EXECUTOR_GPUS_KEY}: got None; allowed: a number of GPUs per executor"):
+        check_cluster_conf(session({"spark.master": "yarn"}), wanted)

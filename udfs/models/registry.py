@@ -150,7 +150,7 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
                                                           indent=2, default=str))
         for filename, content in (extra_files or {}).items():
             (folder / filename).write_text(json.dumps(content, indent=2, default=str))
-        from udfs.models.pyfunc import TextsparkPyfunc
+        from udfs.models.pyfunc import TextsparkPyfunc, output_signature
 
         experiment_id = None if run_id else _experiment_id()
         with mlflow.start_run(run_id=run_id, experiment_id=experiment_id,
@@ -162,6 +162,7 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
                 warnings.simplefilter("ignore", UserWarning)
                 info = mlflow.pyfunc.log_model(name="model", python_model=TextsparkPyfunc(),
                                                artifacts={"textspark": str(folder)},
+                                               signature=output_signature(task),  # spark_udf's result type
                                                code_paths=[str(PACKAGE_DIR)],  # loads where textspark is not installed
                                                pip_requirements=pip_requirements())
             tags = {"textspark.task": task, "textspark.kind": kind, "textspark.fingerprint": fp,

@@ -38,7 +38,7 @@ class InferenceResources(Section):
     cpus_per_task: Annotated[int, Field(ge=1), Allowed("a positive integer")] = 1
     stage_level: Annotated[Literal["auto"] | bool, Allowed("auto, true, false")] = "auto"
     partitions: Annotated[int | None, Field(ge=1), Allowed("a positive integer")] = None  # repartition first:
-    # reading stays in its own CPU stage
+    # reading stays in its own CPU stage; None: as many as keep every core busy (udfs/runtime/parallelism.py)
     check_discovery: bool = True   # run the GPU discovery script on the driver before the job starts
 
     @property
@@ -64,8 +64,8 @@ def check_cluster_conf(spark, res: InferenceResources) -> bool:
     """Checks that need the session (no job runs). Returns whether to use a GPU stage profile."""
     if not res.wants_gpu:
         return False
-    conf = dict(spark.sparkContext.getConf().getAll())
-    master = spark.sparkContext.master
+    conf = session_conf(spark, ("spark.dynamicAllocation.enabled", EXECUTOR_GPUS_KEY, DISCOVERY_KEY))
+    master = session_conf(spark, ("spark.master",)).get("spark.master", "")
     ok, why = supports_stage_level(master, conf)
     if not ok:
         if res.stage_level is True:
@@ -86,6 +86,13 @@ def check_cluster_conf(spark, res: InferenceResources) -> bool:
     if script and res.check_discovery:
         check_discovery_script(script)
     return True
+
+
+def session_conf(spark, keys) -> dict[str, str]:
+    """The settings among ``keys`` that the session has, read through ``spark.conf`` (a classic session and a
+    Spark Connect one alike: a Connect client has no SparkContext)."""
+    found = {key: spark.conf.get(key, None) for key in keys}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def check_discovery_script(script: str) -> list[str]:

@@ -9,46 +9,25 @@ themselves. Several model labels may map to one canonical label: their probabili
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Any, Mapping, Sequence
+from typing import Annotated, Any, Mapping
 
 import numpy as np
 from pydantic import field_validator
 
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
+from udfs.models.labels import CANONICAL, canonical_map, canonical_scores  # noqa: F401 - CANONICAL: re-exported
 from udfs.runtime import driver
 
-CANONICAL = ("negative", "neutral", "positive")
 FIELDS = [("label", "string"), ("score", "float"), ("scores", "map<string,float>")]
 LABEL_MAP_ALLOWED = "a mapping of model label -> negative | neutral | positive"
-
-
-def canonical_map(model_labels: Sequence[str], label_map: Mapping[str, str] | None) -> dict[str, str]:
-    """model label -> canonical label; raises ValueError naming any label that maps nowhere."""
-    label_map = dict(label_map or {})
-    out, missing = {}, []
-    for label in model_labels:
-        target = label_map.get(label, label_map.get(str(label).lower(), str(label).lower()))
-        if target in CANONICAL:
-            out[label] = target
-        else:
-            missing.append(label)
-    if missing:
-        raise ValueError(f"label_map: model labels {missing} map to no canonical sentiment label; give "
-                         f"label_map entries mapping them to one of {', '.join(CANONICAL)}")
-    return out
 
 
 def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
     proba = np.asarray(model.predict_proba(texts), dtype=np.float64)
     if not np.isfinite(proba).all():
         raise FloatingPointError("model produced non-finite scores")
-    mapping = canonical_map(model.labels, options.get("label_map"))
-    targets = [c for c in CANONICAL if c in mapping.values()]
-    merge = np.zeros((len(model.labels), len(targets)))
-    for i, label in enumerate(model.labels):
-        merge[i, targets.index(mapping[label])] = 1.0
-    scores = proba @ merge
+    targets, scores = canonical_scores(proba, model.labels, options.get("label_map"))
     top = scores.argmax(axis=1)
     return {"label": [targets[j] for j in top], "score": [float(s[j]) for s, j in zip(scores, top)],
             "scores": [dict(zip(targets, map(float, s))) for s in scores]}

@@ -27,7 +27,7 @@ from udfs.models.reference import parse_reference
 from udfs.models.registry import client, resolve
 from udfs.platform import get_experiment_id
 from udfs.runtime import driver
-from udfs.tasks.sentiment import CANONICAL, canonical_map
+from udfs.models.labels import CANONICAL, canonical_map
 from udfs.tasks.table import TASK_DEFS
 from udfs.training.metrics import classification_metrics, flat_metrics
 from udfs.training.plots import confusion_png

@@ -24,7 +24,7 @@ from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
 from udfs.models.registry import client, register_folder, resolve
 from udfs.platform import get_experiment_id
-from udfs.tasks.sentiment import canonical_map
+from udfs.models.labels import canonical_map
 from udfs.training.data import Prepared, prepare
 from udfs.training.finetune import _fit_finetune
 from udfs.training.head import _fit_head
