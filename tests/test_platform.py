@@ -55,3 +55,31 @@ def test_spark_submit_honours_the_profile_unless_the_command_line_says_otherwise
 
     assert result() == "RESULT local[1] 7 5"
     assert result("--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=3") == "RESULT local[2] 3 5"
+
+
+def test_on_databricks_the_default_registry_is_the_workspace_one(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    assert tracking_uri_in_fresh_process({**env, "DATABRICKS_RUNTIME_VERSION": "15.4"}, tmp_path) == "databricks"
+
+
+def test_spark_profile_lookup_order_argument_then_environment_then_local(tmp_path, monkeypatch):
+    from udfs.platform import load_spark_profile
+
+    mine = tmp_path / "mine.yml"
+    mine.write_text("master: local[1]\napp_name: mine\nconf: {spark.sql.shuffle.partitions: 3}\n")
+    monkeypatch.delenv("TEXTSPARK_SPARK_PROFILE", raising=False)
+    assert load_spark_profile() == load_spark_profile("local")
+    monkeypatch.setenv("TEXTSPARK_SPARK_PROFILE", str(mine))
+    assert load_spark_profile() == {"master": "local[1]", "app_name": "mine", "log_level": "WARN",
+                                    "conf": {"spark.sql.shuffle.partitions": "3"}}
+    assert load_spark_profile("local") != load_spark_profile()  # an explicit argument wins
+
+
+def test_get_spark_returns_the_active_session(spark):
+    """A notebook's or Databricks' own session is the one to use, never a new one."""
+    from pyspark.sql import SparkSession
+
+    from udfs.platform import get_spark
+
+    assert SparkSession.getActiveSession() is spark
+    assert get_spark() is spark and get_spark("local", conf={"spark.sql.shuffle.partitions": 9}) is spark

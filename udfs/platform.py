@@ -51,9 +51,11 @@ def setup_environment() -> None:
 
 
 def default_tracking_uri() -> str:
-    """Where models and runs go when ``MLFLOW_TRACKING_URI`` is not set: one registry per user, whatever the
-    working directory or the install folder (``$XDG_DATA_HOME/textspark/mlflow.db``, by default under
-    ``~/.local/share``)."""
+    """Where models and runs go when ``MLFLOW_TRACKING_URI`` is not set: on Databricks the workspace's
+    registry; elsewhere one registry per user, whatever the working directory or the install folder
+    (``$XDG_DATA_HOME/textspark/mlflow.db``, by default under ``~/.local/share``)."""
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return "databricks"
     home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "textspark"
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home / 'mlflow.db'}"
@@ -84,8 +86,10 @@ def get_experiment_id(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def load_spark_profile(profile: str | os.PathLike = "local") -> dict[str, Any]:
-    """Read a Spark profile: a name under conf/spark/ or a path to a YAML file."""
+def load_spark_profile(profile: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read a Spark profile: a name under conf/spark/ or a path to a YAML file; None: $TEXTSPARK_SPARK_PROFILE,
+    else ``local``."""
+    profile = profile or os.environ.get("TEXTSPARK_SPARK_PROFILE") or "local"
     path = Path(profile)
     if path.suffix not in (".yml", ".yaml"):
         path = CONF_DIR / "spark" / f"{profile}.yml"
@@ -116,9 +120,10 @@ def _spark_value(value: Any) -> str:
     return str(value)
 
 
-def get_spark(profile: str | os.PathLike = "local", *, conf: Mapping[str, Any] | None = None,
+def get_spark(profile: str | os.PathLike | None = None, *, conf: Mapping[str, Any] | None = None,
               app_name: str | None = None):
-    """SparkSession from a profile (conf/spark/<profile>.yml), with ``conf`` overriding its settings.
+    """SparkSession from a profile (conf/spark/<profile>.yml or a path; None: $TEXTSPARK_SPARK_PROFILE, else
+    ``local``), with ``conf`` overriding its settings.
 
     A session that already exists (a notebook's, Databricks') is returned as it is. With ``SPARK_REMOTE`` set
     (``local[2]``, ``sc://host:15002``), the session is a Spark Connect one: ``local[...]`` starts a local
