@@ -9,16 +9,7 @@ from typing import Any, Callable
 
 from jobs.config import InputConf
 from jobs.storage import LocalStorage, hidden
-from udfs.errors import ConfigError
-
-
-class InputError(Exception):
-    """The input or output cannot be used as configured (exit 3); one line naming the key and the value."""
-
-    def __init__(self, key: str, value: Any, problem: str, *, source: str | None = None):
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: got {value!r}; {problem}")
-        self.key, self.value, self.problem, self.source = key, value, problem, source
+from udfs.errors import ConfigError, InputError  # noqa: F401 - InputError: the jobs raise it from here
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -59,10 +50,21 @@ def read_input(spark, inp: InputConf, *, source: str | None = None):
     if inp.format == "table":
         return _spark_read(lambda: spark.table(inp.path), "input.table", inp, source)
     check_input(inp, source=source)
-    reader = spark.read.options(**inp.options)
-    if inp.format == "csv":
-        reader = reader.option("header", inp.options.get("header", "true")).option("multiLine", inp.options.get("multiLine", "true"))
+    options = reader_options(inp.format, inp.options)
+    reader = spark.read.options(**options)
     return _spark_read(lambda: reader.format(inp.format).load(inp.path), "input.path", inp, source)
+
+
+CSV_DEFAULTS = {"header": "true", "multiLine": "true", "escape": '"'}  # RFC 4180: a quote inside a quoted
+# field is written twice ("He said ""hi""") and reads back as one; Spark's own default escape is a backslash
+
+
+def reader_options(fmt: str, given: dict[str, str]) -> dict[str, str]:
+    """The reader options for ``input.format``: the user's ``input.options`` over the format's defaults
+    (Spark option names are case-insensitive, so ``multiline`` replaces ``multiLine``)."""
+    defaults = CSV_DEFAULTS if fmt == "csv" else {}
+    named = {key.lower() for key in given}
+    return {**{k: v for k, v in defaults.items() if k.lower() not in named}, **given}
 
 
 def _spark_read(load: Callable[[], Any], key: str, inp: InputConf, source: str | None):
@@ -93,6 +95,28 @@ def check_parquet_files(path: str, *, source: str | None = None) -> None:
             where = "it" if file == path else file
             raise InputError("input.path", path, f"input.format is parquet but {where} is not a Parquet file; "
                              "allowed: Parquet files, or set input.format (csv, json)", source=source)
+
+
+def task_rates(summary: dict) -> list[str]:
+    """One line per task of the analyze job: rows done and rows/s. The seconds are the wall time of the write,
+    the one Spark job that reads the input, runs every task (fused in one stage) and writes: each task's
+    rate is its rows over that shared time, so it is a floor for the task alone, not its own speed."""
+    seconds = summary.get("inference_seconds")
+    if not seconds:
+        return []
+    tasks = summary["tasks"]
+    shared = f", shared by the {len(tasks)} tasks that run together" if len(tasks) > 1 else ""
+    spread = summary.get("inference_partitions") or "the input's"
+    partitions = "partition" if spread == 1 else "partitions"
+    computed = {c: n["computed"] for c, n in (summary.get("incremental") or {}).get("tasks", {}).items()}
+    lines = []
+    for t in tasks:
+        done = computed.get(t["column"], summary["rows"])  # incremental: the rows this task computed
+        what = f"{done} rows computed" if t["column"] in computed else \
+            f"{done} rows done ({done - t['null_with_reason']} with a result)"
+        lines.append(f"  {t['column']:<12} {what} at {done / seconds:.1f} rows/s: {seconds} s of reading, "
+                     f"inference on {spread} {partitions}{shared}, and writing")
+    return lines
 
 
 def manifest_json(**fields: Any) -> str:

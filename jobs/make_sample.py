@@ -13,9 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.datasets import bbc_news, tweets
-from udfs.platform import PROJECT_ROOT
 
-DEFAULT_OUT = PROJECT_ROOT / "data" / "sample" / "reviews.parquet"
+DEFAULT_OUT = Path("data") / "sample" / "reviews.parquet"  # in the working directory, as conf/jobs/sample.yml reads it
 
 
 def build_sample(articles: int = 60, n_tweets: int = 140, seed: int = 7) -> pd.DataFrame:

@@ -21,3 +21,12 @@ class ConfigError(ValueError):
 
 class ModelReferenceError(LookupError):
     """A model reference (``models:/name@alias`` or ``models:/name/3``) does not resolve."""
+
+
+class InputError(Exception):
+    """The input or output cannot be used as configured (exit 3); one line naming the key and the value."""
+
+    def __init__(self, key: str, value: Any, problem: str, *, source: str | None = None):
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{key}: got {value!r}; {problem}")
+        self.key, self.value, self.problem, self.source = key, value, problem, source
