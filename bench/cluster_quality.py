@@ -1,138 +1,169 @@
-"""Clustering quality against known topics (labels hidden from every fit): ours vs TF-IDF + k-means.
+"""Clustering quality against known topics (labels hidden from every fit): the job's default vs its
+embeddings-only variant vs TF-IDF + k-means, and the k each rule picks vs the true k.
 
-    .venv/bin/python bench/cluster_quality.py [--corpus bbc|drugs] [--articles 2225] [--seeds 3] [--k-range 2 10]
+    .venv/bin/python bench/cluster_quality.py [--parts headlines articles drugs] [--sizes 20 50 200 2225]
+        [--seeds 3] [--k-range 2 10] [--silhouette-rows 1000] [--cache DIR]
 
-Corpora: ``bbc`` (BBC news, 5 topics, 2,225 articles; --articles takes a stratified sample) and ``drugs``
-(drugs.com reviews labeled by the condition treated: the 10 conditions with at least 20 reviews, 479
-reviews; a second corpus: lexical_weight 0.5 was kept because the two corpora favour opposite sides of it).
-k = the number of true labels.
+Corpora: BBC headlines (the first line of each of the 2,225 BBC news articles, 5 topics; --sizes takes
+stratified samples: 20 = 4 per topic), the full BBC articles, and drugs.com reviews labeled by the
+condition treated (the 10 conditions with at least 20 reviews, 479 reviews). k = the number of labels.
 
-Ours: the cluster job's defaults through the same udfs.clustering functions jobs/cluster.py uses: the
-default catalog embedder (distributed embed UDF; a text is the mean of its 150-word windows'
-embeddings) joined to TF-IDF + LSA(100) features fitted on the texts (lexical_weight 0.5) -> Spark MLlib
-k-means (cosine), best of n_init=3 runs by k-means cost. Also ours with lexical_weight 0 (embeddings
-only). Baselines, in the same process on the same texts: scikit-learn TF-IDF (English stop words,
-sublinear tf, min_df=2, max_df=0.5) + k-means (n_init=10), and the same TF-IDF reduced to 100 dimensions
-with LSA before k-means. NMI (arithmetic normalisation) and purity are against the true labels. Also
-reports the k the silhouette picks in --k-range. Uses a throw-away MLflow registry unless
+Ours: the cluster job's code from the vectors on (udfs.clustering prepare -> fit -> assign: lexical_weight
+auto, Spark MLlib k-means, cosine, best of n_init=3 runs by cost), with its defaults, and the same with
+lexical_weight 0 (embeddings only). The embeddings are the default catalog embedder's (a text is the mean
+of its 150-word windows), computed once in-process with ``embed_chunked`` (the Spark path's twin; fp32) and
+cached as .npy in --cache (default: $TEXTSPARK_CACHE/bench, else ~/.cache/textspark/bench), so a rerun
+skips the minutes of embedding; they reach the job as an embedding column. Baseline from the same run:
+scikit-learn TF-IDF (English stop words, sublinear tf, min_df=2 (1 where 2 leaves no term), max_df=0.5) +
+k-means (n_init=10). NMI (arithmetic normalisation) against the true labels, mean over --seeds seeds.
+k: chosen in --k-range by the job's default rule (stability across resamples) and by the plain best
+silhouette (the old rule: one Spark fit per candidate, so only on tables of --silhouette-rows rows or more),
+on the default's vectors. Uses a throw-away MLflow registry unless
 MLFLOW_TRACKING_URI is set.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import bench_registry  # noqa: E402
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from udfs.clustering.config import parse_cluster_conf  # noqa: E402
-from udfs.clustering.features import prepare  # noqa: E402
+from udfs.clustering.features import embed_chunked, prepare  # noqa: E402
 from udfs.clustering.fit import fit  # noqa: E402
 from udfs.clustering.metrics import label_scores, nmi_purity  # noqa: E402
 from udfs.clustering.model import assign  # noqa: E402
 
+CHUNK_WORDS, MAX_CHUNKS = 150, 16  # the job's defaults
 
-def baseline_scores(texts: list[str], labels: np.ndarray, k: int, seed: int, lsa: bool) -> tuple[float, float]:
+
+def tfidf_kmeans_nmi(texts: list[str], labels: np.ndarray, k: int, seed: int) -> float:
     from sklearn.cluster import KMeans
-    from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.cluster import contingency_matrix
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import Normalizer
 
-    x = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(texts)
-    if lsa:
-        x = make_pipeline(TruncatedSVD(100, random_state=seed), Normalizer(copy=False)).fit_transform(x)
+    for min_df in (2, 1):
+        try:
+            x = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=min_df, max_df=0.5).fit_transform(texts)
+            break
+        except ValueError:  # a handful of headlines: no term in 2 texts
+            continue
     pred = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
-    return nmi_purity(contingency_matrix(pred, labels))  # clusters x labels, as udfs.clustering.metrics counts
+    return nmi_purity(contingency_matrix(pred, labels))[0]
+
+
+def embeddings(texts: list[str], plan, cache: Path) -> np.ndarray:
+    """The texts' vectors as the job makes them, cached by model version + texts + windowing."""
+    key = hashlib.sha256("\x00".join([plan.model.label, str(CHUNK_WORDS), str(MAX_CHUNKS), *texts]).encode()).hexdigest()
+    path = cache / f"{plan.model.label.replace('/', '-')}-{len(texts)}-{key[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
+    from udfs.models.loading import load
+    from udfs.models.registry import resolve
+
+    started = time.time()
+    vectors = embed_chunked(load(resolve(plan.model.uri), device="cpu"), texts, CHUNK_WORDS, MAX_CHUNKS)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    print(f"  embedded {len(texts)} texts in {time.time() - started:.0f} s -> {path}", flush=True)
+    return vectors
+
+
+def corpora(parts: list[str], sizes: list[int]) -> list[tuple[str, pd.DataFrame]]:
+    from jobs.datasets import bbc_news, drug_conditions
+
+    out = []
+    bbc = bbc_news()
+    for part in parts:
+        if part == "headlines":
+            heads = bbc[["id", "title", "label"]].rename(columns={"title": "text"})
+            for n in sizes:
+                rows = heads if n >= len(heads) else heads.groupby("label").sample(n // 5, random_state=0)
+                out.append((f"BBC headlines, {len(rows)}", rows))
+        elif part == "articles":
+            out.append((f"BBC articles, {len(bbc)}", bbc[["id", "text", "label"]]))
+        else:
+            drugs = drug_conditions()
+            out.append((f"drug reviews by condition, {len(drugs)}", drugs[["id", "text", "label"]]))
+    return out
+
+
+def score(prepared, keys: dict) -> tuple[float, object]:
+    result = fit(prepared, parse_cluster_conf({"embedding_column": "vec", **keys}), embedding_model=None)
+    return label_scores(assign(prepared, result.clustering))["nmi"], result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", choices=("bbc", "drugs"), default="bbc")
-    parser.add_argument("--articles", type=int, default=2225, help="BBC articles (stratified sample below 2225)")
+    parser.add_argument("--parts", nargs="+", choices=("headlines", "articles", "drugs"),
+                        default=["headlines", "articles", "drugs"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 200, 2225], help="headline table sizes")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--k-range", type=int, nargs=2, default=[2, 10], metavar=("LO", "HI"))
+    parser.add_argument("--silhouette-rows", type=int, default=1000,
+                        help="k by the old silhouette rule only on tables this large (it costs a Spark fit per k)")
+    parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder")
     args = parser.parse_args(argv)
 
     from pyspark import StorageLevel
-    from jobs.datasets import bbc_news, drug_conditions
-    from udfs.tasks.embed import embed_plan
 
     from udfs.platform import get_spark
+    from udfs.tasks.embed import embed_plan
 
     bench_registry("embed")
-    if args.corpus == "drugs":
-        news = drug_conditions()
-    else:
-        news = bbc_news()
-        if args.articles < len(news):
-            news = news.groupby("label").sample(frac=args.articles / len(news), random_state=0)
-    news = news[["id", "text", "label"]].reset_index(drop=True)
-    k = news["label"].nunique()
-    print(f"{args.corpus}: {len(news)} texts, k={k} labels {news['label'].value_counts().sort_index().to_dict()}")
-
+    cache = args.cache or Path(os.environ.get("TEXTSPARK_CACHE", Path.home() / ".cache" / "textspark")) / "bench"
     spark = get_spark("local")
     plan = embed_plan()
-    path = f"{tempfile.mkdtemp(prefix='textspark-bench-')}/{args.corpus}.parquet"
-    news.to_parquet(path, index=False)
-    df = spark.read.parquet(path)
-    started = time.time()
-    defaults = parse_cluster_conf({"k": k})  # the job's defaults: windows of chunk_words words, mean per article
-    prepared = prepare(df, id_column="id", text_column="text", label_column="label", embed_plan=plan,
-                       chunk_words=defaults.chunk_words, max_chunks=defaults.max_chunks,
-                       ).persist(StorageLevel.MEMORY_AND_DISK)
-    n = prepared.where("vector IS NOT NULL").count()
-    embed_s = time.time() - started
-    print(f"embedded {n} texts with {plan.model.label} (windows of {defaults.chunk_words} words, at most "
-          f"{defaults.max_chunks} per text) in {embed_s:.1f} s ({n / embed_s:.1f} texts/s)")
+    tmp = tempfile.mkdtemp(prefix="textspark-bench-")
+    table = []
+    for name, rows in corpora(args.parts, args.sizes):
+        started = time.time()
+        rows = rows.reset_index(drop=True)
+        texts, labels, k = rows["text"].tolist(), rows["label"].to_numpy(), rows["label"].nunique()
+        print(f"{name}: k={k} labels {rows['label'].value_counts().sort_index().to_dict()}", flush=True)
+        vectors = embeddings(texts, plan, cache)
+        path = f"{tmp}/{len(table)}.parquet"
+        rows.assign(vec=list(vectors.astype(np.float64))).to_parquet(path, index=False)
+        prepared = prepare(spark.read.parquet(path), id_column="id", text_column="text", label_column="label",
+                           embedding_column="vec").persist(StorageLevel.MEMORY_AND_DISK)
+        nmi = {"default": [], "embeddings only": [], "TF-IDF + k-means": []}
+        note = None
+        for seed in range(args.seeds):
+            value, result = score(prepared, {"k": k, "seed": 10 * seed})
+            nmi["default"].append(value)
+            note = result.lexical_note
+            nmi["embeddings only"].append(score(prepared, {"k": k, "seed": 10 * seed, "lexical_weight": 0.0})[0])
+            nmi["TF-IDF + k-means"].append(tfidf_kmeans_nmi(texts, labels, k, seed))
+        rules = ("stability", "silhouette") if len(rows) >= args.silhouette_rows else ("stability",)
+        picked = {rule: score(prepared, {"k_range": list(args.k_range), "k_selection": rule})[1] for rule in rules}
+        prepared.unpersist()
+        means = {method: float(np.mean(v)) for method, v in nmi.items()}
+        table.append((name, k, means, {rule: str(r.k) for rule, r in picked.items()}, note))
+        print(f"  NMI {', '.join(f'{m} {v:.3f} ({min(nmi[m]):.3f}-{max(nmi[m]):.3f})' for m, v in means.items())}")
+        print(f"  {note}")
+        for rule, r in picked.items():
+            print(f"  k by {rule}: {r.k}  ({', '.join(f'{c}:{s:.3f}' for c, s in r.candidates.items() if s is not None)})")
+        print(f"  {time.time() - started:.0f} s", flush=True)
 
-    ours = "ours: embeddings + TF-IDF/LSA, Spark k-means"
-    variants = {ours: {}, "ours, embeddings only (lexical_weight 0)": {"lexical_weight": 0.0}}
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-    results.update({"baseline: TF-IDF + k-means": [], "baseline: TF-IDF + LSA(100) + k-means": []})
-    labels = news["label"].to_numpy()
-    texts = news["text"].tolist()
-    for seed in range(args.seeds):
-        t0 = time.time()
-        for name, keys in variants.items():
-            result = fit(prepared, parse_cluster_conf({"k": k, "seed": 10 * seed, **keys}),
-                         embedding_model=plan.model.uri)
-            s = label_scores(assign(prepared, result.clustering))
-            results[name].append((s["nmi"], s["purity"]))
-        t1 = time.time()
-        results["baseline: TF-IDF + k-means"].append(baseline_scores(texts, labels, k, seed, lsa=False))
-        results["baseline: TF-IDF + LSA(100) + k-means"].append(baseline_scores(texts, labels, k, seed, lsa=True))
-        print(f"seed {seed}: our 2 fits {t1 - t0:.1f} s, baselines {time.time() - t1:.1f} s")
-
-    print(f"\n{f'method (k={k})':<44} {'NMI mean':>9} {'min':>6} {'max':>6} {'purity mean':>12} {'min':>6} {'max':>6}")
-    means = {}
-    for name, vals in results.items():
-        nmi, pur = np.array([v[0] for v in vals]), np.array([v[1] for v in vals])
-        means[name] = (nmi.mean(), pur.mean())
-        print(f"{name:<44} {nmi.mean():>9.3f} {nmi.min():>6.3f} {nmi.max():>6.3f} {pur.mean():>12.3f} "
-              f"{pur.min():>6.3f} {pur.max():>6.3f}")
-    baselines = [name for name in means if name.startswith("baseline: ")]
-    for name in baselines:
-        print(f"ratio ours / {name[len('baseline: '):]}: NMI x{means[ours][0] / means[name][0]:.2f}, "
-              f"purity x{means[ours][1] / means[name][1]:.2f}")
-
-    result = fit(prepared, parse_cluster_conf({"k_range": list(args.k_range), "seed": 0}),
-                 embedding_model=plan.model.uri)
-    s = label_scores(assign(prepared, result.clustering))
-    cands = ", ".join(f"{k}:{v:.3f}" for k, v in result.candidates.items() if v is not None)
-    print(f"\nk by silhouette in {args.k_range}: k={result.k} (sample silhouettes {cands}); "
-          f"NMI {s['nmi']:.3f}, purity {s['purity']:.3f}")
-    for i, what in enumerate(("NMI", "purity")):
-        beaten = [name[len("baseline: "):] for name in baselines if means[ours][i] > means[name][i]]
-        print(f"ours beats on {what} (mean over seeds): {', '.join(beaten) or 'none'}")
-    prepared.unpersist()
+    print(f"\nNMI, mean over {args.seeds} seeds (k = true k); k chosen in {args.k_range}")
+    print(f"{'corpus, rows':<34} {'default':>8} {'emb only':>9} {'TF-IDF':>7} {'default >= best':>16} "
+          f"{'lexical (auto)':>15} {'true k':>7} {'k stab':>7} {'k silh':>7}")
+    for name, k, means, ks, note in table:
+        best = max(means["embeddings only"], means["TF-IDF + k-means"])
+        lexical = "off" if note is None or "features off" in note else "on"
+        print(f"{name:<34} {means['default']:>8.3f} {means['embeddings only']:>9.3f} {means['TF-IDF + k-means']:>7.3f} "
+              f"{'yes' if means['default'] >= best - 1e-9 else 'NO':>16} {lexical:>15} {k:>7} {ks['stability']:>7} "
+              f"{ks.get('silhouette', '-'):>7}")
     spark.stop()
     return 0
 

@@ -3,11 +3,11 @@
     spark-submit jobs/cluster.py --conf conf/jobs/cluster_sample.yml
     python -m jobs.cluster --conf conf/jobs/cluster_sample.yml
 
-mode: fit (default) embeds the texts (or reads embedding_column), fits k-means (k, or the best silhouette
+mode: fit (default) embeds the texts (or reads embedding_column), fits k-means (k, or the most stable k
 in k_range), registers the clustering as models:/<name>@<alias> and logs an MLflow run. mode: assign puts
 new rows into the clusters of a registered clustering (model: models:/<name>@<alias>) without refitting.
 Both write <output.path>/assignments (every input row: id, cluster, distance, error, model versions),
-<output.path>/clusters (cluster, size, keywords, examples, example_ids), _projection.png and
+<output.path>/clusters (cluster, name, size, keywords, examples, example_ids), _projection.png and
 _textspark_manifest.json, staged next to the output and committed together (jobs/output.py).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project 
 from jobs.common import check_input, manifest_json, parse_args, read_input, run_cli  # noqa: E402
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
-from jobs.storage import join  # noqa: E402
+from jobs.storage import is_connect, join  # noqa: E402
 from udfs.clustering import describe  # noqa: E402
 from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402
 from udfs.clustering.features import prepare  # noqa: E402
@@ -111,6 +111,7 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
         assigned = assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
         sizes = describe.sizes(assigned)
         keywords = describe.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
+        names = describe.names(clustering.k, keywords)
         examples = describe.representatives(assigned, cc.examples)
         scores = label_scores(assigned) if cc.label_column else {}
         vectors, labels = projection_sample(assigned, cc.projection_size, seed=cc.seed)
@@ -120,17 +121,19 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
             "embedding_column": cc.embedding_column,
             "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims,
             "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
-            "keywords": {str(c): w for c, w in sorted(keywords.items())}, **scores,
+            "keywords": {str(c): w for c, w in sorted(keywords.items())},
+            "names": {str(c): name for c, name in names.items()}, **scores,
         }
         if cc.mode == "fit":
             clustering.keywords, clustering.sizes = keywords, sizes
             summary.update(silhouette=result.silhouette, k_range=list(cc.k_range) if cc.k_range else None,
+                           k_selection=cc.k_selection if cc.k_range else None,
                            candidates={str(k): s for k, s in result.candidates.items()},
                            rows_distinct=result.distinct, lexical_note=result.lexical_note)
         with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
             png = projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
                                  title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
-                                       f"k={clustering.k}", distance=clustering.distance)
+                                       f"k={clustering.k}", distance=clustering.distance, names=names)
             run_id = _log_run(conf, cc, clustering, summary, png)
             summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
             summary["model_uri"] = f"models:/{summary['model']}"
@@ -158,7 +161,8 @@ def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: di
             params.update(k=cc.k, k_range=cc.k_range, seed=cc.seed, max_iter=cc.max_iter, sample_size=cc.sample_size,
                           label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
                           max_chunks=clustering.max_chunks, lexical_weight=cc.lexical_weight,
-                          lexical_dims=clustering.lexical_dims)
+                          lexical_weight_used=clustering.lexical_weight, lexical_dims=clustering.lexical_dims,
+                          lexical_decision=summary.get("lexical_note"), k_selection=cc.k_selection)
         else:
             params.update(model=cc.model)
         mlflow.log_params({k: str(v) for k, v in params.items()})
@@ -166,7 +170,7 @@ def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: di
         for key in ("silhouette", "nmi", "purity"):
             if summary.get(key) is not None:
                 metrics[key] = summary[key]
-        metrics.update({f"silhouette.k{k}": s for k, s in (summary.get("candidates") or {}).items() if s is not None})
+        metrics.update({f"{cc.k_selection}.k{k}": s for k, s in (summary.get("candidates") or {}).items() if s is not None})
         metrics["rows_assigned"] = sum(summary["sizes"].values())
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(png))
@@ -194,8 +198,8 @@ def _write_outputs(spark, output: Output, conf: JobConf, assigned, clustering: C
                                      describe.CLUSTERS_SCHEMA).coalesce(1)
     output.check_append(out, table="assignments")
     output.check_append(clusters, table="clusters")
-    out.write.mode("errorifexists").format(conf.output.format).save(join(output.stage, "assignments"))
-    clusters.write.mode("errorifexists").format(conf.output.format).save(join(output.stage, "clusters"))
+    out.write.mode("error").format(conf.output.format).save(join(output.stage, "assignments"))
+    clusters.write.mode("error").format(conf.output.format).save(join(output.stage, "clusters"))
     written = spark.read.format(conf.output.format).load(join(output.stage, "assignments"))  # this run's rows
     counts = written.agg(F.count(F.lit(1)).alias("rows"), F.count("cluster").alias("assigned")).first()
     summary.update(rows=int(counts["rows"]), rows_assigned=int(counts["assigned"]),
@@ -217,18 +221,33 @@ def print_summary(summary: dict) -> None:
         print(f"  {summary['lexical_note']}")
     if summary.get("silhouette") is not None:
         print(f"  silhouette={summary['silhouette']:.3f}" + (
-            f"  candidates={summary['candidates']}" if summary.get("candidates") else ""))
+            f"  k by {summary['k_selection']}: {summary['candidates']}" if summary.get("candidates") else ""))
     if summary.get("nmi") is not None:
         print(f"  vs labels: NMI={summary['nmi']:.3f} purity={summary['purity']:.3f}")
     print(f"  rows without a cluster (null with reason): {summary['null_with_reason']}")
     for c, words in summary["keywords"].items():
-        print(f"  cluster {c:>3} size={summary['sizes'].get(c, 0):<6} {', '.join(words[:8])}")
+        print(f"  cluster {c:>3} {summary['names'].get(c, '')!r:<32} size={summary['sizes'].get(c, 0):<6} "
+              f"{', '.join(words[:8])}")
     print(f"manifest: {summary['output']}/{MANIFEST}  plot: {summary['output']}/_projection.png")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, input_errors=(ClusteringError,))
+    try:
+        return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, input_errors=(ClusteringError,))
+    finally:
+        _stop_local_connect()
+
+
+def _stop_local_connect() -> None:
+    """Stop the local Spark Connect server this process started (SPARK_REMOTE=local[N]) before it exits: over
+    Connect each fitted MLlib model is a server-side object, and freeing one at interpreter exit hangs the
+    process (pyspark 4.3); a stopped session frees nothing. Other sessions are their owner's."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and is_connect(active) and os.environ.get("SPARK_REMOTE", "").startswith("local"):
+        active.stop()
 
 
 if __name__ == "__main__":

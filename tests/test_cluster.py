@@ -1,5 +1,6 @@
-"""Clustering: every row assigned or given a reason, k by silhouette, c-TF-IDF keywords, MLflow run and
-registered centroids that assign new rows without refitting, bad input and bad config named clearly."""
+"""Clustering: every row assigned or given a reason, k by stability, lexical features joined where texts share
+terms, c-TF-IDF keywords naming the clusters, MLflow run and registered centroids that assign new rows without
+refitting, bad input and bad config named clearly."""
 import math
 
 import numpy as np
@@ -23,12 +24,13 @@ GROUPS = {
     "business": "Shares rose after the company reported strong profits.",
     "film": "The film won three awards at the festival.",
 }
-# each text's terms: lower-cased runs of 3+ letters, minus Spark's English stop words ('the', 'after')
+# each text's terms: lower-cased runs of 3+ letters, minus the stop words ('the', 'after'; 'three')
 KEYWORDS = {
     "sport": ["draw", "ended", "goal", "late", "match"],
     "business": ["company", "profits", "reported", "rose", "shares", "strong"],
-    "film": ["awards", "festival", "film", "three", "won"],
+    "film": ["awards", "festival", "film", "won"],
 }
+NAMES = {"sport": "draw, ended, goal", "business": "company, profits, reported", "film": "awards, festival, film"}
 COPIES = 5
 
 
@@ -76,18 +78,20 @@ def test_fit_assigns_every_row_and_null_text_gets_a_reason(spark, fitted):
 def test_clusters_table_sizes_keywords_examples(spark, fitted):
     summary, conf, _ = fitted
     table = spark.read.parquet(f"{conf.output.path}/clusters")
-    assert table.schema.simpleString() == ("struct<cluster:int,size:bigint,keywords:array<string>,"
+    assert table.schema.simpleString() == ("struct<cluster:int,name:string,size:bigint,keywords:array<string>,"
                                            "examples:array<string>,example_ids:array<string>>")
     cluster_of = {r.id.split("-")[0]: r.cluster
                   for r in spark.read.parquet(f"{conf.output.path}/assignments").where("id LIKE '%-0'").collect()}
     # every term of a group occurs COPIES times in its cluster and nowhere else: equal scores, A-Z;
-    # one distinct text per cluster: one example
-    expected = spark.createDataFrame([(cluster_of[g], COPIES, KEYWORDS[g], [text]) for g, text in GROUPS.items()],
-                                     "cluster int, size long, keywords array<string>, examples array<string>")
+    # one distinct text per cluster: one example; the name: the top 3 keywords
+    expected = spark.createDataFrame([(cluster_of[g], NAMES[g], COPIES, KEYWORDS[g], [text])
+                                      for g, text in GROUPS.items()],
+                                     "cluster int, name string, size long, keywords array<string>, examples array<string>")
     assertDataFrameEqual(table.drop("example_ids"), expected)
     for r in table.collect():
         group = next(g for g, c in cluster_of.items() if c == r.cluster)
         assert len(r.example_ids) == 1 and r.example_ids[0].startswith(f"{group}-")
+    assert summary["names"] == {str(cluster_of[g]): NAMES[g] for g in GROUPS}
 
 
 def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
@@ -113,8 +117,13 @@ def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
     # 3 distinct texts: TF-IDF of rank 3, so 3 LSA dimensions beside the encoder's 32
     assert (clustering.k, clustering.dim, clustering.embedding_dim, clustering.embedding_model, clustering.chunk_words,
             clustering.lexical.dims, clustering.lexical_weight) == (3, 35, 32, "models:/tiny-encoder/1", 150, 3, 0.5)
-    assert (summary["lexical_dims"], summary["lexical_weight"], summary["lexical_note"]) == (3, 0.5, None)
-    assert r.data.params["lexical_weight"] == "0.5" and r.data.params["lexical_dims"] == "3"
+    # lexical_weight auto: 30 of the 105 pairs of the 15 texts share terms (those of a group), >= 1/(2k)
+    decision = ("lexical features on (auto, weight 0.5): 28.6% of pairs of the 15 sampled texts share a term "
+                "(need >= 16.7% = 1/(2k), k=3); 5.0 kept terms per text")
+    assert (summary["lexical_dims"], summary["lexical_weight"], summary["lexical_note"]) == (3, 0.5, decision)
+    assert {k: r.data.params[k] for k in ("lexical_weight", "lexical_weight_used", "lexical_dims",
+                                          "lexical_decision")} == {
+        "lexical_weight": "auto", "lexical_weight_used": "0.5", "lexical_dims": "3", "lexical_decision": decision}
     assert clustering.keywords == {int(c): w for c, w in summary["keywords"].items()}
 
 
@@ -187,18 +196,38 @@ def _vector_frame(spark, directions, per=6, noise=0.02, seed=0, extra=()):
     return spark.createDataFrame(rows, "id string, text string, vec array<double>, label string")
 
 
-def test_k_range_picks_the_best_silhouette(spark):
+def test_k_range_picks_the_most_stable_k(spark):
     df = _vector_frame(spark, [0.0, math.pi / 2, math.pi, 3 * math.pi / 2])
     cc = parse_cluster_conf({"k_range": [3, 5], "embedding_column": "vec"})
     prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec").cache()
     result = fit(prepared, cc, embedding_model=None)
     assert result.k == 4
     assert sorted(result.candidates) == [3, 4, 5]  # 24 distinct points: every candidate tried
-    scored = {k: s for k, s in result.candidates.items() if s is not None}
-    assert max(scored, key=scored.get) == 4 and scored[4] > 0.9 and max(scored[3], scored[5]) < scored[4]
+    # 4 groups: every resample gives the same 4 clusters (ARI 1); 3 or 5 cut a group differently each time
+    assert result.candidates[4] == pytest.approx(1.0) and max(result.candidates[3], result.candidates[5]) < 0.9
     assigned = assign(prepared, result.clustering)
     labels = {(r._id[:2], r.cluster) for r in assigned.collect()}
     assert len(labels) == 4 and len({c for _, c in labels}) == 4  # each group is one cluster
+    prepared.unpersist()
+
+
+def test_stability_finds_two_near_groups_where_the_silhouette_merges_them(spark):
+    """Groups at 0 and 0.35 rad (each point within ~0.1 rad of its group's direction) and one opposite:
+    three clearly separated groups. The silhouette prefers k=2 (the near pair is small next to the far
+    one); 2 and 3 clusters are both perfectly stable, and the finer 3 is kept."""
+    df = _vector_frame(spark, [0.0, 0.35, math.pi], per=8, noise=0.05)
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec", label_column="label").cache()
+    picked = {}
+    for rule in ("silhouette", "stability"):
+        result = fit(prepared, parse_cluster_conf({"k_range": [2, 5], "embedding_column": "vec", "k_selection": rule}),
+                     embedding_model=None)
+        picked[rule] = result.k
+        if rule == "stability":
+            assert [round(result.candidates[k], 6) for k in (2, 3)] == [1.0, 1.0]
+            assert max(result.candidates[4], result.candidates[5]) < 0.9, result.candidates
+            assigned = assign(prepared, result.clustering).collect()
+            assert len({(r._label, r.cluster) for r in assigned}) == 3  # each group is one cluster
+    assert picked == {"silhouette": 2, "stability": 3}
     prepared.unpersist()
 
 
@@ -253,17 +282,48 @@ def test_lexical_features_separate_texts_whose_embeddings_do_not(spark):
     df = spark.createDataFrame(rows, "id string, text string, vec array<double>, label string")
     prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec", label_column="label").cache()
     scores = {}
-    for weight in (0.5, 0.0):
+    for weight in (0.5, 0.0, "auto"):
         result = fit(prepared, parse_cluster_conf({"k": 2, "embedding_column": "vec", "lexical_weight": weight}),
                      embedding_model=None)
         assigned = assign(prepared, result.clustering).collect()
         scores[weight] = nmi_purity(np.array([[sum(r.cluster == c and r._label == g for r in assigned)
                                                for g in ("sport", "markets")] for c in (0, 1)]))[0]
         lexical = result.clustering.lexical
-        assert (lexical is not None, result.clustering.lexical_weight, result.lexical_note) == (
-            weight > 0, weight, None)
+        assert (lexical is not None, result.clustering.lexical_weight) == (weight != 0, 0.0 if weight == 0 else 0.5)
+        assert result.lexical_note == (None if weight != "auto" else (  # the texts of a topic share terms: on
+            "lexical features on (auto, weight 0.5): 47.0% of pairs of the 12 sampled texts share a term "
+            "(need >= 25.0% = 1/(2k), k=2); 3.4 kept terms per text"))
         assert {len(r.vector) for r in assigned} == {3 + (lexical.dims if lexical else 0)}
-    assert scores[0.5] == 1.0 and scores[0.0] < 0.5, scores
+    assert scores[0.5] == scores["auto"] == 1.0 and scores[0.0] < 0.5, scores
+    prepared.unpersist()
+
+
+HEADLINES = {  # short texts, two topics; few words repeat, and those that do ("new", "plan") cross topics
+    "sport": ["Striker signs for rivals", "Captain ruled out of final", "Keeper saves late penalty",
+              "Coach names new squad", "Rugby side wins title"],
+    "markets": ["Bank profits slump", "Oil prices climb again", "Retailer plans job cuts",
+                "Airline shares tumble", "Carmaker unveils new plan"],
+}
+
+
+def test_auto_keeps_the_embeddings_alone_on_short_texts_that_share_no_terms(spark):
+    """Short texts whose embeddings find the topics but whose words do not: auto leaves the lexical features
+    out (a weight of 0.5 would mix noise in) and says why, in the result and the job summary."""
+    rows = [(f"{topic}-{i}", text, [math.cos(a), math.sin(a), 0.0], topic)
+            for topic, a in (("sport", 0.0), ("markets", math.pi / 2))
+            for i, text in enumerate(HEADLINES[topic] * 2)]
+    df = spark.createDataFrame(rows, "id string, text string, vec array<double>, label string")
+    prepared = prepare(df, id_column="id", text_column="text", embedding_column="vec", label_column="label").cache()
+    result = fit(prepared, parse_cluster_conf({"k": 2, "embedding_column": "vec"}), embedding_model=None)
+    assert (result.clustering.lexical, result.clustering.lexical_weight, result.clustering.dim) == (None, 0.0, 3)
+    # each text twice (so every term is in 2 texts and kept): 10 of the 190 pairs are a text and its copy;
+    # "new" links 4 more pairs
+    assert result.lexical_note == ("lexical features off (auto: embeddings only): 7.4% of pairs of the 20 sampled "
+                                   "texts share a term (need >= 25.0% = 1/(2k), k=2); 3.4 kept terms per text")
+    forced = fit(prepared, parse_cluster_conf({"k": 2, "embedding_column": "vec", "lexical_weight": 0.5}),
+                 embedding_model=None)  # a number given by the user wins
+    assert (forced.clustering.lexical is not None, forced.clustering.lexical_weight, forced.lexical_note) == (
+        True, 0.5, None)
     prepared.unpersist()
 
 
@@ -314,8 +374,19 @@ def test_keywords_are_class_based_tfidf(spark):
     assert keywords(df, 10) == {0: ["match", "goal", "referee"], 1: ["market", "profit", "shares", "goal"]}
     # without the extra stop words 'said' counts: cluster 1 has 8 words, A = 6.5;
     # 1: market, profit, shares .25 ln 4.25 = .362 > said 1/8 ln 7.5 = .252 > goal 1/8 ln(1 + 6.5/3) = .144
+    # ('said', in one text only, comes after 'goal', in 3: a term in fewer than 2 texts comes last)
     assert keywords(df, 10, stop_words=()) == {0: ["match", "goal", "referee"],
-                                               1: ["market", "profit", "shares", "said", "goal"]}
+                                               1: ["market", "profit", "shares", "goal", "said"]}
+
+
+def test_keywords_leave_out_stop_words_and_one_off_terms(spark):
+    docs = [(0, "New year, new striker: he scored, the club said"), (0, "The striker called it a new year"),
+            (0, "Club striker may score again, one would say"), (1, "New year bank profits: the bank said"),
+            (1, "Bank profits called a new record"), (1, "Bank profits rose again this year, one would say")]
+    df = spark.createDataFrame(docs, "cluster int, _text string")
+    # stop words (new, year, said, called, one, would, may, say, the, it, he, a, this) name nothing; terms in
+    # one text only (scored, score, record, rose) come after those in 2+: club 2, striker 3 / bank 3, profits 3
+    assert keywords(df, 4) == {0: ["striker", "club", "score", "scored"], 1: ["bank", "profits", "record", "rose"]}
 
 
 def test_nmi_and_purity_match_scikit_learn():
@@ -377,7 +448,7 @@ def test_all_null_text_is_a_clear_error(spark, tiny_encoder, workdir):
     ({"k": 3, "keywords": 0}, r"keywords: got 0; allowed: an integer from 1 to 100"),
     ({"k": 3, "name": "a/b"}, r"name: got 'a/b'"),
     ({"k": 3, "chunk_words": -1}, r"chunk_words: got -1; allowed: an integer from 0 to 100000"),
-    ({"k": 3, "lexical_weight": 1}, r"lexical_weight: got 1; allowed: a number from 0 \(embeddings only\) up to"),
+    ({"k": 3, "lexical_weight": 1}, r"lexical_weight: got 1; allowed: auto, or a number from 0 \(embeddings only\) up"),
     ({"k": 3, "lexical_weight": "half"}, r"lexical_weight: got 'half'"),
     ({"k": 3, "lexical_dims": 1}, r"lexical_dims: got 1; allowed: an integer from 2 to 1000"),
     ({"mode": "assign", "model": "models:/x@champion", "lexical_weight": 0.2},

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from udfs.clustering.lexical import LexicalFitError, LexicalProjection, combine
+from udfs.clustering.features import decide_lexical
+from udfs.clustering.lexical import LexicalFitError, LexicalProjection, combine, shared_term_share
 
 DOCS = [
     "The striker scored twice and the match ended with a late goal from the captain.",
@@ -66,3 +67,31 @@ def test_combined_cosine_is_the_weighted_mean_of_the_two_cosines():
     eu = e / np.linalg.norm(e, axis=1, keepdims=True)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0)
     np.testing.assert_allclose(v @ v.T, 0.7 * eu @ eu.T + 0.3 * l @ l.T, atol=1e-12)
+
+
+def test_shared_term_share_counts_pairs_of_texts_with_a_common_term():
+    from scipy import sparse
+
+    # rows: terms {0, 1}, {1}, {2}, {} -> of the 6 pairs only (0, 1) shares a term
+    x = sparse.csr_matrix(np.array([[0.5, 0.2, 0, 0], [0, 0.9, 0, 0], [0, 0, 0.3, 0], [0, 0, 0, 0]]))
+    assert shared_term_share(x) == pytest.approx(1 / 6)
+    assert shared_term_share(x[:1]) == 0.0
+    # more pairs than asked for: that many random pairs of distinct rows, the same for a seed
+    big = sparse.vstack([x] * 50)  # 200 rows: 1 in 4 rows each of kinds 0, 1, 2, 3
+    sampled = shared_term_share(big, pairs=4000, seed=1)
+    exact = (50 * 50 + 3 * 50 * 49 / 2) / (200 * 199 / 2)  # (0, 1) pairs, and pairs within kinds 0, 1, 2
+    assert sampled == shared_term_share(big, pairs=4000, seed=1) and sampled == pytest.approx(exact, abs=0.03)
+
+
+def test_auto_decision_keeps_lexical_features_only_where_texts_share_terms():
+    heads = ["Striker signs for rivals", "Bank profits slump", "Captain ruled out of final", "Oil prices climb",
+             "Keeper saves late penalty", "Retailer plans job cuts", "Coach names squad", "Airline shares tumble",
+             "Striker injured", "Bank cuts rates"]
+    lex = LexicalProjection.fit(heads, 4, seed=0)  # kept: striker, bank, cuts (each in 2 texts)
+    assert decide_lexical(lex, heads, 5) == (0.0, (
+        "lexical features off (auto: embeddings only): 6.7% of pairs of the 10 sampled texts share a term "
+        "(need >= 10.0% = 1/(2k), k=5); 0.6 kept terms per text"))
+    lex = LexicalProjection.fit(DOCS, 4, seed=0)  # three topics of three texts that share their topic's words
+    assert decide_lexical(lex, DOCS, 3) == (0.5, (
+        "lexical features on (auto, weight 0.5): 25.0% of pairs of the 9 sampled texts share a term "
+        "(need >= 16.7% = 1/(2k), k=3); 3.8 kept terms per text"))

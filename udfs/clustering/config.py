@@ -18,13 +18,15 @@ from udfs.runtime.driver import PRECISIONS
 
 Mode = Literal["fit", "assign"]
 Distance = Literal["cosine", "euclidean"]
+KSelection = Literal["stability", "silhouette"]
 MODES, DISTANCES = get_args(Mode), get_args(Distance)
+LEXICAL_WEIGHTS = "auto, or a number from 0 (embeddings only) up to, not including, 1"
 MAX_K = 1000
 REGISTERED_CLUSTERING = "models:/<name>@<alias> of a registered clustering"
 REGISTERED_NAME = "a registered model name (letters, digits, - _ .)"
 # mode: assign takes these from the registered clustering; giving one is an error
 FROM_THE_MODEL = ("k", "k_range", "embedding_model", "distance", "chunk_words", "max_chunks", "lexical_weight",
-                  "lexical_dims")
+                  "lexical_dims", "k_selection")
 
 
 def _integer(lo: int, hi: int, *, nullable: bool = False) -> Any:
@@ -66,9 +68,10 @@ class ClusterConf(Section):
     chunk_words: _integer(0, 100_000, nullable=True) = 150  # embed long texts as the mean of windows (0: off)
     max_chunks: _integer(1, 10_000) = 16  # windows per text at most (the rest of a very long text is ignored)
     n_init: _integer(1, 100) = 3          # final fit: k-means runs (seeds seed, seed+1, ...); lowest cost wins
-    lexical_weight: Annotated[float, Field(ge=0.0, lt=1.0),
-                              Allowed("a number from 0 (embeddings only) up to, not including, 1")] = 0.5
+    # auto: joined at AUTO_LEXICAL_WEIGHT only where the texts share terms (udfs.clustering.features.decide_lexical)
+    lexical_weight: float | Literal["auto"] = "auto"
     lexical_dims: _integer(2, 1000) = 100  # LSA dimensions of the lexical features
+    k_selection: KSelection = "stability"  # k_range: stability across resamples, or the plain best silhouette
     fail_on_error: bool = False
 
     @field_validator("k_range", mode="before")
@@ -81,6 +84,15 @@ class ClusterConf(Section):
         if not ok or not 2 <= value[0] <= value[1] <= MAX_K:
             raise ConfigError("k_range", value, f"[lo, hi] with integers 2 <= lo <= hi <= {MAX_K}")
         return int(value[0]), int(value[1])
+
+    @field_validator("lexical_weight", mode="before")
+    @classmethod
+    def _auto_or_share(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ConfigError("lexical_weight", value, LEXICAL_WEIGHTS)
+        return float(value)
 
     @field_validator("name", "alias", mode="before")
     @classmethod

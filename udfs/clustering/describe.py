@@ -1,5 +1,6 @@
-"""Describing the clusters: sizes, class-based TF-IDF keywords (in Spark), the texts closest to each
-centroid, and the rows of the ``clusters`` table. Only k x (keywords + examples) rows reach the driver.
+"""Describing the clusters: sizes, class-based TF-IDF keywords (in Spark), a name per cluster (its top
+keywords), the texts closest to each centroid, and the rows of the ``clusters`` table. Only
+k x (keywords + examples) rows reach the driver.
 """
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ def sizes(assigned) -> dict[int, int]:
     return {int(r["cluster"]): int(r["count"]) for r in rows}
 
 
-# Reporting words that top every news cluster; added to Spark's English stop words for keywords.
-EXTRA_STOP_WORDS = ("said", "says", "say", "told", "also", "mr", "mrs", "ms")
+# Words that say nothing about a topic (reporting verbs, titles, counts, time, hedges), added to Spark's
+# English stop words for keywords: on short texts they otherwise name clusters ("year, new, called").
+EXTRA_STOP_WORDS = (
+    "said", "says", "say", "told", "also", "mr", "mrs", "ms", "called", "calls", "call", "new", "year", "years",
+    "one", "two", "three", "first", "last", "next", "many", "much", "may", "might", "must", "could", "would",
+    "will", "get", "gets", "got", "make", "makes", "made", "take", "takes", "set", "back", "still", "even",
+    "well", "yet", "however", "since", "another", "every", "like", "just", "now", "way", "time", "day", "week",
+    "people", "according", "including", "among", "around", "without", "within", "already", "ago")
+MIN_DF_SHARE = 0.001  # terms in fewer than max(2, this share of the described texts) texts come last
+NAME_WORDS = 3        # keywords in a cluster's name
 
 
 def keywords(assigned, n: int = 10, *, text_column: str = "_text",
@@ -26,7 +35,9 @@ def keywords(assigned, n: int = 10, *, text_column: str = "_text",
     Terms: lower-cased runs of 3+ letters, minus Spark's English stop words and ``stop_words``; each text
     counts a term once (so one long text repeating a name cannot name its cluster). For term t and
     cluster c, ``score = (count(t, c) / words(c)) * log(1 + A / count(t))`` with A the mean number of
-    words per cluster (BERTopic's c-TF-IDF): frequent in the cluster, rare elsewhere. Ties: A-Z.
+    words per cluster (BERTopic's c-TF-IDF): frequent in the cluster, rare elsewhere. A term in fewer than
+    ``max(2, MIN_DF_SHARE x texts)`` texts (a typo, a one-off name: on short texts such terms top every
+    cluster by their rarity) comes after every term that is in enough texts. Ties: A-Z.
     """
     from pyspark.ml.feature import RegexTokenizer, StopWordsRemover
     from pyspark.sql import Window
@@ -37,6 +48,7 @@ def keywords(assigned, n: int = 10, *, text_column: str = "_text",
                             minTokenLength=3, toLowercase=True).transform(docs)
     stop = sorted(set(StopWordsRemover.loadDefaultStopWords("english")) | set(stop_words))
     terms = StopWordsRemover(inputCol="_tokens", outputCol="_terms", stopWords=stop).transform(tokens)
+    min_df = max(2, int(MIN_DF_SHARE * docs.count()))
     counts = (terms.select("cluster", F.explode(F.array_distinct("_terms")).alias("term"))
               .groupBy("cluster", "term").count())
     per_cluster = counts.groupBy("cluster").agg(F.sum("count").alias("words"))
@@ -44,7 +56,8 @@ def keywords(assigned, n: int = 10, *, text_column: str = "_text",
     mean_words = per_cluster.agg(F.avg("words").alias("a"))
     scored = (counts.join(per_cluster, "cluster").join(per_term, "term").crossJoin(mean_words)
               .withColumn("score", (F.col("count") / F.col("words")) * F.log(1.0 + F.col("a") / F.col("total"))))
-    rank = F.row_number().over(Window.partitionBy("cluster").orderBy(F.desc("score"), "term"))
+    rare = (F.col("total") < min_df).cast("int")  # 0 first: terms in enough texts
+    rank = F.row_number().over(Window.partitionBy("cluster").orderBy(rare, F.desc("score"), "term"))
     top = scored.withColumn("rank", rank).where(F.col("rank") <= n).select("cluster", "rank", "term").collect()
     out: dict[int, list[str]] = {}
     for r in sorted(top, key=lambda r: (r["cluster"], r["rank"])):
@@ -71,12 +84,23 @@ def representatives(assigned, n: int = 3, *, chars: int = EXAMPLE_CHARS) -> dict
     return out
 
 
+def names(k: int, keywords_: Mapping[int, list[str]], words: int = NAME_WORDS) -> dict[int, str]:
+    """A name per cluster: its top ``words`` keywords (``"goal, match, striker"``); a cluster without keywords,
+    or whose name another cluster already has, gets ``#<id>`` too (``"goal, match, striker #3"``)."""
+    out: dict[int, str] = {}
+    for c in range(k):
+        name = ", ".join(list(keywords_.get(c, []))[:words])
+        out[c] = f"{name} #{c}" if not name or name in out.values() else name
+    return out
+
+
 def cluster_table(k: int, sizes_: Mapping[int, int], keywords_: Mapping[int, list[str]],
                   examples: Mapping[int, list[tuple[str, str]]]) -> list[dict[str, Any]]:
     """The rows of ``<path>/clusters``: one per cluster (also those with no rows), by cluster id."""
-    return [{"cluster": c, "size": int(sizes_.get(c, 0)), "keywords": list(keywords_.get(c, [])),
+    named = names(k, keywords_)
+    return [{"cluster": c, "name": named[c], "size": int(sizes_.get(c, 0)), "keywords": list(keywords_.get(c, [])),
              "examples": [t for _, t in examples.get(c, [])], "example_ids": [i for i, _ in examples.get(c, [])]}
             for c in range(k)]
 
 
-CLUSTERS_SCHEMA = "cluster int, size long, keywords array<string>, examples array<string>, example_ids array<string>"
+CLUSTERS_SCHEMA = "cluster int, name string, size long, keywords array<string>, examples array<string>, example_ids array<string>"

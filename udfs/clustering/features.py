@@ -3,8 +3,9 @@
 - :func:`prepare` gives every input row a vector (from the distributed ``embed`` UDF, or an existing
   embedding column) or a reason it has none (null/empty text, wrong dimension, NaN, zero vector);
 - :func:`fit_lexical` fits TF-IDF + LSA (:mod:`udfs.clustering.lexical`) on a sample of the texts and
-  :func:`with_lexical` joins each row's embedding to its LSA vector (``lexical_weight``, default 0.5;
-  0 clusters the embeddings alone). Only the lexical sample (``sample_size`` texts) reaches the driver.
+  :func:`with_lexical` joins each row's embedding to its LSA vector (``lexical_weight``: a number given
+  by the user wins, 0 clusters the embeddings alone; ``auto``, the default, lets :func:`decide_lexical`
+  choose from the sample). Only the lexical sample (``sample_size`` texts) reaches the driver.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from udfs.clustering.config import ClusterConf
-from udfs.clustering.lexical import LexicalFitError, LexicalProjection, combine
+from udfs.clustering.lexical import LexicalFitError, LexicalProjection, combine, shared_term_share
 from udfs.errors import ConfigError
 from udfs.runtime import driver
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 NULL_VECTOR = "null embedding"
 NON_FINITE = "embedding has NaN or infinite values"
 ZERO_VECTOR = "zero embedding (cosine distance undefined)"
+AUTO_LEXICAL_WEIGHT = 0.5  # the weight lexical_weight: auto joins at, where the texts share enough terms
 
 
 def prepare(df, *, id_column: str, text_column: str, label_column: str | None = None,
@@ -133,22 +135,52 @@ def with_lexical(prepared, lexical: LexicalProjection | None, weight: float):
     return prepared.withColumn("vector", textspark_cluster_vectors(F.col("vector"), F.col("_text")))
 
 
-def fit_lexical(prepared, conf: ClusterConf, *, n_rows: int) -> tuple[LexicalProjection | None, str | None]:
-    """TF-IDF + LSA (:mod:`udfs.clustering.lexical`) fitted on ~``conf.sample_size`` texts of rows with an embedding.
+def decide_lexical(lexical: LexicalProjection, texts: list[str], k: int, *, seed: int = 0) -> tuple[float, str]:
+    """``lexical_weight: auto``: (weight, reason) from the sample's texts; the lexical features are joined
+    (at :data:`AUTO_LEXICAL_WEIGHT`) only where texts share terms often enough for TF-IDF to link them.
 
-    Only that sample reaches the driver. Returns (projection, None), or (None, why) when the sample is too
-    small or shares too few terms: the clustering then runs on the embeddings alone, and says so.
+    The TF-IDF cosine of two texts that share no kept term is 0: it can pull a cluster together only
+    where the texts of a cluster share terms. With ``k`` equal clusters, 1/k of all pairs of texts lie
+    inside one; the rule asks that at least half that many pairs share a term (``share >= 1 / (2k)``, k
+    the largest k tried). Short texts fail it (BBC headlines: 1-2% of pairs share a term; the lexical half is
+    noise there), long texts pass it by far (full BBC articles 98%, drug reviews 76%).
+    """
+    x = lexical.tfidf(texts)
+    share = shared_term_share(x, seed=seed)
+    terms = float(np.mean(np.diff(x.indptr))) if len(texts) else 0.0
+    need = 1.0 / (2 * k)
+    facts = (f"{share:.1%} of pairs of the {len(texts)} sampled texts share a term (need >= {need:.1%} = "
+             f"1/(2k), k={k}); {terms:.1f} kept terms per text")
+    if share >= need:
+        return AUTO_LEXICAL_WEIGHT, f"lexical features on (auto, weight {AUTO_LEXICAL_WEIGHT}): {facts}"
+    return 0.0, f"lexical features off (auto: embeddings only): {facts}"
+
+
+def fit_lexical(prepared, conf: ClusterConf, *, n_rows: int) -> tuple[LexicalProjection | None, float, str | None]:
+    """TF-IDF + LSA (:mod:`udfs.clustering.lexical`) fitted on ~``conf.sample_size`` texts of rows with an
+    embedding, and the weight to join it at: ``conf.lexical_weight`` when a number, else :func:`decide_lexical`'s.
+
+    Only that sample reaches the driver. Returns (projection, weight, note): the note says why (always
+    under ``auto``); (None, 0.0, why) when the weight is 0, the sample is too small or shares too few terms:
+    the clustering then runs on the embeddings alone, and says so.
     """
     from pyspark.sql import functions as F
 
+    if conf.lexical_weight == 0:
+        return None, 0.0, None
     rows = prepared.where(F.col("vector").isNotNull() & F.col("_text").isNotNull())
     fraction = min(1.0, conf.sample_size / max(n_rows, 1))
     if fraction < 1.0:
         rows = rows.sample(fraction=fraction, seed=conf.seed)
     texts = [r[0] for r in rows.select("_text").limit(conf.sample_size).collect()]
     try:
-        return LexicalProjection.fit(texts, conf.lexical_dims, seed=conf.seed), None
+        lexical = LexicalProjection.fit(texts, conf.lexical_dims, seed=conf.seed)
     except LexicalFitError as exc:
         note = f"lexical features off (embeddings only): {exc}"
         log.warning("%s", note)
-        return None, note
+        return None, 0.0, note
+    if conf.lexical_weight != "auto":
+        return lexical, float(conf.lexical_weight), None
+    weight, note = decide_lexical(lexical, texts, conf.k or conf.k_range[1], seed=conf.seed)
+    log.info("%s", note)
+    return (lexical if weight > 0 else None), weight, note

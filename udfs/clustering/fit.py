@@ -1,6 +1,8 @@
-"""Fitting: k-means (Spark MLlib) on every row that has a vector, k given or chosen by the silhouette.
+"""Fitting: k-means (Spark MLlib) on every row that has a vector, k given or chosen in ``k_range``.
 
-- :func:`choose_k` fits one k-means per candidate k on a sample and keeps the best silhouette;
+- :func:`choose_k` scores every candidate k on a sample: by default its :func:`stability` (how much two
+  k-means fits on different random 80% subsamples agree, on the driver, over ``sample_size`` rows at most),
+  ``k_selection: silhouette`` keeps the plain best silhouette of one Spark fit per k;
 - :func:`fit` fits ``pyspark.ml.clustering.KMeans`` on every row that has a vector and returns a
   :class:`~udfs.clustering.model.Clustering` (centroids + the embedding model version that made the
   vectors + the LSA arrays) in a :class:`FitResult`.
@@ -18,6 +20,10 @@ import numpy as np
 from udfs.clustering.config import ClusterConf
 from udfs.clustering.features import fit_lexical, with_lexical
 from udfs.clustering.model import Clustering
+from udfs.vectors import unit_rows
+
+RESAMPLES = 10   # pairs of subsamples per candidate k
+SUBSAMPLE = 0.8  # share of the sample in each subsample
 
 
 class ClusteringError(ValueError):
@@ -61,12 +67,47 @@ def silhouette(model, feats, conf: ClusterConf) -> float | None:
     return float(_evaluator(conf).evaluate(preds))
 
 
-def choose_k(feats, conf: ClusterConf, *, n_rows: int, n_distinct: int) -> tuple[int, dict[int, float | None]]:
-    """Best k in ``conf.k_range`` by silhouette, each candidate fitted (best of ``n_init`` runs by cost) and
-    scored on the same sample.
+def stability(x: np.ndarray, k: int, *, distance: str = "cosine", resamples: int = RESAMPLES,
+              fraction: float = SUBSAMPLE, seed: int = 0) -> tuple[float, float] | None:
+    """How reproducible a k-means with ``k`` clusters is on the rows ``x``: for each of ``resamples`` pairs of
+    random subsamples (``fraction`` of the rows each), the adjusted Rand index between the two fits' clusters
+    of the rows both subsamples hold. (mean, standard deviation) over the pairs; None when a subsample has
+    fewer than ``k`` distinct rows. A k that cuts through a dense group (or merges two) moves from one
+    subsample to the next; the true number of groups does not. Cosine: k-means on unit rows.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
 
-    Candidates above the number of distinct vectors are skipped (k-means cannot make more clusters than
-    there are distinct points); candidates for which the sample has too few distinct points score None.
+    x = unit_rows(np.asarray(x, dtype=np.float64)) if distance == "cosine" else np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    n, m = len(x), max(2, int(round(fraction * len(x))))
+    scores = []
+    for r in range(resamples):
+        a, b = (np.sort(rng.choice(n, m, replace=False)) for _ in range(2))
+        if min(len(np.unique(x[a], axis=0)), len(np.unique(x[b], axis=0))) < k:
+            return None
+        fa, fb = (KMeans(k, n_init=1, random_state=seed + 2 * r + i).fit(x[rows])
+                  for i, rows in enumerate((a, b)))
+        both = np.intersect1d(a, b)
+        scores.append(adjusted_rand_score(fa.predict(x[both]), fb.predict(x[both])))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def pick_k(scores: dict[int, float | None]) -> int:
+    """The candidate with the highest score; ties (to 6 decimals): the larger k. Two well-separated groups
+    next to a far third are perfectly stable as 2 clusters and as 3; the finer partition is the one to keep."""
+    scored = {k: round(s, 6) for k, s in scores.items() if s is not None}
+    return max(scored, key=lambda k: (scored[k], k))
+
+
+def choose_k(feats, conf: ClusterConf, *, n_rows: int, n_distinct: int) -> tuple[int, dict[int, float | None]]:
+    """Best k in ``conf.k_range`` on a sample of ~``conf.sample_size`` rows, and every candidate's score.
+
+    ``stability`` (default): the score is the mean minus the standard deviation of :func:`stability` (a
+    k must be reproducible on every resample, not on average), computed on the driver over the sample.
+    ``silhouette``: each candidate fitted in Spark (best of ``n_init`` runs by cost) and scored by its
+    silhouette. Candidates above the number of distinct vectors are skipped (k-means cannot make more
+    clusters than there are distinct points); those the sample has too few distinct points for score None.
     """
     lo, hi = conf.k_range
     if lo > n_distinct:
@@ -75,20 +116,25 @@ def choose_k(feats, conf: ClusterConf, *, n_rows: int, n_distinct: int) -> tuple
     fraction = min(1.0, conf.sample_size / max(n_rows, 1))
     # the whole input when it is small: then ``feats`` (cached by the caller) must stay cached afterwards
     sample = feats.sample(fraction=fraction, seed=conf.seed).cache() if fraction < 1.0 else feats
+    candidates = range(lo, min(hi, n_distinct) + 1)
     try:
         scores: dict[int, float | None] = {}
-        for k in range(lo, min(hi, n_distinct) + 1):
-            model = best_kmeans(k, conf, sample)
-            scores[k] = silhouette(model, sample, conf) if len(model.clusterCenters()) == k else None
+        if conf.k_selection == "stability":
+            x = np.array([r["features"].toArray() for r in sample.select("features").collect()])
+            for k in candidates:
+                mean_std = stability(x, k, distance=conf.distance, seed=conf.seed)
+                scores[k] = None if mean_std is None else mean_std[0] - mean_std[1]
+        else:
+            for k in candidates:
+                model = best_kmeans(k, conf, sample)
+                scores[k] = silhouette(model, sample, conf) if len(model.clusterCenters()) == k else None
     finally:
         if sample is not feats:
             sample.unpersist()
-    scored = {k: s for k, s in scores.items() if s is not None}
-    if not scored:
+    if all(s is None for s in scores.values()):
         raise ClusteringError(f"k_range: got [{lo}, {hi}]; no candidate k could be scored on a sample of "
                               f"~{conf.sample_size} rows (too few distinct points); raise sample_size or lower k_range")
-    best = max(scored, key=lambda k: (scored[k], -k))  # ties: the smaller k
-    return best, scores
+    return pick_k(scores), scores
 
 
 @dataclass
@@ -97,11 +143,11 @@ class FitResult:
     model: Any                           # pyspark.ml.clustering.KMeansModel
     k: int
     silhouette: float | None
-    candidates: dict[int, float | None]  # k -> silhouette on the sample (k_range only)
+    candidates: dict[int, float | None]  # k -> its k_selection score on the sample (k_range only)
     rows: int
     rows_with_vector: int
     distinct: int
-    lexical_note: str | None = None      # why the lexical features are off although lexical_weight > 0
+    lexical_note: str | None = None      # why the lexical features are on or off (auto), or off although asked for
 
 
 def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResult:
@@ -114,8 +160,8 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
         reasons = {r["error"]: r["count"] for r in prepared.groupBy("error").count().collect()}
         raise ClusteringError(f"no row can be clustered: {rows} input row(s), none with an embedding; "
                               f"reasons: {reasons or '(empty input)'}")
-    lexical, lexical_note = fit_lexical(prepared, conf, n_rows=ok) if conf.lexical_weight > 0 else (None, None)
-    feats = features(with_lexical(prepared, lexical, conf.lexical_weight)).cache()
+    lexical, lexical_weight, lexical_note = fit_lexical(prepared, conf, n_rows=ok)
+    feats = features(with_lexical(prepared, lexical, lexical_weight)).cache()
     try:
         distinct = feats.select(F.col("features")).distinct().count() if ok < 1_000_000 else ok
         if conf.k_range:
@@ -138,6 +184,6 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
     clustering = Clustering(centroids=centers, distance=conf.distance, embedding_model=embedding_model,
                             embedding_column=conf.embedding_column,
                             chunk_words=None if conf.embedding_column else conf.chunk_words, max_chunks=conf.max_chunks,
-                            lexical=lexical, lexical_weight=conf.lexical_weight)
+                            lexical=lexical, lexical_weight=lexical_weight)
     return FitResult(clustering=clustering, model=model, k=k, silhouette=score, candidates=candidates,
                      rows=rows, rows_with_vector=ok, distinct=distinct, lexical_note=lexical_note)

@@ -128,6 +128,26 @@ class LexicalProjection:
                    idf=np.load(folder / IDF_FILE), components=np.load(folder / COMPONENTS_FILE))
 
 
+def shared_term_share(tfidf, *, pairs: int = 20_000, seed: int = 0) -> float:
+    """The share of pairs of texts (rows of ``tfidf``, any sparse matrix) that have at least one term in common.
+
+    Every pair when there are at most ``pairs`` of them; else ``pairs`` random pairs of distinct rows.
+    """
+    from scipy import sparse
+
+    x = (sparse.csr_matrix(tfidf) != 0).astype(np.float32)
+    n = x.shape[0]
+    if n < 2:
+        return 0.0
+    if n * (n - 1) // 2 <= pairs:
+        i, j = np.triu_indices(n, 1)
+    else:
+        rng = np.random.default_rng(seed)
+        i = rng.integers(0, n, pairs)
+        j = (i + rng.integers(1, n, pairs)) % n  # never i itself
+    return float((np.asarray(x[i].multiply(x[j]).sum(axis=1)).ravel() > 0).mean())
+
+
 def combine(embeddings: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
     """Rows ``[sqrt(1 - weight) * e / |e|, sqrt(weight) * l]`` (``l`` already unit or zero)."""
     e = unit_rows(np.asarray(embeddings, dtype=np.float64))

@@ -1,8 +1,9 @@
 """The 2-D picture of a clustering: a sample of the vectors k-means saw (``projection_size`` rows reach the
-driver), projected by PCA, coloured by cluster, centroids marked."""
+driver), projected by PCA, coloured by cluster (named in the legend by its top keywords), centroids marked."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -43,9 +44,16 @@ def projection_xy(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndarr
     return (vectors - mean) @ axes, (centroids - mean) @ axes
 
 
+def legend_label(cluster: int, rows: int, names: Mapping[int, str] | None = None) -> str:
+    name = (names or {}).get(cluster)
+    return f"{cluster}: {name} ({rows})" if name else f"{cluster} ({rows})"
+
+
 def projection_png(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndarray, path: str | Path, *,
-                   title: str = "", distance: str = "euclidean") -> Path:
-    """:func:`projection_xy` of the sample, coloured by cluster, centroids marked; written to ``path``."""
+                   title: str = "", distance: str = "euclidean", names: Mapping[int, str] | None = None) -> Path:
+    """:func:`projection_xy` of the sample, coloured by cluster, centroids marked; written to ``path``.
+
+    The legend names each cluster ``<id>: <names[id]> (<rows in the sample>)``, or ``<id> (<rows>)`` without."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -58,7 +66,7 @@ def projection_png(vectors: np.ndarray, clusters: np.ndarray, centroids: np.ndar
         cmap = plt.get_cmap("tab10" if len(centroids) <= 10 else "tab20")
         for c in range(len(centroids)):
             m = clusters == c
-            ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.6, color=cmap(c % cmap.N), label=f"{c} ({int(m.sum())})")
+            ax.scatter(xy[m, 0], xy[m, 1], s=8, alpha=0.6, color=cmap(c % cmap.N), label=legend_label(c, int(m.sum()), names))
         ax.scatter(cxy[:, 0], cxy[:, 1], marker="X", s=120, c="black", label="centroids")
         ax.legend(fontsize=7, markerscale=1.5, loc="best")
     ax.set_xlabel("PC 1")
