@@ -16,12 +16,16 @@ import time
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import check_input, manifest_json, parse_args, read_input, run_cli  # noqa: E402
+from jobs.common import check_input, manifest_json, parse_args, read_input, run_cli, task_rates  # noqa: E402
 from jobs.config import JobConf, load_job  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
+from jobs.report import distributions, figure  # noqa: E402
+from jobs.stream import run_stream  # noqa: E402
+from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+from udfs.runtime.parallelism import inference_partitions  # noqa: E402
 from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa: E402
 
 
@@ -31,6 +35,10 @@ def run(conf: JobConf, *, spark=None) -> dict:
     setup_environment()
     planned = plan_tasks(conf.tasks)
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
+    if conf.input.stream is not None:  # Structured Streaming: Spark's file sink commits each micro-batch
+        summary = run_stream(conf, planned, spark or get_spark(conf.spark.profile, conf=conf.spark.conf))
+        _log_run(conf, summary)
+        return summary
     output = Output(conf.output, source=conf.source)
     if output.skip:
         return _skipped(conf)
@@ -43,15 +51,28 @@ def run(conf: JobConf, *, spark=None) -> dict:
         if col is not None and col not in df.columns:
             raise ConfigError(key, col, df.columns, source=conf.source)
     use_profile = check_cluster_conf(spark, conf.inference)
-    out = apply_tasks(df, conf.input.text_column, planned, partitions=conf.inference.partitions,
-                      profile=resource_profile(conf.inference) if use_profile else None)
+    partitions = inference_partitions(spark, df, conf.inference.partitions)  # enough to use every core
+    profile = resource_profile(conf.inference) if use_profile else None
+    incremental = None
+    if conf.output.mode == "incremental":  # reuse the committed output's results where nothing changed
+        check_ids(df, conf.input.id_column, source=conf.source)
+        inc = Incremental(df, planned, output.previous(), text_column=conf.input.text_column,
+                          id_column=conf.input.id_column, profile=profile, partitions=partitions)
+        incremental = inc.counts()
+        out = inc.output(incremental)  # a task with nothing to compute does not run
+    else:
+        out = apply_tasks(df, conf.input.text_column, planned, partitions=partitions, profile=profile)
     if conf.output.partitions:
         out = out.repartition(conf.output.partitions)
     output.check_append(out)
     output.check_ids(df, conf.input.id_column)
     with output.staging() as stage:
-        out.write.mode("errorifexists").format(conf.output.format).save(stage)
-        row = _counts(spark.read.format(conf.output.format).load(stage), planned)  # this run's rows only
+        inferring = time.time()  # the write runs the read, every task (fused in one stage) and the write
+        out.write.mode("error").format(conf.output.format).save(stage)  # "error": Connect has no "errorifexists"
+        inference_seconds = round(time.time() - inferring, 1)
+        written = spark.read.format(conf.output.format).load(stage)
+        row = _counts(written, planned)  # this run's rows only
+        dists = distributions(written, planned)
         output.add_existing()
         summary = {
             "output": conf.output.path,
@@ -60,16 +81,19 @@ def run(conf: JobConf, *, spark=None) -> dict:
             "output_rows": spark.read.format(conf.output.format).load(stage).count() if output.appending
             else row["rows"],
             "seconds": round(time.time() - started, 1),
+            "inference_seconds": inference_seconds, "inference_partitions": partitions,  # None: the input's
             "tasks": [{"task": t.task, "column": t.column, "model": t.plan.model.label, "model_uri": t.plan.model.uri,
                        "null_with_reason": row[f"{t.column}__errors"]} for t in planned],
             "input": {"path": conf.input.path, "format": conf.input.format, "text_column": conf.input.text_column},
-            "spark_master": spark.sparkContext.master,
+            "spark_master": spark.conf.get("spark.master", None),  # also over Spark Connect
             "gpu_stage": use_profile,
             "write_id": output.run_id,  # names the staging folder: <parent>/_textspark_staging/<name>-<write_id>
             "recovered": output.recovered,
         }
+        if incremental is not None:
+            summary["incremental"] = incremental
         output.commit(manifest_json(**summary))
-    _log_run(conf, summary)
+    _log_run(conf, summary, dists)
     return summary
 
 
@@ -88,15 +112,21 @@ def _skipped(conf: JobConf) -> dict:
     return {"output": conf.output.path, "mode": "ignore", "rows": 0, "skipped": True, "tasks": []}
 
 
-def _log_run(conf: JobConf, summary: dict) -> None:
+def _log_run(conf: JobConf, summary: dict, dists: dict | None = None) -> None:
     import mlflow
 
+    metrics = {k: summary[k] for k in ("rows", "output_rows", "seconds", "micro_batches") if k in summary}
+    metrics.update({f"errors.{t['column']}": t["null_with_reason"] for t in summary["tasks"] if "null_with_reason" in t})
+    for column, c in (summary.get("incremental") or {}).get("tasks", {}).items():
+        metrics.update({f"computed.{column}": c["computed"], f"reused.{column}": c["reused"],
+                        f"dropped.{column}": c["dropped"],
+                        **{f"computed.{column}.{why}": n for why, n in c["computed_because"].items()}})
     with mlflow.start_run(experiment_id=get_experiment_id(conf.experiment), run_name="analyze"):
-        mlflow.log_params({"input": conf.input.path, "output": conf.output.path, "mode": conf.output.mode,
+        mlflow.log_params({"input": conf.input.path, "output": conf.output.path, "mode": summary["mode"],
                            **{f"model.{t['column']}": t["model"] for t in summary["tasks"]}})
-        mlflow.log_metrics({"rows": summary["rows"], "output_rows": summary["output_rows"],
-                            "seconds": summary["seconds"],
-                            **{f"errors.{t['column']}": t["null_with_reason"] for t in summary["tasks"]}})
+        mlflow.log_metrics(metrics)
+        if dists:
+            mlflow.log_figure(figure(dists), "task_distributions.png")
         mlflow.log_dict(summary, "textspark_manifest.json")
         mlflow.set_tags({"textspark.job": "analyze"})
 
@@ -105,12 +135,23 @@ def print_summary(summary: dict) -> None:
     if summary.get("skipped"):
         print(f"\n{summary['output']} exists and output.mode is ignore: nothing written")
         return
+    if summary["mode"] == "stream":
+        print(f"\nstream ({summary['trigger']}): {summary['rows']} rows in {summary['micro_batches']} micro-batch(es) "
+              f"appended to {summary['output']} in {summary['seconds']} s; checkpoint {summary['checkpoint']}")
+        return
     for line in summary.get("recovered") or []:
         print(f"recovered {summary['output']}: {line}")
     total = f" (the output now holds {summary['output_rows']})" if summary["mode"] == "append" else ""
     print(f"\nwrote {summary['rows']} rows to {summary['output']}{total} in {summary['seconds']} s")
     for t in summary["tasks"]:
         print(f"  {t['column']:<12} task={t['task']:<10} model={t['model']:<28} null-with-reason={t['null_with_reason']}")
+    for column, c in (summary.get("incremental") or {}).get("tasks", {}).items():
+        why = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in c["computed_because"].items() if n) or "nothing"
+        print(f"  {column:<12} computed {c['computed']} ({why}), reused {c['reused']}, dropped {c['dropped']}")
+    if (summary.get("incremental") or {}).get("full_recompute"):
+        print(f"  every row computed: {summary['incremental']['full_recompute']}")
+    for line in task_rates(summary):  # rows done and rows/s per task
+        print(line)
     print(f"manifest: {summary['output']}/{MANIFEST}")
 
 

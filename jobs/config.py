@@ -3,6 +3,10 @@
 Each section is a typed model validated by ``udfs.config`` (the project's one mechanism): input, output,
 tasks, inference, spark and mlflow here; the cluster, train and evaluate jobs add their own sections and read
 ``spark`` / ``mlflow`` through the same models.
+
+Relative paths in a job YAML (``input.path``, ``output.path``, evaluate's ``holdout_of``) are relative to the
+working directory, not to the YAML's folder nor to the textspark install (``resolve_path``); a model catalog's
+``path:`` / ``train:`` are relative to the catalog file's folder (``udfs.models.catalog``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from pydantic import Field, PrivateAttr, create_model, field_validator, model_va
 
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
-from udfs.platform import PROJECT_ROOT
 from udfs.runtime.scheduling import InferenceResources
 from udfs.tasks.table import COMMON_KEYS, TASK_DEFS
 
@@ -44,15 +47,36 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def resolve_path(path: str) -> str:
-    """Relative local paths are relative to the project root; URIs (s3a://, dbfs:/, ...) pass unchanged."""
+    """A relative local path is relative to the working directory the job was started from (Spark's own
+    convention: ``make run`` starts from the checkout, so conf/jobs/*.yml name ``data/...``), and becomes
+    absolute here, when the YAML is read; absolute paths and URIs (s3a://, dbfs:/, file:/...) pass unchanged."""
     if _is_remote(path) or path.startswith("/"):
         return path
-    return str(PROJECT_ROOT / path)
+    return os.path.abspath(path)
 
 
 def _is_remote(path: str) -> bool:
     """A URI with a scheme (``s3a://``, ``hdfs://``, ``dbfs:/``, ``file:/``): Hadoop's FileSystem reads it."""
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", path) is not None
+
+
+class StreamConf(Section):
+    """``input.stream:``: read the input with Structured Streaming and append to the output (jobs/stream.py)."""
+
+    checkpoint: Annotated[Name, Allowed("a folder path (the stream's checkpoint)")]
+    trigger: Annotated[str, Allowed('available_now or "<n> seconds"')] = "available_now"
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, trigger: str) -> str:
+        if not re.fullmatch(r"available_now|[1-9][0-9]* seconds?", trigger):
+            raise ValueError(trigger)
+        return trigger
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _resolve(cls, path: str) -> str:
+        return resolve_path(path)
 
 
 class InputConf(Section):
@@ -63,6 +87,7 @@ class InputConf(Section):
     text_column: Annotated[Name, Allowed("a column name")] = "text"
     id_column: Annotated[Name | None, Allowed("a column name")] = None
     options: Annotated[dict[str, Any], Allowed("a mapping of reader options")] = Field(default_factory=dict)
+    stream: StreamConf | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -95,7 +120,7 @@ class OutputConf(Section):
 
     path: Annotated[Name, Allowed("a folder path")]
     format: Literal["parquet"] = "parquet"
-    mode: Literal["overwrite", "error", "errorifexists", "append", "ignore"] = "overwrite"
+    mode: Literal["overwrite", "error", "errorifexists", "append", "ignore", "incremental"] = "overwrite"
     partitions: PositiveInt | None = None
 
     @field_validator("path")
@@ -137,9 +162,10 @@ class TaskConf(Section):
 
 
 class SparkSection(Section):
-    """``spark:``: the profile (conf/spark/<profile>.yml or a path) and settings layered over it."""
+    """``spark:``: the profile (conf/spark/<profile>.yml or a path; absent: $TEXTSPARK_SPARK_PROFILE, else local)
+    and settings layered over it."""
 
-    profile: str = "local"
+    profile: str | None = None
     conf: Annotated[dict[str, Any], Allowed("a mapping of Spark settings")] = Field(default_factory=dict)
 
 
@@ -174,6 +200,23 @@ class JobConf(Section):
             data = {**data, "tasks": [{"fail_on_error": fail, **t} if isinstance(t, dict) else t
                                       for t in data["tasks"]]}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_appends(cls, data: Any) -> Any:
+        """A stream appends: ``output.mode`` defaults to append when ``input.stream`` is set."""
+        if isinstance(data, dict) and isinstance(data.get("input"), dict) and data["input"].get("stream") is not None \
+                and isinstance(data.get("output"), dict) and "mode" not in data["output"]:
+            data = {**data, "output": {**data["output"], "mode": "append"}}
+        return data
+
+    @model_validator(mode="after")
+    def _modes_fit_the_input(self) -> "JobConf":
+        if self.output.mode == "incremental" and self.input.id_column is None:
+            raise ConfigError("input.id_column", None, "a column name (output.mode incremental keys rows by id)")
+        if self.input.stream is not None and self.output.mode != "append":
+            raise ConfigError("output.mode", self.output.mode, "append (input.stream appends each micro-batch)")
+        return self
 
     @field_validator("tasks")
     @classmethod

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 from jobs.common import InputError
 from jobs.config import OutputConf
-from jobs.storage import hidden, is_local, join, split, storage_for
+from jobs.storage import connect_problem, hidden, is_local, join, split, storage_for
 
 MANIFEST = "_textspark_manifest.json"
 STAGING = "_textspark_staging"
@@ -128,7 +128,7 @@ class Output:
     """One job run's output: checks before any Spark work, the staging folder Spark writes into, the commit.
 
     A local path is checked (and crashed runs recovered) when this is built, before Spark starts; any other
-    scheme when :meth:`bind` gives it the Spark session."""
+    scheme when :meth:`bind` gives it the Spark session (over Spark Connect: see storage.connect_problem)."""
 
     def __init__(self, conf: OutputConf, *, source: str | None = None):
         self.conf, self.source = conf, source
@@ -139,6 +139,9 @@ class Output:
             self._open(None)
 
     def bind(self, spark) -> "Output":
+        problem = connect_problem(self.path, spark)
+        if problem:
+            raise self._error(problem)
         self.spark = spark
         if self.storage is None:
             self._open(spark)
@@ -195,6 +198,10 @@ class Output:
         if not any(not hidden(rel) for rel in self.storage.files(folder)):
             return None
         return self.spark.read.format(self.conf.format).load(folder)
+
+    def previous(self):
+        """The committed output (never a staging folder: a crashed run's is recovered or removed first), or None."""
+        return self._existing("") if self.existed else None
 
     def check_append(self, df, *, table: str = "") -> None:
         """mode: append: the new rows' columns must be the existing output's (names, order, types)."""

@@ -4,10 +4,12 @@ Importing ``udfs`` is cheap: torch and transformers load inside Spark's Python w
 """
 from udfs.tasks.classify import classify
 from udfs.tasks.embed import embed
+from udfs.tasks.incremental import analyze
 from udfs.tasks.language import detect_language
 from udfs.tasks.sentiment import sentiment
 from udfs.tasks.sql import register_sql_functions
 from udfs.tasks.summarize import summarize
 from udfs.tasks.translate import translate
 
-__all__ = ["embed", "sentiment", "classify", "summarize", "translate", "detect_language", "register_sql_functions"]
+__all__ = ["embed", "sentiment", "classify", "summarize", "translate", "detect_language", "register_sql_functions",
+           "analyze"]

@@ -76,8 +76,10 @@ def make_udf(p: UdfPlan, *, only: str | None = None):
     result_type = _parse_datatype_string(dict(p.fields)[only] if only else p.struct_type())
 
     def textspark_udf(batches):
-        model = worker_model(p)
+        model = None
         for texts in batches:
+            if model is None and texts.null_count < len(texts):  # loaded at the first text, not for all-null batches
+                model = worker_model(p)
             yield run_arrow_batch(p, model, texts, result_type, only=only)
 
     # the hints that make it an iterator Arrow UDF (set here: pyarrow is imported lazily, on use)

@@ -37,7 +37,8 @@ def plan_tasks(tasks: Iterable[Any], *, catalog=None) -> list[PlannedTask]:
     return planned
 
 
-def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=None, partitions: int | None = None):
+def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=None, partitions: int | None = None,
+                inputs: list[str] | None = None):
     """``df`` with each task's column appended (and ``<column>_error`` for plain-valued tasks).
 
     Without ``profile``, each task is an Arrow UDF in one projection, split into columns by the next (Spark
@@ -47,17 +48,20 @@ def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=Non
     hand the text column to the worker as Arrow (a row of invalid UTF-8 gets a reason, not a failed job) and
     pass the other columns through untouched. ``ConfigError`` before any Spark work: a missing or non-string
     text column, an output column that is already an input column or another task's.
+    ``inputs``: per task, the column its model reads instead of ``text_column`` (the incremental path hands a
+    task null where it keeps the previous result); these columns are left out of the result.
     """
     from pyspark.sql import functions as F
 
     _check_columns(df, text_column, planned)
     if partitions:
         df = df.repartition(partitions)
-    originals = [F.col(f"`{c}`") for c in df.columns]
+    sources = inputs or [text_column] * len(planned)
+    originals = [F.col(f"`{c}`") for c in df.columns if c not in (inputs or ())]
     if profile is not None:
-        return _apply_in_stage(df, text_column, planned, profile, originals)
-    staged = df.select(*originals, *[driver.make_udf(t.plan)(F.col(f"`{text_column}`")).alias(f"__ts_{i}")
-                                     for i, t in enumerate(planned)])
+        return _apply_in_stage(df, sources, planned, profile, originals, dropped=set(inputs or ()))
+    staged = df.select(*originals, *[driver.make_udf(t.plan)(F.col(f"`{source}`")).alias(f"__ts_{i}")
+                                     for i, (t, source) in enumerate(zip(planned, sources))])
     return staged.select(*originals, *_task_columns(planned, lambda i, name: F.col(f"__ts_{i}.{name}")))
 
 
@@ -100,24 +104,28 @@ def _task_columns(planned: list[PlannedTask], field_col) -> list:
     return outputs
 
 
-def _apply_in_stage(df, text_column: str, planned: list[PlannedTask], profile, originals):
+def _apply_in_stage(df, sources: list[str], planned: list[PlannedTask], profile, originals, dropped: set[str]):
     import pyarrow as pa
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
     plans = [t.plan for t in planned]
     types = [_parse_datatype_string(p.struct_type()) for p in plans]  # each task's struct<fields, model, error>
-    flat = StructType(list(df.schema.fields) + [StructField(f"__ts_{i}_{f.name}", f.dataType)
-                                                for i, t in enumerate(types) for f in t.fields])
+    kept = [c for c in df.columns if c not in dropped]
+    flat = StructType([df.schema[c] for c in kept] + [StructField(f"__ts_{i}_{f.name}", f.dataType)
+                                                      for i, t in enumerate(types) for f in t.fields])
 
     def infer(batches):
-        models = [worker.worker_model(p) for p in plans]
+        models = [None] * len(plans)  # each loaded at its first text
         for batch in batches:
-            texts = batch.column(text_column)
-            large = pa.types.is_large_string(texts.type)  # answer in the width Spark sends (useLargeVarTypes)
-            results = [worker.run_arrow_batch(p, m, texts, t, large_types=large)
-                       for p, m, t in zip(plans, models, types)]
-            yield pa.RecordBatch.from_arrays(batch.columns + [a for r in results for a in r.flatten()],
+            results = []
+            for i, (p, t) in enumerate(zip(plans, types)):
+                texts = batch.column(sources[i])
+                if models[i] is None and texts.null_count < len(texts):
+                    models[i] = worker.worker_model(p)
+                large = pa.types.is_large_string(texts.type)  # answer in the width Spark sends (useLargeVarTypes)
+                results.append(worker.run_arrow_batch(p, models[i], texts, t, large_types=large))
+            yield pa.RecordBatch.from_arrays([batch.column(c) for c in kept] + [a for r in results for a in r.flatten()],
                                              names=flat.names)
 
     staged = df.mapInArrow(infer, flat, profile=profile)
