@@ -64,13 +64,16 @@ def test_input_can_be_a_catalog_table(spark, tiny_encoder, table, tmp_path):
     assert summary["rows"] == out.count() == 11 and out.filter("embedding IS NULL").count() == 4
 
 
-def test_each_udf_runs_once_per_row(spark, tiny_encoder, table, tmp_path):
-    """The struct is split into two columns without evaluating the Python UDF twice."""
+def test_every_task_runs_once_per_row_in_one_python_stage(spark, tiny_encoder, table, tmp_path):
+    """All tasks in one mapInArrow (one Python worker per partition holds every model); the result struct
+    is split into columns without evaluating it twice."""
     from udfs.tasks.pipeline import apply_tasks, plan_tasks
 
-    planned = plan_tasks(job(table, tmp_path / "x").tasks)
+    planned = plan_tasks(job(table, tmp_path / "x", tasks=[
+        {"task": "embed", "column": "embedding", "model": tiny_encoder},
+        {"task": "summarize", "column": "summary", "model": tiny_encoder}]).tasks)
     plan_text = apply_tasks(spark.read.parquet(str(table)), "text", planned)._jdf.queryExecution().executedPlan().toString()
-    assert plan_text.count("ArrowEvalPython") == 1
+    assert (plan_text.count("MapInArrow"), plan_text.count("ArrowEvalPython")) == (1, 0)
 
 
 @pytest.mark.parametrize("overrides, key, value", [

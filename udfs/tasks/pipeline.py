@@ -41,12 +41,12 @@ def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=Non
                 inputs: list[str] | None = None):
     """``df`` with each task's column appended (and ``<column>_error`` for plain-valued tasks).
 
-    Without ``profile``, each task is an Arrow UDF in one projection, split into columns by the next (Spark
-    does not collapse projections that would evaluate a Python UDF twice). With a Spark ``ResourceProfile``
-    (GPU scheduling), all tasks run in one ``mapInArrow`` stage that carries the profile; ``partitions``
-    repartitions first, so reading stays in a stage of its own with the default (CPU) profile. Both paths
-    hand the text column to the worker as Arrow (a row of invalid UTF-8 gets a reason, not a failed job) and
-    pass the other columns through untouched. ``ConfigError`` before any Spark work: a missing or non-string
+    All tasks run in one ``mapInArrow`` stage: one Python worker per partition holds every task's model (an
+    Arrow UDF per task would start a worker per task per partition, each loading its own model), and tasks
+    on the same encoder share its forward pass (udfs.models.backends.hf). With a Spark ``ResourceProfile``
+    (GPU scheduling) the stage carries the profile; ``partitions`` repartitions first, so reading stays in a
+    stage of its own with the default (CPU) profile. The worker gets the text column as Arrow (a row of
+    invalid UTF-8 gets a reason, not a failed job); the other columns pass through untouched. ``ConfigError`` before any Spark work: a missing or non-string
     text column, an output column that is already an input column or another task's.
     ``inputs``: per task, the column its model reads instead of ``text_column`` (the incremental path hands a
     task null where it keeps the previous result); these columns are left out of the result.
@@ -58,11 +58,7 @@ def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=Non
         df = df.repartition(partitions)
     sources = inputs or [text_column] * len(planned)
     originals = [F.col(f"`{c}`") for c in df.columns if c not in (inputs or ())]
-    if profile is not None:
-        return _apply_in_stage(df, sources, planned, profile, originals, dropped=set(inputs or ()))
-    staged = df.select(*originals, *[driver.make_udf(t.plan)(F.col(f"`{source}`")).alias(f"__ts_{i}")
-                                     for i, (t, source) in enumerate(zip(planned, sources))])
-    return staged.select(*originals, *_task_columns(planned, lambda i, name: F.col(f"__ts_{i}.{name}")))
+    return _apply_in_stage(df, sources, planned, profile, originals, dropped=set(inputs or ()))
 
 
 def _check_columns(df, text_column: str, planned: list[PlannedTask]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from udfs.models.backends.hf import Encoder
+from udfs.models.backends.hf import shared_encoder
 
 HEAD_FILE = "head.npz"
 ENCODER_DIR = "encoder"
@@ -49,11 +49,13 @@ def load_head(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden: int = 256, epochs: int = 40,
              learning_rate: float = 1e-3, weight_decay: float = 1e-4, dropout: float = 0.2, batch_size: int = 128,
-             class_weight: str | None = "balanced", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+             class_weight: str | None = "balanced", seed: int = 0,
+             sample_weight: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fit a softmax head (``hidden=0``: linear; else one ReLU hidden layer) on ``x`` -> class index ``y``.
 
     Deterministic for a given seed (CPU). ``class_weight="balanced"`` weighs the loss by inverse class
-    frequency, which favours macro-F1 on skewed labels.
+    frequency, which favours macro-F1 on skewed labels. ``sample_weight`` (one per row, e.g.
+    :func:`domain_weights`) multiplies each row's loss (on top of ``class_weight``).
     """
     import torch
 
@@ -72,6 +74,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden: int = 256,
     elif class_weight is not None:
         raise ValueError(f"class_weight: got {class_weight!r}; allowed: balanced, null")
     xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
+    wt = None if sample_weight is None else torch.tensor(sample_weight, dtype=torch.float32)
     opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
     net.train()
     for _ in range(int(epochs)):
@@ -79,12 +82,31 @@ def fit_head(x: np.ndarray, y: np.ndarray, n_classes: int, *, hidden: int = 256,
         for start in range(0, len(xt), batch_size):
             idx = perm[start:start + batch_size]
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx], weight=weight)
+            if wt is None:
+                loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx], weight=weight)
+            else:  # the weighted mean, as cross_entropy takes it with class weights
+                rows = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx], weight=weight, reduction="none")
+                scale = wt[idx] * (weight[yt[idx]] if weight is not None else 1.0)
+                loss = (rows * wt[idx]).sum() / scale.sum()
             loss.backward()
             opt.step()
     net.eval()
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
     return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
+
+
+def domain_weights(y: np.ndarray, domains: np.ndarray, *, class_weight: str | None = "balanced") -> np.ndarray:
+    """Row weights (mean 1) under which every domain weighs the same in the loss and, with
+    ``class_weight="balanced"``, every class of a domain weighs the same within it; pass them to
+    :func:`fit_head` with ``class_weight=None``."""
+    y, domains = np.asarray(y), np.asarray(domains)
+    keys = list(zip(domains, y)) if class_weight == "balanced" else [(d, 0) for d in domains]
+    per_domain = {d: len({k for k in keys if k[0] == d}) for d in set(domains.tolist())}
+    counts: dict = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    w = np.array([1.0 / (len(per_domain) * per_domain[k[0]] * counts[k]) for k in keys])
+    return (w * len(y)).astype(np.float32)
 
 
 class HeadClassifier:
@@ -100,7 +122,7 @@ class HeadClassifier:
         if len(self.labels) != self.layers[-1][1].shape[0]:
             raise ValueError(f"params.labels has {len(self.labels)} names but the head has "
                              f"{self.layers[-1][1].shape[0]} outputs")
-        self.encoder = Encoder(folder / "weights" / ENCODER_DIR, device=device, precision=precision, **params)
+        self.encoder = shared_encoder(folder / "weights" / ENCODER_DIR, device=device, precision=precision, **params)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return forward(self.layers, self.encoder.embed(texts))

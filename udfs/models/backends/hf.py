@@ -1,6 +1,16 @@
-"""Hugging Face transformer encoders: tokenize once, length-sorted token-budget batches, pooled vectors."""
+"""Hugging Face transformer encoders: tokenize once, length-sorted token-budget batches, pooled vectors.
+
+One encoder per worker for every model that uses the same weights (``shared_encoder``): the ``embed`` task's
+encoder, zero-shot ``classify`` on it, and an embedding head registered with a copy of it (sentiment, topics)
+hold one copy, and :meth:`Encoder.embed` remembers its last few calls, so tasks running together on the same
+texts (the analyze job runs every task in one stage) pay one forward pass per batch.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,7 @@ class Encoder:
         self.dim = int(self.model.config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self._torch = torch
+        self._recent: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()  # texts -> vectors, last few calls
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         cap = self.max_tokens * CHARS_PER_TOKEN_CAP
@@ -40,12 +51,20 @@ class Encoder:
         return enc["input_ids"]
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), dim) float32, rows in input order."""
+        """(len(texts), dim) float32, rows in input order. The same texts as one of the last ``RECENT`` calls
+        (another task on the same batch) are not encoded again."""
+        key = tuple(texts)
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key].copy()
         ids = self.tokenize(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for rows, vectors in run_batches([len(x) for x in ids], lambda rows: self._forward([ids[i] for i in rows]),
                                          token_budget=self.token_budget, max_batch_size=self.max_batch_size):
             out[rows] = vectors
+        self._recent[key] = out.copy()
+        while len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
         return out
 
     def embed_windows(self, texts: list[str], words: int, max_windows: int = 16, *,
@@ -84,8 +103,44 @@ class Encoder:
         return pooled.cpu().numpy()
 
 
+RECENT = 4  # embed() calls remembered per encoder: a batch's texts, and a zero-shot task's label prompts
+ENCODER_KEYS = ("max_tokens", "pooling", "normalize", "token_budget", "max_batch_size")
+_ENCODERS: "weakref.WeakValueDictionary[tuple, Encoder]" = weakref.WeakValueDictionary()
+
+
+def shared_encoder(weights: Path, *, device: str, precision: str, **params: Any) -> Encoder:
+    """This worker's encoder for ``weights`` (by content), ``device``, ``precision`` and the encoder's own
+    params, built on first use; alive while a loaded model holds it."""
+    settings = tuple(sorted((k, str(v)) for k, v in params.items() if k in ENCODER_KEYS))
+    key = (content_key(weights), device, precision, settings)
+    found = _ENCODERS.get(key)
+    if found is None:
+        found = Encoder(weights, device=device, precision=precision, **params)
+        _ENCODERS[key] = found
+    return found
+
+
+def content_key(weights: Path) -> str:
+    """The sha256 of ``weights``' files (relative path + content hash) as the per-host cache's manifest
+    records them (udfs.models.loading), so a head's copy of an encoder has its base's key; a folder outside
+    the cache is keyed by its path (not shared)."""
+    from udfs.models.loading import MANIFEST
+
+    weights = weights.resolve()
+    for folder in (weights, *weights.parents):
+        manifest = folder / MANIFEST
+        if manifest.is_file():
+            files = json.loads(manifest.read_text()).get("files", {})
+            prefix = str(weights.relative_to(folder))
+            prefix = "" if prefix == "." else prefix + "/"
+            inside = sorted((name[len(prefix):], entry[1]) for name, entry in files.items()
+                            if name.startswith(prefix))
+            return hashlib.sha256(json.dumps(inside).encode()).hexdigest()
+    return str(weights)
+
+
 def load_encoder(folder: Path, *, device: str, precision: str, **params: Any) -> Encoder:
-    return Encoder(folder / "weights", device=device, precision=precision, **params)
+    return shared_encoder(folder / "weights", device=device, precision=precision, **params)
 
 
 def _autocast(torch, device: str, precision: str):
