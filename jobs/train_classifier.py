@@ -4,7 +4,9 @@
     python -m jobs.train_classifier --conf conf/jobs/train_sentiment.yml
 
 Config (see conf/jobs/train_*.yml): ``input`` (like the analyze job's, or ``{dataset: tweets | bbc_news |
-drug_reviews}`` for the real labeled text shipped by installed packages), ``label_column``,
+drug_reviews}`` for the real labeled text shipped by installed packages, or ``{datasets: [{dataset: ...},
+...]}`` for several of them, each row's source in a ``domain`` column: ``domain_column``,
+``balance_domains``), ``label_column``,
 ``split_column``, ``task`` (classify | sentiment), ``method`` (head | finetune), ``base_model``, data
 settings (``test_fraction``, ``seed``, ``max_rows``, ``drop_duplicates``, ``null_labels``), ``head:`` /
 ``finetune:`` hyper-parameters, ``register: {name, alias, champion_if_absent, description}``.
@@ -20,6 +22,7 @@ from typing import Annotated, Any, Literal, Mapping
 if __package__ in (None, ""):  # spark-submit jobs/train_classifier.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import pandas as pd  # noqa: E402
 from pydantic import BeforeValidator, Field, PrivateAttr, model_validator  # noqa: E402
 
 from jobs import datasets  # noqa: E402
@@ -31,7 +34,7 @@ from udfs.training.settings import (TRAINING_EXPERIMENT, Column, NullIsEmpty, Re
                                     TrainOptions, TrainSettings)
 from udfs.training.train import dumps, result_summary, train  # noqa: E402
 
-INPUT_ALLOWED = "a mapping: {path, format, text_column} or {dataset}"
+INPUT_ALLOWED = "a mapping: {path, format, text_column}, {dataset} or {datasets: [{dataset}, ...]}"
 
 
 class DatasetInput(Section):
@@ -42,13 +45,26 @@ class DatasetInput(Section):
     text_column: Column = "text"
 
 
+class DatasetsInput(Section):
+    """``input: {datasets: [...]}``: several packaged datasets in one table; ``domain`` names each row's
+    (``tweets``, ``drug_reviews:train``)."""
+
+    datasets: Annotated[list[DatasetInput], Field(min_length=1), Allowed("a list of {dataset, split}")]
+    text_column: Column = "text"
+
+
 def _file_or_dataset(value: Any) -> Any:
-    if isinstance(value, DatasetInput) or isinstance(value, Mapping) and "dataset" in value:
+    if isinstance(value, (DatasetInput, DatasetsInput)):
+        return value
+    if isinstance(value, Mapping) and "datasets" in value:
+        return validate(DatasetsInput, value, key="input")
+    if isinstance(value, Mapping) and "dataset" in value:
         return validate(DatasetInput, value, key="input")
     return validate(InputConf, value, key="input", what=INPUT_ALLOWED)
 
 
-TableInput = Annotated[InputConf | DatasetInput, BeforeValidator(_file_or_dataset), Allowed(INPUT_ALLOWED)]
+TableInput = Annotated[InputConf | DatasetInput | DatasetsInput, BeforeValidator(_file_or_dataset),
+                       Allowed(INPUT_ALLOWED)]
 """A labeled table: a file or catalog table read like the analyze job's input, or a packaged dataset."""
 
 
@@ -102,10 +118,18 @@ def load_train_job(path, **overrides) -> TrainJob:
 def read_table(spark, job: TrainJob):
     if isinstance(job.input, InputConf):
         return read_input(spark, job.input)
-    reader = getattr(datasets, job.input.dataset)
-    pdf = reader(job.input.split) if job.input.split is not None else reader()
-    pdf = pdf.astype({c: str for c in ("id", "text", "label") if c in pdf.columns})
-    return spark.createDataFrame(pdf)
+    if isinstance(job.input, DatasetsInput):
+        parts = [_dataset(one).assign(domain=one.dataset + (f":{one.split}" if one.split else ""))
+                 for one in job.input.datasets]
+        return spark.createDataFrame(pd.concat([p[["id", "text", "label", "domain"]] for p in parts],
+                                               ignore_index=True))
+    return spark.createDataFrame(_dataset(job.input))
+
+
+def _dataset(one: DatasetInput):
+    reader = getattr(datasets, one.dataset)
+    pdf = reader(one.split) if one.split is not None else reader()
+    return pdf.astype({c: str for c in ("id", "text", "label") if c in pdf.columns})
 
 
 def run(job: TrainJob, *, spark=None):

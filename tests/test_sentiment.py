@@ -117,8 +117,9 @@ def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, 
 
 @pytest.mark.real
 def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
-    """The default recipe (conf/jobs/train_sentiment.yml) on 1,200 real tweets, not the full build: better
-    than chance on its held-out tweets, obvious sentences right, the catalog default once @champion."""
+    """The default recipe (conf/jobs/train_sentiment.yml) on 1,200 real tweets + the 600 drug reviews, not the
+    full build: better than chance on its held-out rows, obvious sentences right, the catalog default once
+    @champion."""
     from jobs.config import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.train import train

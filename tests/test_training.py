@@ -2,6 +2,7 @@
 aliases, full fine-tuning, bad training data, and catalog entries built by training (idempotent)."""
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -89,19 +90,21 @@ def test_training_registers_a_version_the_udf_loads_with_the_logged_metrics(spar
 
 
 def test_pyfunc_loads_the_version_alone(trained):
+    """The pyfunc's predict gives a DataFrame label, score, scores (what spark_udf's struct result reads)."""
     result, _ = trained
     model = mlflow.pyfunc.load_model(result.uri)
-    rows = model.predict(["the match and the goal team today", "shares profits market"])
+    texts = ["the match and the goal team today", "shares profits market"]
+    out = model.predict(texts)
     direct = build(local_folder(resolve(result.uri)), device="cpu", precision="fp32")
-    expected = direct.predict(["the match and the goal team today", "shares profits market"])
-    assert [r["label"] for r in rows] == [r["label"] for r in expected]
-    assert rows[0]["scores"] == pytest.approx(expected[0]["scores"])
-    assert sum(rows[0]["scores"].values()) == pytest.approx(1.0)
-    # bad rows: None where the Spark UDF gives a null result; control characters cleaned as the UDF cleans them
+    expected = direct.predict(texts)
+    assert list(out.columns) == ["label", "score", "scores"]
+    assert out["label"].tolist() == [r["label"] for r in expected]
+    assert out["scores"][0] == pytest.approx(expected[0]["scores"])
+    assert sum(out["scores"][0].values()) == pytest.approx(1.0)
+    # bad rows: no label where the Spark UDF gives a null result; control characters cleaned as the UDF cleans them
     odd = model.predict(pd.Series([None, "", "   ", "the match\x00and the goal\x85team today", "shares profits market"]))
-    assert odd[:3] == [None, None, None]
-    assert [r["label"] for r in odd[3:]] == [r["label"] for r in expected]
-    assert odd[3]["scores"] == pytest.approx(direct.predict(["the match and the goal team today"])[0]["scores"])
+    assert odd["label"].tolist() == [None, None, None] + [r["label"] for r in expected]
+    assert odd["scores"][3] == pytest.approx(direct.predict([texts[0]])[0]["scores"])
 
 
 def test_retraining_moves_candidate_not_champion(table, trained, tiny_encoder):
@@ -204,3 +207,66 @@ def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp
     with pytest.raises(ConfigError, match=r"register.name: got None"):
         parse_train_job({"input": {"dataset": "tweets"}})
 
+
+
+def _two_domains(spark):
+    """Domain a: labeled_rows() (12 a class); domain b: 4 a class, other texts."""
+    rows = [(i, text, label, "a") for i, text, label in labeled_rows()]
+    rows += [(100 + i, f"b {text}", label, "b") for i, text, label in labeled_rows(per_class=4)]
+    return spark.createDataFrame(rows, "id int, text string, label string, domain string")
+
+
+def test_domains_are_subsampled_and_split_each_on_its_own(spark, table, tiny_encoder):
+    s = TrainSettings(name="x", base_model=tiny_encoder, max_rows=18, test_fraction=0.34, domain_column="domain")
+    p = prepare(_two_domains(spark), s)
+    # a: 36 rows > max_rows -> 6 a class, 2 held out; b: 12 rows <= max_rows -> all 4 a class, 1 held out
+    assert p.domain_counts == {"a": {"train": {k: 4 for k in VOCAB}, "test": {k: 2 for k in VOCAB}},
+                               "b": {"train": {k: 3 for k in VOCAB}, "test": {k: 1 for k in VOCAB}}}
+    assert p.class_counts == {"train": {k: 7 for k in VOCAB}, "test": {k: 3 for k in VOCAB}}
+    alone = prepare(table, TrainSettings(name="x", base_model=tiny_encoder, max_rows=18, test_fraction=0.34))
+    assert alone.domain_counts is None
+    assertDataFrameEqual(p.df.filter("domain = 'a'").drop("domain"), alone.df)  # as if it were the only one
+
+
+def test_domain_weights_give_each_domain_and_its_classes_equal_weight():
+    from udfs.models.backends.heads import domain_weights
+
+    y = np.array([0] * 6 + [1] * 2 + [0, 1, 1, 1])
+    domains = np.array(["a"] * 8 + ["b"] * 4)
+    w = domain_weights(y, domains)
+    assert w.mean() == pytest.approx(1.0)
+    share = {(d, c): w[(domains == d) & (y == c)].sum() for d in "ab" for c in (0, 1)}
+    assert share == pytest.approx({key: len(y) / 4 for key in share})  # 2 domains x 2 classes, a quarter each
+    plain = domain_weights(y, domains, class_weight=None)
+    assert plain[domains == "a"].sum() == pytest.approx(plain[domains == "b"].sum()) == pytest.approx(6.0)
+    assert len(set(plain[domains == "a"].tolist())) == 1  # classes keep their frequencies within a domain
+
+
+def test_domain_balanced_head_trains_and_registers(spark, tiny_encoder):
+    s = TrainSettings(name="tiny-domains", base_model=tiny_encoder, test_fraction=0.25, seed=3,
+                      domain_column="domain", balance_domains=True,
+                      head={"hidden": 32, "epochs": 200, "learning_rate": 0.03})
+    result = train(_two_domains(spark), s)
+    assert result.counts["train"] + result.counts["test"] == 48
+    assert result.metrics["accuracy"] >= 0.75  # the words give the class away in both domains
+    assert mlflow.get_run(result.run_id).data.params["balance_domains"] == "True"
+    assert "domain_counts.json" in {a.path for a in client().list_artifacts(result.run_id)}
+
+
+def test_datasets_input_reads_each_dataset_as_a_domain(spark, monkeypatch):
+    from jobs.train_classifier import parse_train_job, read_table
+
+    frames = {"tweets": pd.DataFrame({"id": [1, 2], "text": ["good", "bad"], "label": ["positive", "negative"],
+                                      "confidence": [1.0, 1.0]}),
+              "drug_reviews": pd.DataFrame({"id": [1], "text": ["it helped"], "label": ["positive"]})}
+    monkeypatch.setattr("jobs.datasets.tweets", lambda: frames["tweets"])
+    monkeypatch.setattr("jobs.datasets.drug_reviews", lambda split="test": frames["drug_reviews"])
+    sources = [{"dataset": "tweets"}, {"dataset": "drug_reviews", "split": "train"}]
+    job = parse_train_job({"input": {"datasets": sources}, "domain_column": "domain", "register": {"name": "x"}})
+    got = read_table(spark, job)
+    assertDataFrameEqual(got, spark.createDataFrame(
+        [("1", "good", "positive", "tweets"), ("2", "bad", "negative", "tweets"),
+         ("1", "it helped", "positive", "drug_reviews:train")],
+        "id string, text string, label string, domain string"))
+    with pytest.raises(ConfigError, match=r"input.datasets\[1\].dataset: got 'imdb'; allowed: tweets,"):
+        parse_train_job({"input": {"datasets": [sources[0], {"dataset": "imdb"}]}, "register": {"name": "x"}})

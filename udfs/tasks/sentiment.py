@@ -1,7 +1,7 @@
 """``sentiment``: struct<label, score, scores, model, error> with canonical labels negative/neutral/positive.
 
 Any classifier registered for the ``sentiment`` task works: a head on frozen embeddings (the default,
-trained on labeled tweets), or a Hugging Face sequence classifier. A model's own labels ("POSITIVE",
+trained on labeled tweets and drug reviews), or a Hugging Face sequence classifier. A model's own labels ("POSITIVE",
 "LABEL_1", "5 stars") reach the canonical ones through ``label_map`` (stored in the catalog entry's /
 registered version's params, or given per call). Labels that already are canonical, in any case, map to
 themselves. Several model labels may map to one canonical label: their probabilities add up.

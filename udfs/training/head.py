@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from udfs.models.backends.heads import ENCODER_DIR, HEAD_FILE, fit_head, forward, save_head
+from udfs.models.backends.heads import ENCODER_DIR, HEAD_FILE, domain_weights, fit_head, forward, save_head
 from udfs.models.loading import local_folder
 from udfs.models.registry import register_folder, resolve
 from udfs.tasks.embed import embed
@@ -26,8 +26,9 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     """Fit the head on the training split, weights to ``stage``; (kind, params, test labels, test predictions,
     {"hyper": hyper-parameters})."""
     hyper = s.head_params()
-    rows = data.df.select("text", "label", "split", embed("text", model=base.uri, with_error=True).alias("e")) \
-                  .select("text", "label", "split", "e.embedding").toPandas()
+    keys = ["text", "label", "split"] + (["domain"] if "domain" in data.df.columns else [])
+    rows = data.df.select(*keys, embed("text", model=base.uri, with_error=True).alias("e")) \
+                  .select(*keys, "e.embedding").toPandas()
     # Spark returns rows in partition order, which varies with the cluster: sort so the seed alone decides
     rows = rows.sort_values(["split", "label", "text"], kind="stable", ignore_index=True)
     ok = rows["embedding"].notna().to_numpy()
@@ -37,7 +38,13 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     index = {label: i for i, label in enumerate(data.labels)}
     train_mask = (rows["split"] == "train").to_numpy()
     y = rows["label"].map(index).to_numpy()
-    layers = fit_head(x[train_mask], y[train_mask].astype(np.int64), len(data.labels), seed=s.seed, **hyper)
+    if s.balance_domains and "domain" in rows:  # every domain weighs the same (and its classes within it)
+        weights = domain_weights(y[train_mask], rows.loc[train_mask, "domain"].to_numpy(),
+                                 class_weight=hyper["class_weight"])
+        layers = fit_head(x[train_mask], y[train_mask].astype(np.int64), len(data.labels), seed=s.seed,
+                          **{**hyper, "class_weight": None}, sample_weight=weights)
+    else:
+        layers = fit_head(x[train_mask], y[train_mask].astype(np.int64), len(data.labels), seed=s.seed, **hyper)
     proba = forward(layers, x[~train_mask])
     pred = [data.labels[j] for j in proba.argmax(axis=1)]
     true = rows.loc[~train_mask, "label"].tolist()

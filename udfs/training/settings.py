@@ -66,6 +66,9 @@ class TrainOptions(Section):
 
     label_column: Column = "label"
     split_column: Annotated[str | None, Allowed("null or a column name")] = None
+    # rows from several sources: max_rows, the subsample and the split apply per domain (udfs.training.data)
+    domain_column: Annotated[str | None, Allowed("null or a column name")] = None
+    balance_domains: bool = False               # head: every domain weighs the same in the loss
     task: Task = "classify"
     method: Method = "head"
     base_model: Annotated[str | None, Allowed("null or a model reference")] = None  # default: the catalog's embed

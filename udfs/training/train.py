@@ -81,6 +81,7 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
                                "labels": ",".join(data.labels), "test_fraction": s.test_fraction, "seed": s.seed,
                                "max_rows": s.max_rows, "split_column": s.split_column,
                                "null_labels": s.null_labels, "drop_duplicates": s.drop_duplicates,
+                               "domain_column": s.domain_column, "balance_domains": s.balance_domains,
                                **{f"{s.method}.{k}": v for k, v in extra["hyper"].items()},
                                **{f"rows.{k}": v for k, v in data.counts.items()}})
             mlflow.log_metrics(flat_metrics(m, "test."))
@@ -89,6 +90,8 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
                             "classification_report.json")
             mlflow.log_dict({"labels": data.labels, "matrix": m["confusion"]}, "confusion_matrix.json")
             mlflow.log_dict(data.class_counts, "class_counts.json")
+            if data.domain_counts is not None:
+                mlflow.log_dict(data.domain_counts, "domain_counts.json")
             mlflow.log_artifact(str(confusion_png(m["confusion"], data.labels, Path(tmp) / "confusion_matrix.png",
                                                   f"{s.name} ({s.method}) held-out")))
             mlflow.set_tags({"textspark.job": "train_classifier", "textspark.model": s.name})
