@@ -82,9 +82,35 @@ def test_encoder_gives_identical_vectors_when_batches_run_out_of_memory(tmp_path
 
     enc = Encoder(build_tiny_encoder(tmp_path / "enc"), max_tokens=64, token_budget=4096, max_batch_size=64)
     expected = enc.embed(TEXTS)
+    enc.forget()  # else the same texts come from the encoder's memory of its last calls
     refused = fail_above(monkeypatch, enc.model, "forward")
     np.testing.assert_allclose(enc.embed(TEXTS), expected, atol=1e-5)
     assert refused
+
+
+def test_tasks_on_one_encoder_share_its_forward_pass(tmp_path, monkeypatch):
+    """A head registered with a copy of an encoder and the encoder itself are one object per worker (keyed
+    by the weights' content), and embed() remembers its last calls: the second task on a batch runs no
+    forward pass, and gets the same vectors."""
+    import shutil
+
+    from tests.tiny_models import build_tiny_encoder
+    from udfs.models.backends.hf import shared_encoder
+    from udfs.models.loading import write_manifest
+
+    base = tmp_path / "base"
+    weights = build_tiny_encoder(base / "weights")
+    shutil.copytree(weights, tmp_path / "head" / "weights" / "encoder")  # a head's copy, as training stages it
+    write_manifest(base), write_manifest(tmp_path / "head")  # what the per-host cache records for each
+    a = shared_encoder(weights, device="cpu", precision="fp32", max_tokens=64)
+    b = shared_encoder(tmp_path / "head" / "weights" / "encoder", device="cpu", precision="fp32", max_tokens=64)
+    other = shared_encoder(weights, device="cpu", precision="fp32", max_tokens=32)
+    assert a is b and a is not other
+    first = a.embed(TEXTS)
+    calls = []
+    monkeypatch.setattr(a.model, "forward", lambda *args, **kw: calls.append(1))
+    np.testing.assert_array_equal(b.embed(TEXTS), first)
+    assert calls == []
 
 
 def test_sequence_classifier_gives_identical_scores_when_batches_run_out_of_memory(tmp_path, monkeypatch):

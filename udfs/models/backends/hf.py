@@ -44,6 +44,10 @@ class Encoder:
         self._torch = torch
         self._recent: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()  # texts -> vectors, last few calls
 
+    def forget(self) -> None:
+        """Drop the remembered vectors (the next embed() encodes again)."""
+        self._recent.clear()
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         cap = self.max_tokens * CHARS_PER_TOKEN_CAP
         enc = self.tokenizer([t[:cap] for t in texts], truncation=True, max_length=self.max_tokens,
