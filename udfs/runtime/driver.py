@@ -21,7 +21,7 @@ from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
 from udfs.models.reference import ResolvedModel
 from udfs.models.registry import resolve
-from udfs.runtime.worker import run_arrow_batch, worker_model
+from udfs.runtime.worker import loaded, run_arrow_batch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 Predict = Callable[[Any, list, dict], Mapping[str, Any]]
@@ -78,8 +78,7 @@ def make_udf(p: UdfPlan, *, only: str | None = None):
     def textspark_udf(batches):
         model = None
         for texts in batches:
-            if model is None and texts.null_count < len(texts):  # loaded at the first text, not for all-null batches
-                model = worker_model(p)
+            model = loaded(p, model, texts)
             yield run_arrow_batch(p, model, texts, result_type, only=only)
 
     # the hints that make it an iterator Arrow UDF (set here: pyarrow is imported lazily, on use)

@@ -29,6 +29,14 @@ def worker_model(p: UdfPlan):
     return load(p.model, device=device, precision=precision)
 
 
+def loaded(p: UdfPlan, model, texts):
+    """``model``, or this worker's model for ``p`` once ``texts`` (an Arrow array) holds a value: a batch of
+    nulls (the incremental path's reused rows) never loads a model."""
+    if model is None and texts.null_count < len(texts):
+        return worker_model(p)
+    return model
+
+
 def _effective_precision(precision: str, device: str) -> str:
     """"auto" picks bf16 where this worker's hardware has it natively, else fp32 (udfs.runtime.device.auto_precision)."""
     return auto_precision(device) if precision == "auto" else precision

@@ -117,8 +117,7 @@ def _apply_in_stage(df, sources: list[str], planned: list[PlannedTask], profile,
             results = []
             for i, (p, t) in enumerate(zip(plans, types)):
                 texts = batch.column(sources[i])
-                if models[i] is None and texts.null_count < len(texts):
-                    models[i] = worker.worker_model(p)
+                models[i] = worker.loaded(p, models[i], texts)
                 large = pa.types.is_large_string(texts.type)  # answer in the width Spark sends (useLargeVarTypes)
                 results.append(worker.run_arrow_batch(p, models[i], texts, t, large_types=large))
             yield pa.RecordBatch.from_arrays([batch.column(c) for c in kept] + [a for r in results for a in r.flatten()],
