@@ -79,7 +79,7 @@ class Incremental:
             kept = [F.col(f"`{id_column}`").alias("__ts_id"), F.col(TEXT_HASH).alias("__ts_prev_hash"),
                     F.col(TASK_KEYS).alias("__ts_prev_keys"), F.lit(True).alias("__ts_prev")]
             kept += [F.col(f"`{c}`").alias(f"__ts_prev_{i}_{c}")
-                     for i, t in enumerate(planned) if self.usable[t.column] for c in _columns(t)]
+                     for i, t in enumerate(planned) if self.usable[t.column] for c in t.output_columns]
             base = base.join(prev.select(*kept), F.col(f"`{id_column}`") == F.col("__ts_id"), "left").drop("__ts_id")
         reasons = []
         for i, t in enumerate(planned):
@@ -118,7 +118,7 @@ class Incremental:
                                    partitions=self._partitions, inputs=[f"__ts_in_{i}" for i, _ in run])
         cols = [F.col(f"`{c}`") for c in self._df_columns]
         for i, t in enumerate(self.planned):
-            for c in _columns(t):
+            for c in t.output_columns:
                 new = F.col(f"`{c}`")
                 if t.column in idle:
                     new = F.col(f"`__ts_prev_{i}_{c}`")
@@ -149,10 +149,6 @@ class Incremental:
         return {"rows": row["rows"], "dropped": dropped, "full_recompute": self.full_reason, "tasks": tasks}
 
 
-def _columns(t: PlannedTask) -> list[str]:
-    return [t.column, t.error_column] if t.error_column else [t.column]
-
-
 def _unusable(previous, id_column: str | None) -> str | None:
     """Why ``previous`` cannot be reused (every row is then computed), or None."""
     if previous is None:
@@ -169,7 +165,7 @@ def _same_type(previous, t: PlannedTask) -> bool:
 
     types = [dict(t.plan.fields)[t.value_field], "string"] if t.value_field else [t.plan.struct_type()]
     return all(c in previous.columns and previous.schema[c].dataType.simpleString()
-               == _parse_datatype_string(ddl).simpleString() for c, ddl in zip(_columns(t), types))
+               == _parse_datatype_string(ddl).simpleString() for c, ddl in zip(t.output_columns, types))
 
 
 def check_ids(df, id_column: str, *, source: str | None = None) -> None:

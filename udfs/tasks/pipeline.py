@@ -21,6 +21,11 @@ class PlannedTask:
         """Plain-valued tasks carry their reason in ``<column>_error``; struct tasks in ``<column>.error``."""
         return f"{self.column}_error" if self.value_field else None
 
+    @property
+    def output_columns(self) -> list[str]:
+        """The columns this task writes: ``column``, and ``<column>_error`` for plain-valued tasks."""
+        return [self.column, self.error_column] if self.error_column else [self.column]
+
 
 def plan_tasks(tasks: Iterable[Any], *, catalog=None) -> list[PlannedTask]:
     """Resolve every task's model on the driver (fails fast, before Spark work, on a bad reference)."""
@@ -75,7 +80,7 @@ def _check_columns(df, text_column: str, planned: list[PlannedTask]) -> None:
     taken = {c: "an input column" for c in df.columns}
     allowed = f"a name that is not an input column ({', '.join(df.columns)}) nor another task's output"
     for i, t in enumerate(planned):
-        for name in filter(None, (t.column, t.error_column)):
+        for name in t.output_columns:
             if name in taken:
                 clash = f"{name!r} is {taken[name]}" if name == t.column else \
                     f"{t.task} also writes {name!r}, which is {taken[name]}"
