@@ -8,9 +8,15 @@ so moving an alias between jobs can never serve a stale model. Loads are seriali
 (Spark may run several UDF threads in one worker, e.g. for multiple UDFs in one stage).
 The verdict on a per-host cache folder (``udfs.models.loading.local_folder``) is kept here as well, so it
 is verified once per process; ``clear()`` forgets models and verdicts.
+
+After each model load the worker's objects are frozen out of the garbage collector's view (``gc.freeze``):
+Spark's Python daemon runs a full ``gc.collect()`` after every task, and a worker holding torch,
+transformers and a model has ~440k long-lived objects, which made that collection ~0.3 s per Spark task
+(bench/fixed_cost.py measures it). Objects created later are collected as usual.
 """
 from __future__ import annotations
 
+import gc
 import threading
 from typing import Any, Callable, Hashable
 
@@ -34,7 +40,15 @@ def get(key: Hashable, loader: Callable[[], Any], *, count: bool = True) -> Any:
         if key not in _models:
             _models[key] = loader()
             _loads += count
+            if count:
+                _freeze()
         return _models[key]
+
+
+def _freeze() -> None:
+    """Collect what is garbage now, then move every surviving object to the permanent generation."""
+    gc.collect()
+    gc.freeze()
 
 
 def load_count() -> int:
