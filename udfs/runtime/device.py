@@ -1,6 +1,7 @@
 """Pick the torch device for the current Spark task."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -72,16 +73,17 @@ def configure_threads() -> int:
     return n
 
 
-def cpu_flags() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
     """The CPU feature flags of this host (empty where /proc/cpuinfo does not exist)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def auto_precision(device: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
@@ -65,9 +65,13 @@ def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: s
 def make_udf(p: UdfPlan, *, only: str | None = None):
     """The UDF for a plan: the full struct, or just the field ``only`` (e.g. the embedding array).
 
-    An Arrow UDF rather than a pandas one: the worker converts the text column itself
-    (``udfs.text.arrow_texts``), so a row whose bytes are not UTF-8 gets a reason instead of failing the
-    batch, and a column of another type (struct included) gets "input is not a string" per row.
+    A scalar Arrow UDF (``pa.Array -> pa.Array``), not a pandas one: the worker converts the text column
+    itself (``udfs.text.arrow_texts``), so a row whose bytes are not UTF-8 gets a reason instead of failing
+    the batch, and a column of another type (struct included) gets "input is not a string" per row.
+    Scalar, not an iterator UDF: Spark evaluates all scalar Arrow UDFs of one ``select`` / ``withColumn``
+    chain in one Python worker, batch by batch, so tasks on the same encoder share its forward pass there
+    (an iterator UDF gets a Python worker of its own). The model comes from the worker's cache per batch
+    (a dict lookup); a batch of nulls never loads one.
     """
     import pyarrow as pa
     from pyspark.sql.functions import arrow_udf
@@ -75,13 +79,10 @@ def make_udf(p: UdfPlan, *, only: str | None = None):
 
     result_type = _parse_datatype_string(dict(p.fields)[only] if only else p.struct_type())
 
-    def textspark_udf(batches):
-        model = None
-        for texts in batches:
-            model = loaded(p, model, texts)
-            yield run_arrow_batch(p, model, texts, result_type, only=only)
+    def textspark_udf(texts):
+        return run_arrow_batch(p, loaded(p, None, texts), texts, result_type, only=only)
 
-    # the hints that make it an iterator Arrow UDF (set here: pyarrow is imported lazily, on use)
-    textspark_udf.__annotations__ = {"batches": Iterator[pa.Array], "return": Iterator[pa.Array]}
+    # the hints that make it a scalar Arrow UDF (set here: pyarrow is imported lazily, on use)
+    textspark_udf.__annotations__ = {"texts": pa.Array, "return": pa.Array}
     textspark_udf.__name__ = f"textspark_{p.task}"
     return arrow_udf(textspark_udf, result_type)
