@@ -20,7 +20,7 @@ from jobs.common import check_input, manifest_json, parse_args, read_input, run_
 from jobs.config import JobConf, load_job  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
-from jobs.report import distributions, figure  # noqa: E402
+from jobs.report import figure, tally  # noqa: E402
 from jobs.stream import run_stream  # noqa: E402
 from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
@@ -55,10 +55,10 @@ def run(conf: JobConf, *, spark=None) -> dict:
     profile = resource_profile(conf.inference) if use_profile else None
     incremental = None
     if conf.output.mode == "incremental":  # reuse the committed output's results where nothing changed
-        check_ids(df, conf.input.id_column, source=conf.source)
         inc = Incremental(df, planned, output.previous(), text_column=conf.input.text_column,
                           id_column=conf.input.id_column, profile=profile, partitions=partitions)
-        incremental = inc.counts()
+        incremental = inc.counts()  # counts the ids too: checked here, before any model loads
+        check_ids(df, conf.input.id_column, source=conf.source, counted=inc.id_counts)
         out = inc.output(incremental)  # a task with nothing to compute does not run
     else:
         out = apply_tasks(df, conf.input.text_column, planned, partitions=partitions, profile=profile)
@@ -71,8 +71,7 @@ def run(conf: JobConf, *, spark=None) -> dict:
         out.write.mode("error").format(conf.output.format).save(stage)  # "error": Connect has no "errorifexists"
         inference_seconds = round(time.time() - inferring, 1)
         written = spark.read.format(conf.output.format).load(stage)
-        row = _counts(written, planned)  # this run's rows only
-        dists = distributions(written, planned)
+        row, dists = tally(written, planned)  # this run's rows only
         output.add_existing()
         summary = {
             "output": conf.output.path,
@@ -95,16 +94,6 @@ def run(conf: JobConf, *, spark=None) -> dict:
         output.commit(manifest_json(**summary))
     _log_run(conf, summary, dists)
     return summary
-
-
-def _counts(written, planned) -> dict:
-    from pyspark.sql import functions as F
-
-    counts = [F.count(F.lit(1)).alias("rows")]
-    for t in planned:
-        err = F.col(t.error_column) if t.error_column else F.col(f"`{t.column}`.error")
-        counts.append(F.count(err).alias(f"{t.column}__errors"))
-    return written.agg(*counts).first().asDict()
 
 
 def _skipped(conf: JobConf) -> dict:

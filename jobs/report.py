@@ -1,6 +1,7 @@
 """What a run's MLflow record shows besides numbers: per task, its labels (or languages) and its reasons.
 
-``distributions`` counts them on the written rows (one Spark aggregation per task); ``figure`` draws one
+``tally`` counts them on the written rows (one Spark aggregation for every task, which also gives the job's
+row and null-with-reason counts); ``figure`` draws one
 row of bar charts per task: the label distribution (classify, sentiment; the detected language for
 language and translate; the method for summarize) and the null-with-reason reasons.
 """
@@ -17,26 +18,35 @@ def _label_field(t: PlannedTask) -> str | None:
     return next((f for f in LABEL_FIELDS if f in names), None)
 
 
-def distributions(written, planned: list[PlannedTask]) -> dict[str, dict[str, dict[str, int]]]:
-    """{task column: {"labels": {label: rows}, "reasons": {reason: rows}}} over ``written``'s rows."""
+def tally(written, planned: list[PlannedTask]) -> tuple[dict, dict[str, dict[str, dict[str, int]]]]:
+    """One Spark job over ``written``: ({"rows": n, "<column>__errors": rows with a reason, ...},
+    {task column: {"labels": {label: rows}, "reasons": {reason kind: rows}}})."""
     from pyspark.sql import functions as F
 
-    result = {}
-    for t in planned:
+    entries = []
+    for i, t in enumerate(planned):
         error = F.col(f"`{t.error_column}`") if t.error_column else F.col(f"`{t.column}`.error")
-        cols = [F.col(f"`{t.column}`.`{_label_field(t)}`").alias("label")] if _label_field(t) else \
-            [F.lit(None).cast("string").alias("label")]
-        rows = written.select(*cols, error.alias("reason")).groupBy("label", "reason").count().collect()
+        label = F.col(f"`{t.column}`.`{_label_field(t)}`").cast("string") if _label_field(t) else \
+            F.lit(None).cast("string")
+        entries.append(F.struct(F.lit(i).alias("task"), label.alias("label"), error.alias("reason")))
+    rows = written.select(F.explode(F.array(*entries)).alias("e")) \
+        .groupBy("e.task", "e.label", "e.reason").count().collect()
+    counts = {"rows": sum(r["count"] for r in rows if r["task"] == 0)}
+    result = {}
+    for i, t in enumerate(planned):
         labels: dict[str, int] = {}
         reasons: dict[str, int] = {}
         for r in rows:
+            if r["task"] != i:
+                continue
             if r["reason"] is not None:
                 key = r["reason"].split(":")[0][:60]  # "ValueError: <detail>" -> its kind
                 reasons[key] = reasons.get(key, 0) + r["count"]
             elif r["label"] is not None:
                 labels[r["label"]] = labels.get(r["label"], 0) + r["count"]
+        counts[f"{t.column}__errors"] = sum(reasons.values())
         result[t.column] = {"labels": _top(labels), "reasons": _top(reasons)}
-    return result
+    return counts, result
 
 
 def _top(counts: dict[str, int]) -> dict[str, int]:

@@ -88,6 +88,7 @@ class Incremental:
         self._inputs = [F.when(F.col(f"__ts_why_{i}").isNotNull(), F.col(f"`{text_column}`")).alias(f"__ts_in_{i}")
                         for i in range(len(planned))]
         self._profile, self._partitions, self._df_columns = profile, partitions, df.columns
+        self.id_counts: tuple[int, int, int] | None = None  # (rows, ids, distinct ids), set by counts()
 
     def _reason(self, i: int, t: PlannedTask, has_prev: bool):
         """Why row's result for task ``i`` is computed (one of REASONS), or null when it is reused."""
@@ -139,7 +140,12 @@ class Incremental:
             aggs += [F.count(F.when(why == r, 1)).alias(f"{i}_{r}") for r in REASONS]
         if self.full_reason is None and self.previous is not None:
             aggs.append(F.count("__ts_prev").alias("matched"))
+        if self.id_column is not None:  # check_ids' counts, in the same pass
+            aggs += [F.count(F.col(f"`{self.id_column}`")).alias("__ids"),
+                     F.countDistinct(F.col(f"`{self.id_column}`")).alias("__distinct")]
         row = self.joined.agg(*aggs).first().asDict()
+        if self.id_column is not None:
+            self.id_counts = (row["rows"], row["__ids"], row["__distinct"])
         dropped = self.previous.count() - row["matched"] if "matched" in row else 0
         tasks = {}
         for i, t in enumerate(self.planned):
@@ -168,20 +174,23 @@ def _same_type(previous, t: PlannedTask) -> bool:
                == _parse_datatype_string(ddl).simpleString() for c, ddl in zip(t.output_columns, types))
 
 
-def check_ids(df, id_column: str, *, source: str | None = None) -> None:
-    """Incremental runs key rows by id: no null ids, no duplicates (InputError naming a few)."""
+def check_ids(df, id_column: str, *, source: str | None = None, counted: tuple[int, int, int] | None = None) -> None:
+    """Incremental runs key rows by id: no null ids, no duplicates (InputError naming a few). ``counted``:
+    (rows, non-null ids, distinct ids) of ``df`` when already counted (``Incremental.id_counts``)."""
     from pyspark.sql import functions as F
 
     if id_column not in df.columns:
         raise ConfigError("input.id_column", id_column, df.columns, source=source)
-    row = df.agg(F.count(F.lit(1)).alias("n"), F.count(F.col(f"`{id_column}`")).alias("ids"),
-                 F.countDistinct(F.col(f"`{id_column}`")).alias("distinct")).first()
-    if row["ids"] < row["n"]:
-        raise InputError("input.id_column", id_column, f"{row['n'] - row['ids']} rows have a null id; an incremental "
+    if counted is None:
+        counted = tuple(df.agg(F.count(F.lit(1)), F.count(F.col(f"`{id_column}`")),
+                               F.countDistinct(F.col(f"`{id_column}`"))).first())
+    n, ids, distinct = counted
+    if ids < n:
+        raise InputError("input.id_column", id_column, f"{n - ids} rows have a null id; an incremental "
                          "run needs an id on every row", source=source)
-    if row["distinct"] < row["ids"]:
+    if distinct < ids:
         few = df.groupBy(id_column).count().filter("count > 1").orderBy(id_column).limit(5).collect()
-        raise InputError("input.id_column", id_column, f"{row['ids'] - row['distinct']} duplicate ids (e.g. "
+        raise InputError("input.id_column", id_column, f"{ids - distinct} duplicate ids (e.g. "
                          f"{', '.join(repr(r[0]) for r in few)}); an incremental run needs unique ids", source=source)
 
 
