@@ -95,21 +95,13 @@ def in_process(ref: str) -> None:
           f"{unfrozen * 1e3:.0f} ms over {objects:,} long-lived objects, {frozen * 1e3:.1f} ms once they are frozen")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1000)
-    parser.add_argument("--partitions", type=int, default=200)
-    args = parser.parse_args(argv)
-    catalog = bench_registry("embed")
+def measure(spark, ref: str, rows: int, partitions: int) -> tuple[int, dict]:
+    """Python workers seen, and per variant: ({partitions: wall seconds}, fixed cost per task, every worker reached)."""
     from udfs import embed
-    from udfs.models.registry import resolve
-    from udfs.platform import get_spark
 
-    ref = resolve(catalog.default_reference("embed"), task="embed").uri
-    spark = get_spark("local")
-    data = corpus(args.rows + 64, article_share=0.0)
+    data = corpus(rows + 64, article_share=0.0)
     warm = spark.createDataFrame(data.head(64)).repartition(2)
-    frames = {n: spark.createDataFrame(data.iloc[64:]).repartition(n).cache() for n in (2, args.partitions)}
+    frames = {n: spark.createDataFrame(data.iloc[64:]).repartition(n).cache() for n in (2, partitions)}
     for frame in frames.values():
         frame.count()
 
@@ -119,8 +111,8 @@ def main(argv=None) -> None:
         return time.perf_counter() - start
 
     def worker_gc(action: str) -> set[str]:
-        rows = spark.createDataFrame(data.head(64)).repartition(16).select(_pid_udf(action)("text").alias("p"))
-        return {r.p for r in rows.collect()}
+        pids = spark.createDataFrame(data.head(64)).repartition(16).select(_pid_udf(action)("text").alias("p"))
+        return {r.p for r in pids.collect()}
 
     warm.select(embed("text", model=ref)).write.format("noop").mode("overwrite").save()  # both workers load it
     workers = worker_gc("none")
@@ -128,15 +120,34 @@ def main(argv=None) -> None:
     for label, action in (("", "freeze"), (", gc unfrozen", "unfreeze")):
         touched = worker_gc(action)
         for name, column in (("embed", embed("text", model=ref)), ("identity Arrow UDF", _identity_udf()("text"))):
-            walls = {n: timed(column, n) for n in (2, args.partitions)}
-            per_task = (walls[args.partitions] - walls[2]) * 2 / (args.partitions - 2)
+            walls = {n: timed(column, n) for n in (2, partitions)}
+            per_task = (walls[partitions] - walls[2]) * 2 / (partitions - 2)
             results[name + label] = (walls, per_task, touched == workers)
-    print(f"\n{args.rows} tweets, local[2], {len(workers)} Python workers; fixed cost per task = "
-          f"(wall({args.partitions} partitions) - wall(2)) x 2 cores / {args.partitions - 2}")
+    worker_gc("freeze")  # as textspark leaves them
+    return len(workers), results
+
+
+def report(workers: int, results: dict, rows: int, partitions: int) -> None:
+    print(f"\nfixed cost per Spark task: {rows} tweets, local[2], {workers} Python workers; per task = "
+          f"(wall({partitions} partitions) - wall(2)) x 2 cores / {partitions - 2}")
     for name, (walls, per_task, all_workers) in results.items():
         note = "" if all_workers else "  (not every worker was reached: read with care)"
-        print(f"  {name:<32} 2 partitions {walls[2]:6.1f} s   {args.partitions} partitions "
-              f"{walls[args.partitions]:6.1f} s   per task {per_task:6.3f} s{note}")
+        print(f"  {name:<32} 2 partitions {walls[2]:6.1f} s   {partitions} partitions "
+              f"{walls[partitions]:6.1f} s   per task {per_task:6.3f} s{note}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--partitions", type=int, default=200)
+    args = parser.parse_args(argv)
+    catalog = bench_registry("embed")
+    from udfs.models.registry import resolve
+    from udfs.platform import get_spark
+
+    ref = resolve(catalog.default_reference("embed"), task="embed").uri
+    spark = get_spark("local")
+    report(*measure(spark, ref, args.rows, args.partitions), args.rows, args.partitions)
     in_process(ref)
     spark.stop()
 

@@ -15,7 +15,9 @@ Prints rows/s and ratios for:
                   (the usual MLflow way to serve this model; SentenceTransformer.encode, batch_size 32)
 then useful FLOP/s (2 x non-embedding params x real tokens + attention) against this machine's measured
 fp32 and bf16 matmul FLOP/s on 2 threads, the bf16-vs-fp32 accuracy delta (embedding cosine, labels), and
-one worker's view in process (tokenizing's share; fp32 / bf16 / int8 dynamic quantization: speed, cosine).
+one worker's view in process (tokenizing's share; fp32 / bf16 / int8 dynamic quantization: speed, cosine),
+the default sentiment model (textspark vs mlflow spark_udf), and unless --skip-slow: embed + sentiment +
+zero-shot together vs each alone (bench/multitask.py) and the fixed cost per Spark task (bench/fixed_cost.py).
 Every Spark variant gets a warm-up pass on 64 rows in 2 partitions first (JVM and Python workers started; models
 cached where the variant caches them), and each timed pass evaluates the UDF exactly once per row (a plain
 collect, sorted by id afterwards in Python: an ``orderBy`` would run the UDF a second time in Spark's
@@ -198,6 +200,23 @@ def sentiment_section(spark, df, warm, texts: list[str], weights: Path | None) -
               f"textspark (auto) x{seconds / timings['auto']:.2f}; labels equal to textspark fp32: {agree:.4f}")
 
 
+def more_sections(spark, ref: str) -> None:
+    """The multi-task row (bench/multitask.py) and the fixed cost per Spark task (bench/fixed_cost.py), in
+    this session; the sample job before/after and int8 have benches of their own."""
+    from bench import fixed_cost, multitask
+    from udfs.errors import ModelReferenceError
+    from udfs.models.registry import resolve
+
+    try:
+        resolve(load_catalog().default_reference("sentiment"))
+        multitask.report(multitask.measure(spark, 1000), 1000)
+    except ModelReferenceError as exc:
+        print(f"\nmulti-task row: skipped (the default sentiment model: {exc})")
+    fixed_cost.report(*fixed_cost.measure(spark, ref, 1000, 200), 1000, 200)
+    print("\nthe sample job before/after: bench/sample_job.py (exports an earlier commit with git); "
+          "int8: bench/int8.py (not offered: no configuration keeps label agreement >= 99%)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1100)
@@ -281,6 +300,8 @@ def main(argv=None) -> int:
               f"all rows min {cos.min():.6f}")
     one_worker(weights, texts[: len(texts) // 2])
     sentiment_section(spark, df, warm, texts, weights if not args.skip_slow else None)
+    if not args.skip_slow:
+        more_sections(spark, ref)
     spark.stop()
     return 0
 
