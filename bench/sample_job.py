@@ -1,7 +1,7 @@
 """The sample job (`make run`: embed, sentiment, zero-shot classify, language, summarize, translate) before
 and after: the same job, the same table, this working tree against an earlier commit of the project.
 
-    .venv/bin/python bench/sample_job.py [--baseline 16893c8] [--articles 60] [--tweets 140] [--repeats 2]
+    .venv/bin/python bench/sample_job.py [--baseline 16893c8] [--articles 60] [--tweets 140] [--repeats 2] [--each]
 
 The baseline (default 16893c8: the last commit before issue 17's work, where the job ran one Arrow UDF per
 task) is exported with ``git archive`` into a temp folder. One table is built once (jobs.make_sample with
@@ -11,6 +11,7 @@ and the same Python, the runs of the two trees alternating, ``--repeats`` each. 
 its runs: the job's rows/s over its whole run (the manifest's ``seconds``: Spark session, model resolution,
 inference, writing, MLflow logging) and over the inference write alone (``inference_seconds``), and the
 ratio this tree / baseline. A process of its own per run: each starts cold (JVM, Python workers, models).
+``--baseline none`` runs this tree only. ``--each`` then also runs this tree's job with one task at a time (one cold run each): where the time goes.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def job_conf(table: Path, out: Path) -> dict:
     return conf
 
 
-def run_job(tree: Path, work: Path, conf: dict, attempt: int) -> dict:
+def run_job(tree: Path, work: Path, conf: dict, attempt) -> dict:
     """One cold run of the analyze job from ``tree``; its manifest."""
     path = work / f"job-{attempt}.yml"
     out = work / f"out-{attempt}"
@@ -67,9 +68,12 @@ def main(argv=None) -> None:
     parser.add_argument("--articles", type=int, default=60)
     parser.add_argument("--tweets", type=int, default=140)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--each", action="store_true", help="also run this tree's job with one task at a time")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="textspark-samplejob-"))
-    trees = {f"baseline {args.baseline}": export(args.baseline, tmp / "baseline" / "tree"), "this tree": ROOT}
+    trees = {f"baseline {args.baseline}": export(args.baseline, tmp / "baseline" / "tree")} \
+        if args.baseline != "none" else {}
+    trees["this tree"] = ROOT
     table = tmp / "sample.parquet"
     subprocess.run([sys.executable, "-m", "jobs.make_sample", "--out", str(table), "--articles", str(args.articles),
                     "--tweets", str(args.tweets)], cwd=ROOT, env=_env(ROOT, tmp), check=True)
@@ -94,8 +98,16 @@ def main(argv=None) -> None:
         print(f"  {name:<20} {rows / whole:6.2f} rows/s whole job ({whole} s)   "
               f"{rows / inference:6.2f} rows/s inference write ({inference} s)")
     (base_whole, base_inf, _), (whole, inference, _) = best[next(iter(trees))], best["this tree"]
-    print(f"  this tree / baseline: x{base_whole / whole:.2f} whole job, x{base_inf / inference:.2f} inference write "
-          f"(target >= 2)")
+    if len(trees) > 1:
+        print(f"  this tree / baseline: x{base_whole / whole:.2f} whole job, x{base_inf / inference:.2f} inference write "
+              f"(target >= 2)")
+    if args.each:
+        print("\nthis tree, one task per job (one cold run each):")
+        conf = job_conf(table, works["this tree"] / "out")
+        for task in conf["tasks"]:
+            manifest = run_job(ROOT, works["this tree"], {**conf, "tasks": [task]}, f"each-{task['column']}")
+            print(f"  {task['task']:<10} {manifest['seconds']:6.1f} s whole job, {manifest['inference_seconds']:6.1f} s "
+                  f"inference write", flush=True)
 
 
 if __name__ == "__main__":
