@@ -93,3 +93,17 @@ def test_settings_fail_early_naming_the_key(tiny_encoder):
         embed_plan(model=tiny_encoder, device="gpu")
     with pytest.raises(ModelReferenceError, match="no alias 'staging'"):
         embed("text", model="models:/tiny-encoder@staging")
+
+
+def test_udfs_in_one_select_run_in_one_worker_on_the_same_batch(spark, tiny_encoder):
+    """Scalar Arrow UDFs of one select share a Python worker and its batches: tasks on one encoder can share
+    its forward pass there (an iterator UDF would run in a worker of its own)."""
+    def predict(model, texts, options):
+        return {"pid": [os.getpid()] * len(texts), "batch": [hash(tuple(texts))] * len(texts)}
+
+    fields = [("pid", "int"), ("batch", "long")]
+    a, b = (driver.plan("embed", predict, fields, model=tiny_encoder, options={"udf": name}) for name in "ab")
+    df = spark.range(0, 400, numPartitions=4).select(F.concat(F.lit("row "), F.col("id").cast("string")).alias("text"))
+    rows = df.select(driver.make_udf(a)("text").alias("a"), driver.make_udf(b)("text").alias("b")).collect()
+    assert len(rows) == 400
+    assert all(r.a.pid == r.b.pid and r.a.batch == r.b.batch for r in rows)

@@ -126,3 +126,19 @@ def test_an_older_folder_that_does_not_match_the_fingerprint_is_downloaded_again
     assert "do not match the fingerprint" in caplog.text
     assert loading.check_folder(folder, model.fingerprint) is None
     np.testing.assert_array_equal(new_vectors, vectors)
+
+
+def test_a_load_freezes_the_workers_objects_out_of_the_collectors_view():
+    """Spark's daemon runs gc.collect() after every task: a loaded model's objects must not be walked again."""
+    import gc
+
+    gc.unfreeze()
+    try:
+        model_cache.get(("freeze-test", 1), lambda: [object() for _ in range(1000)])
+        assert gc.get_freeze_count() > 1000
+        gc.unfreeze()
+        model_cache.get(("freeze-test", "folder"), lambda: "verdict", count=False)  # a cache verdict is no load
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        model_cache.clear()

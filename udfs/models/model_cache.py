@@ -11,7 +11,7 @@ is verified once per process; ``clear()`` forgets models and verdicts.
 
 After each model load the worker's objects are frozen out of the garbage collector's view (``gc.freeze``):
 Spark's Python daemon runs a full ``gc.collect()`` after every task, and a worker holding torch,
-transformers and a model has ~440k long-lived objects, which made that collection ~0.3 s per Spark task
+transformers and a model has ~700k long-lived objects, which made that collection ~0.3 s per Spark task
 (bench/fixed_cost.py measures it). Objects created later are collected as usual.
 """
 from __future__ import annotations
