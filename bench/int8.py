@@ -22,6 +22,7 @@ Absolute rows/s on a shared machine mean little; ratios come from one run."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import sys
 import tempfile
@@ -189,7 +190,8 @@ def onnx_configs(model, folder: str) -> dict:
     out = {"ORT fp32": (OrtModel(fp32), "fp32")}
     for per_channel in (False, True):
         path = f"{folder}/int8{'_pc' if per_channel else ''}.onnx"
-        quantize_dynamic(fp32, path, per_channel=per_channel, weight_type=QuantType.QInt8)
+        with contextlib.chdir(folder):  # the quantizer leaves shape-inference temp files in the working directory
+            quantize_dynamic(fp32, path, per_channel=per_channel, weight_type=QuantType.QInt8)
         out[f"ORT int8{', per-channel' if per_channel else ''}"] = (OrtModel(path), "fp32")
     return out
 
