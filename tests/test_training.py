@@ -14,6 +14,7 @@ from udfs.errors import ConfigError
 from udfs.models.loading import build, local_folder
 from udfs.models.registry import client, resolve
 from udfs.training.data import prepare
+from udfs.training.finetune import training_rows
 from udfs.training.settings import TrainSettings
 from udfs.training.train import train
 
@@ -132,6 +133,41 @@ def test_full_finetuning_one_epoch_registers_an_hf_classifier(spark, table, tiny
     assert mlflow.get_run(result.run_id).data.params["finetune.epochs"] == "1"
 
 
+def test_finetuning_rows_repeat_a_domain_and_balance_its_classes_within_it():
+    rows = pd.DataFrame({"text": ["t1", "t2", "t3", "r1", "r2"], "label": ["pos", "pos", "neg", "pos", "neg"],
+                         "domain": ["tweets", "tweets", "tweets", "reviews", "reviews"]})
+    texts, y, w = training_rows(rows, {"neg": 0, "pos": 1}, {"reviews": 2}, "balanced")
+    assert texts == ["r1", "r2", "r1", "r2", "t1", "t2", "t3"]  # domains in name order, reviews twice
+    assert y.tolist() == [1, 0, 1, 0, 1, 1, 0]
+    # reviews: 4 rows, 2 a class -> 1 each; tweets: 3 rows, pos 2 -> 3/(2*2), neg 1 -> 3/(2*1)
+    assert w.tolist() == [1.0, 1.0, 1.0, 1.0, 0.75, 0.75, 1.5]
+    texts, y, w = training_rows(rows, {"neg": 0, "pos": 1}, {}, None)
+    assert (texts, w.tolist()) == (["r1", "r2", "t1", "t2", "t3"], [1.0] * 5)
+    with pytest.raises(ConfigError, match=r"finetune.domain_repeats: got \{'drugs': 5\}; allowed: domains of the "
+                                          r"training table: reviews, tweets"):
+        training_rows(rows, {"neg": 0, "pos": 1}, {"drugs": 5}, None)
+    with pytest.raises(ConfigError, match=r"allowed: an empty mapping \(no domain_column\)"):
+        training_rows(rows.drop(columns="domain"), {"neg": 0, "pos": 1}, {"reviews": 2}, None)
+
+
+def test_finetuning_with_domains_serves_its_own_length_and_rejects_an_unknown_domain(spark, tiny_encoder):
+    rows = [(i, text, label, "news" if i % 2 else "blogs") for i, text, label in labeled_rows(8)]
+    df = spark.createDataFrame(rows, "id int, text string, label string, source string")
+    tune = {"epochs": 1, "batch_size": 8, "max_length": 16, "predict_max_length": 24, "learning_rate": 1e-3,
+            "warmup": 0.1, "class_weight": "balanced", "domain_repeats": {"news": 2}}
+    result = train(df, TrainSettings(name="tiny-finetuned-domains", method="finetune", base_model=tiny_encoder,
+                                     domain_column="source", test_fraction=0.25, finetune=tune))
+    assert resolve(result.uri).params["max_tokens"] == 24
+    assert mlflow.get_run(result.run_id).data.params["finetune.domain_repeats"] == "{'news': 2}"
+    with pytest.raises(ConfigError, match=r"finetune.domain_repeats: got \{'reviews': 2\}; allowed: domains of the "
+                                          r"training table: blogs, news"):
+        train(df, TrainSettings(name="never-registered", method="finetune", base_model=tiny_encoder,
+                                domain_column="source", finetune={**tune, "domain_repeats": {"reviews": 2}}))
+    assert "never-registered" not in {m.name for m in client().search_registered_models()}
+    with pytest.raises(ConfigError, match=r"finetune.warmup: got 1.5; allowed: a number >= 0 and < 1"):
+        TrainSettings(name="x", finetune={"warmup": 1.5})
+
+
 @pytest.mark.parametrize("rows, settings, message", [
     ([], {}, "training table is empty"),
     ([(1, "a", "sport"), (2, "b", "sport"), (3, "c", "sport")], {}, r"only one class \('sport', 3 rows\)"),
@@ -184,7 +220,7 @@ def test_settings_fail_early_naming_the_key(spark, table, tiny_encoder):
         train(table, TrainSettings(name="x", task="sentiment", base_model=tiny_encoder))
 
 
-def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp_path, monkeypatch):
+def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp_path, monkeypatch, capsys):
     """A catalog entry with source {train: conf}: trained and made champion when absent, untouched after."""
     from jobs.register_models import register_entry
     from jobs.train_classifier import parse_train_job
@@ -202,6 +238,16 @@ def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp
     assert created and resolve("models:/tiny-built@champion").version == version
     assert register_entry(catalog["tiny-built"]) == (version, False)
     assert len(client().search_model_versions("name='tiny-built'")) == 1
+    from jobs import train_classifier
+
+    bad = tmp_path / "bad.yml"  # wrong only in a way seen once the table is read: the file is still named
+    bad.write_text(yaml.safe_dump({"input": {"path": str(path)}, "label_column": "sentiment",
+                                   "base_model": tiny_encoder, "register": {"name": "never-registered"}}))
+    monkeypatch.setattr("jobs.train_classifier.get_spark", lambda *a, **k: spark)
+    capsys.readouterr()  # what registering logged so far
+    assert train_classifier.main(["--conf", str(bad)]) == 2
+    assert capsys.readouterr().err == (f"configuration error: {bad}: label_column: got 'sentiment'; "
+                                       "allowed: id, text, label\n")
     with pytest.raises(ConfigError, match=r"input.dataset: got 'imdb'; allowed: tweets, bbc_news, drug_reviews"):
         parse_train_job({"input": {"dataset": "imdb"}, "register": {"name": "x"}})
     with pytest.raises(ConfigError, match=r"register.name: got None"):

@@ -1,10 +1,19 @@
 """``method: finetune``: full fine-tuning of the encoder with a classification layer
-(AutoModelForSequenceClassification), on the driver; registered as kind ``hf_classifier``."""
+(AutoModelForSequenceClassification), on the driver; registered as kind ``hf_classifier``.
+
+Rows from several domains (``domain_column``): ``finetune.domain_repeats`` repeats a small domain's training
+rows (each epoch sees them that many times) and ``finetune.class_weight: balanced`` weighs every class of a
+domain the same within it, each domain keeping its (repeated) row count as its share of the loss.
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from udfs.errors import ConfigError
 from udfs.models.backends.hf_classifier import SequenceClassifier
 from udfs.models.loading import local_folder
 from udfs.training.data import Prepared
@@ -18,9 +27,11 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     hyper = s.finetune_params()
-    rows = data.df.toPandas()
+    rows = data.df.toPandas()  # in partition order, which varies: sorted so the seed alone decides the fit
+    rows = rows.sort_values(["split", "label", "text"], kind="stable", ignore_index=True)
     train_rows, test_rows = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
     index = {label: i for i, label in enumerate(data.labels)}
+    texts, y, w = training_rows(train_rows, index, hyper["domain_repeats"], hyper["class_weight"])
     weights = local_folder(base) / "weights"
     torch.manual_seed(s.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(weights))
@@ -32,12 +43,11 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
             ignore_mismatched_sizes=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    texts, y = train_rows["text"].tolist(), train_rows["label"].map(index).to_numpy()
     bs, epochs = int(hyper["batch_size"]), int(hyper["epochs"])
     steps = max(1, epochs * math.ceil(len(texts) / bs))
     opt = torch.optim.AdamW(model.parameters(), lr=float(hyper["learning_rate"]),
                             weight_decay=float(hyper["weight_decay"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(steps, float(hyper["warmup"])))
     gen = torch.Generator().manual_seed(s.seed)
     model.train()
     for _ in range(epochs):
@@ -46,7 +56,9 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
             idx = perm[start:start + bs]
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                               max_length=int(hyper["max_length"]), return_tensors="pt")
-            loss = model(**batch, labels=torch.tensor(y[idx], dtype=torch.long)).loss
+            logits = model(**batch).logits
+            loss = (torch.nn.functional.cross_entropy(logits, torch.tensor(y[idx], dtype=torch.long), reduction="none")
+                    * torch.tensor(w[idx], dtype=torch.float32)).mean()
             loss.backward()
             opt.step()
             sched.step()
@@ -55,8 +67,40 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     stage.mkdir(parents=True)
     model.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
-    params = {"labels": data.labels, "max_tokens": int(hyper["max_length"]), "base_model": base.label}
+    params = {"labels": data.labels, "max_tokens": int(hyper["predict_max_length"] or hyper["max_length"]),
+              "base_model": base.label}
     served = SequenceClassifier(stage, **params)
     proba = served.predict_proba(test_rows["text"].tolist())
     pred = [data.labels[j] for j in proba.argmax(axis=1)]
     return "hf_classifier", params, test_rows["label"].tolist(), pred, {"hyper": hyper}
+
+
+def training_rows(rows: pd.DataFrame, index: dict[str, int], repeats: dict[str, int],
+                  class_weight: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The training split as fine-tuning sees it: (texts, label indices, row weights of mean 1), each domain's
+    rows repeated ``repeats[domain]`` times, classes balanced within each domain with ``class_weight``."""
+    domains = rows["domain"] if "domain" in rows else pd.Series("", index=rows.index)
+    present = sorted(set(domains))
+    if repeats and ("domain" not in rows or set(repeats) - set(present)):
+        raise ConfigError("finetune.domain_repeats", repeats,
+                          f"domains of the training table: {', '.join(present)}" if "domain" in rows
+                          else "an empty mapping (no domain_column)")
+    parts = [rows[domains == d] for d in present for _ in range(repeats.get(d, 1))]
+    table = pd.concat(parts, ignore_index=True) if parts else rows.iloc[:0]
+    y = table["label"].map(index).to_numpy()
+    w = np.ones(len(table), dtype=np.float32)
+    if class_weight == "balanced":
+        dom = table["domain"].to_numpy() if "domain" in table else np.full(len(table), "")
+        for d in set(dom.tolist()):
+            in_d = dom == d
+            classes = set(y[in_d].tolist())
+            for c in classes:
+                rows_c = in_d & (y == c)
+                w[rows_c] = in_d.sum() / (len(classes) * rows_c.sum())
+    return table["text"].tolist(), y, w
+
+
+def schedule(steps: int, warmup: float):
+    """Learning-rate factor per step: linear warm-up over the first ``warmup`` share of steps, then linear decay."""
+    ramp = max(1.0, warmup * steps)
+    return lambda step: (min(1.0, (step + 1) / ramp) if warmup else 1.0) * max(0.0, 1.0 - step / steps)

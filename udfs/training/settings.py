@@ -40,13 +40,20 @@ class HeadParams(Section):
 
 
 class FinetuneParams(Section):
-    """``finetune:``: full fine-tuning of the encoder with a classification layer."""
+    """``finetune:``: full fine-tuning of the encoder with a classification layer. ``predict_max_length``:
+    the tokens a row is read with once registered (default ``max_length``); ``warmup``: share of the steps
+    the learning rate ramps up over; ``class_weight`` and ``domain_repeats``: see udfs.training.finetune."""
 
     epochs: NonNegative = 2
     learning_rate: NonNegative = 5e-5
     batch_size: NonNegative = 16
-    max_length: NonNegative = 128
+    max_length: NonNegative = 128               # tokens per training row
+    predict_max_length: Annotated[Annotated[int, Field(ge=1)] | None, Allowed("null or a positive integer")] = None
     weight_decay: NonNegative = 0.01
+    warmup: Annotated[float, Field(ge=0, lt=1), Allowed("a number >= 0 and < 1")] = 0.0  # share of steps
+    class_weight: Annotated[Literal["balanced"] | None, Allowed("balanced, null")] = None  # within each domain
+    domain_repeats: Annotated[dict[str, Annotated[int, Field(ge=1)]],
+                              Allowed("a mapping of domain -> positive integer")] = Field(default_factory=dict)
 
 
 HEAD_DEFAULTS = HeadParams().model_dump()
