@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from udfs.errors import ConfigError
+from udfs.models.backends.heads import domain_weights
 from udfs.models.backends.hf_classifier import SequenceClassifier
 from udfs.models.loading import local_folder
 from udfs.training.data import Prepared
@@ -89,14 +90,10 @@ def training_rows(rows: pd.DataFrame, index: dict[str, int], repeats: dict[str, 
     table = pd.concat(parts, ignore_index=True) if parts else rows.iloc[:0]
     y = table["label"].map(index).to_numpy()
     w = np.ones(len(table), dtype=np.float32)
-    if class_weight == "balanced":
+    if class_weight == "balanced":  # per domain, so each keeps its share: domain_weights of it alone
         dom = table["domain"].to_numpy() if "domain" in table else np.full(len(table), "")
         for d in set(dom.tolist()):
-            in_d = dom == d
-            classes = set(y[in_d].tolist())
-            for c in classes:
-                rows_c = in_d & (y == c)
-                w[rows_c] = in_d.sum() / (len(classes) * rows_c.sum())
+            w[dom == d] = domain_weights(y[dom == d], dom[dom == d])
     return table["text"].tolist(), y, w
 
 
