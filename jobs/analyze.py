@@ -146,7 +146,7 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-    return run_cli(lambda: run(load_job(args.conf)), print_summary)
+    return run_cli(lambda: run(load_job(args.conf)), print_summary, source=args.conf)
 
 
 if __name__ == "__main__":

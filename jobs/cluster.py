@@ -234,7 +234,8 @@ def print_summary(summary: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
     try:
-        return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, input_errors=(ClusteringError,))
+        return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, source=args.conf,
+                       input_errors=(ClusteringError,))
     finally:
         _stop_local_connect()
 

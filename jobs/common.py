@@ -18,13 +18,16 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *,
+def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *, source: str | None = None,
             input_errors: tuple[type[Exception], ...] = ()) -> int:
     """A job's command line: a configuration error exits 2, an input or output error 3, each with one line
-    on stderr (no traceback)."""
+    on stderr (no traceback). A configuration error found past parsing (a task's model reference, a column
+    of the table) names ``source``, the job's file, when it does not name one itself."""
     try:
         summary = execute()
     except ConfigError as exc:
+        if source and not exc.source:
+            exc = ConfigError(exc.key, exc.value, exc.allowed, source=source)
         print(f"configuration error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (InputError, *input_errors) as exc:

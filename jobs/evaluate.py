@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print_summary(summary)
         print(dumps(summary["decision"]))
 
-    return run_cli(lambda: run(parse_evaluate_job(read_yaml(args.conf), source=args.conf)), report)
+    return run_cli(lambda: run(parse_evaluate_job(read_yaml(args.conf), source=args.conf)), report, source=args.conf)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from jobs import datasets  # noqa: E402
 from jobs.common import parse_args, read_input, run_cli  # noqa: E402
 from jobs.config import InputConf, MlflowSection, SparkSection, read_yaml  # noqa: E402
 from udfs.config import Allowed, Section, validate  # noqa: E402
-from udfs.errors import ConfigError  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
 from udfs.training.settings import (TRAINING_EXPERIMENT, Column, NullIsEmpty, RegisterSection,  # noqa: E402
                                     TrainOptions, TrainSettings)
@@ -142,16 +141,8 @@ def run(job: TrainJob, *, spark=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
-
-    def execute():
-        try:
-            return run(load_train_job(args.conf))
-        except ConfigError as exc:  # found once the table is read (a column, a domain): name the file too
-            if exc.source:
-                raise
-            raise ConfigError(exc.key, exc.value, exc.allowed, source=args.conf) from None
-
-    return run_cli(execute, lambda result: print(dumps(result_summary(result))))
+    return run_cli(lambda: run(load_train_job(args.conf)), lambda result: print(dumps(result_summary(result))),
+                   source=args.conf)
 
 
 if __name__ == "__main__":

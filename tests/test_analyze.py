@@ -146,6 +146,7 @@ def no_spark(monkeypatch):
     ("output not writable", 3, "input error: {conf}: output.path: got '/proc/textspark/out'; cannot write next to it"),
     ("mode error, output exists", 3, "input error: {conf}: output.path: got '{existing}'; the output exists and "
                                      "mode is error; allowed: a new path, or mode overwrite, append or ignore"),
+    ("unregistered model", 2, "configuration error: {conf}: tasks[0].model: got 'models:/nope@champion'; allowed: "),
 ])
 def test_cli_config_and_input_errors_are_one_line_before_spark(no_spark, tiny_encoder, table, tmp_path, capsys,
                                                                case, code, message):
@@ -162,7 +163,8 @@ def test_cli_config_and_input_errors_are_one_line_before_spark(no_spark, tiny_en
     elif case == "mode error, output exists":
         out, mode = existing, "error"
     broken = "input:\n  path: x\n   bad: 1\n" if case == "yaml" else ""  # line 6: a key indented under a value
-    conf.write_text(f"input: {{path: {inp}, text_column: text}}\ntasks: [{{task: embed, model: '{tiny_encoder}'}}]\n"
+    model = "models:/nope@champion" if case == "unregistered model" else tiny_encoder
+    conf.write_text(f"input: {{path: {inp}, text_column: text}}\ntasks: [{{task: embed, model: '{model}'}}]\n"
                     f"output: {{path: {out}, mode: {mode}}}\n{broken}")
     assert analyze.main(["--conf", str(conf)]) == code
     err = capsys.readouterr().err
