@@ -100,4 +100,4 @@ def training_rows(rows: pd.DataFrame, index: dict[str, int], repeats: dict[str, 
 def schedule(steps: int, warmup: float):
     """Learning-rate factor per step: linear warm-up over the first ``warmup`` share of steps, then linear decay."""
     ramp = max(1.0, warmup * steps)
-    return lambda step: (min(1.0, (step + 1) / ramp) if warmup else 1.0) * max(0.0, 1.0 - step / steps)
+    return lambda step: min(1.0, (step + 1) / ramp) * max(0.0, 1.0 - step / steps)  # ramp 1: no warm-up
