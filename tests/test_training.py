@@ -14,7 +14,7 @@ from udfs.errors import ConfigError
 from udfs.models.loading import build, local_folder
 from udfs.models.registry import client, resolve
 from udfs.training.data import prepare
-from udfs.training.finetune import training_rows
+from udfs.training.finetune import epoch_batches, training_rows
 from udfs.training.settings import TrainSettings
 from udfs.training.train import train
 
@@ -149,6 +149,20 @@ def test_finetuning_rows_repeat_a_domain_and_balance_its_classes_within_it():
         training_rows(rows, {"neg": 0, "pos": 1}, {"drugs": 5}, None)
     with pytest.raises(ConfigError, match=r"allowed: an empty mapping \(no domain_column\)"):
         training_rows(rows.drop(columns="domain"), {"neg": 0, "pos": 1}, {"reviews": 2}, None)
+
+
+def test_finetuning_batches_group_rows_of_similar_length():
+    import torch
+
+    lengths = np.array([7, 0, 5, 2, 9, 1, 4, 8, 3, 6, 11, 10])  # row i's token count; one window (50 batches)
+    grouped = epoch_batches(lengths, 4, torch.Generator().manual_seed(0), True)
+    # whatever the shuffle: the 4 shortest rows together, then the next 4, ... (the batches' order is shuffled)
+    assert sorted(sorted(lengths[b].tolist()) for b in grouped) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert grouped == epoch_batches(lengths, 4, torch.Generator().manual_seed(0), True)  # the seed decides
+    plain = epoch_batches(lengths, 5, torch.Generator().manual_seed(0), False)
+    assert [len(b) for b in plain] == [5, 5, 2] and sorted(sum(plain, [])) == list(range(12))
+    by5 = epoch_batches(lengths, 5, torch.Generator().manual_seed(1), True)
+    assert sorted(sorted(lengths[b].tolist()) for b in by5) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
 
 
 def test_finetuning_with_domains_serves_its_own_length_and_rejects_an_unknown_domain(spark, tiny_encoder):

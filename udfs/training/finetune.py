@@ -4,6 +4,11 @@
 Rows from several domains (``domain_column``): ``finetune.domain_repeats`` repeats a small domain's training
 rows (each epoch sees them that many times) and ``finetune.class_weight: balanced`` weighs every class of a
 domain the same within it, each domain keeping its (repeated) row count as its share of the loss.
+
+Cost: a batch is padded to its longest row, so random batches of short tweets mixed with long reviews are mostly
+padding. ``finetune.group_by_length`` (Hugging Face Trainer's option of that name) batches rows of similar length
+within windows of 50 batches and shuffles the batches; ``finetune.precision`` runs the forward pass in bf16
+autocast (weights and optimizer stay fp32) where the CPU computes bf16 natively.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from udfs.errors import ConfigError
 from udfs.models.backends.heads import domain_weights
 from udfs.models.backends.hf_classifier import SequenceClassifier
 from udfs.models.loading import local_folder
+from udfs.runtime.device import auto_precision
 from udfs.training.data import Prepared
 from udfs.training.settings import TrainSettings
 
@@ -44,7 +50,9 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
             ignore_mismatched_sizes=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    bs, epochs = int(hyper["batch_size"]), int(hyper["epochs"])
+    bs, epochs, max_length = int(hyper["batch_size"]), int(hyper["epochs"]), int(hyper["max_length"])
+    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
+    bf16 = (auto_precision("cpu") if hyper["precision"] == "auto" else hyper["precision"]) == "bf16"
     steps = max(1, epochs * math.ceil(len(texts) / bs))
     opt = torch.optim.AdamW(model.parameters(), lr=float(hyper["learning_rate"]),
                             weight_decay=float(hyper["weight_decay"]))
@@ -52,12 +60,11 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     gen = torch.Generator().manual_seed(s.seed)
     model.train()
     for _ in range(epochs):
-        perm = torch.randperm(len(texts), generator=gen).tolist()
-        for start in range(0, len(texts), bs):
-            idx = perm[start:start + bs]
-            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                              max_length=int(hyper["max_length"]), return_tensors="pt")
-            logits = model(**batch).logits
+        for idx in epoch_batches(lengths, bs, gen, bool(hyper["group_by_length"])):
+            batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**batch).logits.float()
             loss = (torch.nn.functional.cross_entropy(logits, torch.tensor(y[idx], dtype=torch.long), reduction="none")
                     * torch.tensor(w[idx], dtype=torch.float32)).mean()
             loss.backward()
@@ -95,6 +102,22 @@ def training_rows(rows: pd.DataFrame, index: dict[str, int], repeats: dict[str, 
         for d in set(dom.tolist()):
             w[dom == d] = domain_weights(y[dom == d], dom[dom == d])
     return table["text"].tolist(), y, w
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, gen, group_by_length: bool) -> list[list[int]]:
+    """One epoch's batches of row indices, from a seeded shuffle (``gen``: a torch.Generator). With
+    ``group_by_length`` the shuffled rows are sorted by ``lengths`` within windows of 50 batches, cut into batches,
+    and the batches shuffled: each batch pads little, every batch size but a window's last stays ``batch_size``."""
+    import torch
+
+    perm = torch.randperm(len(lengths), generator=gen).tolist()
+    if not group_by_length:
+        return [perm[s:s + batch_size] for s in range(0, len(perm), batch_size)]
+    window, batches = 50 * batch_size, []
+    for s in range(0, len(perm), window):
+        rows = sorted(perm[s:s + window], key=lambda i: lengths[i])  # stable: equal lengths keep the shuffle
+        batches += [rows[b:b + batch_size] for b in range(0, len(rows), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
 def schedule(steps: int, warmup: float):
