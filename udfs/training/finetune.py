@@ -1,5 +1,6 @@
 """``method: finetune``: full fine-tuning of the encoder with a classification layer
-(AutoModelForSequenceClassification), on the driver; registered as kind ``hf_classifier``.
+(AutoModelForSequenceClassification), on the driver (its GPU where it has one); registered as kind
+``hf_classifier``.
 
 Rows from several domains (``domain_column``): ``finetune.domain_repeats`` repeats a small domain's training
 rows (each epoch sees them that many times) and ``finetune.class_weight: balanced`` weighs every class of a
@@ -8,7 +9,8 @@ domain the same within it, each domain keeping its (repeated) row count as its s
 Cost: a batch is padded to its longest row, so random batches of short tweets mixed with long reviews are mostly
 padding. ``finetune.group_by_length`` (Hugging Face Trainer's option of that name) batches rows of similar length
 within windows of 50 batches and shuffles the batches; ``finetune.precision`` runs the forward pass in bf16
-autocast (weights and optimizer stay fp32) where the CPU computes bf16 natively.
+autocast (weights and optimizer stay fp32) where the hardware computes bf16 natively (a GPU without bf16 trains
+in fp32: fp16 would need loss scaling).
 """
 from __future__ import annotations
 
@@ -52,7 +54,10 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
         transformers.logging.set_verbosity(verbosity)
     bs, epochs, max_length = int(hyper["batch_size"]), int(hyper["epochs"]), int(hyper["max_length"])
     lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
-    bf16 = (auto_precision("cpu") if hyper["precision"] == "auto" else hyper["precision"]) == "bf16"
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the driver's GPU where it has one
+    wanted = auto_precision(device) if hyper["precision"] == "auto" else hyper["precision"]
+    bf16 = wanted == "bf16" and (device == "cpu" or torch.cuda.is_bf16_supported())  # no fp16: it needs a scaler
+    model.to(device)
     steps = max(1, epochs * math.ceil(len(texts) / bs))
     opt = torch.optim.AdamW(model.parameters(), lr=float(hyper["learning_rate"]),
                             weight_decay=float(hyper["weight_decay"]))
@@ -62,16 +67,17 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     for _ in range(epochs):
         for idx in epoch_batches(lengths, bs, gen, bool(hyper["group_by_length"])):
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                              return_tensors="pt").to(device)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(**batch).logits.float()
-            loss = (torch.nn.functional.cross_entropy(logits, torch.tensor(y[idx], dtype=torch.long), reduction="none")
-                    * torch.tensor(w[idx], dtype=torch.float32)).mean()
+            target = torch.tensor(y[idx], dtype=torch.long, device=device)
+            loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none")
+                    * torch.tensor(w[idx], dtype=torch.float32, device=device)).mean()
             loss.backward()
             opt.step()
             sched.step()
             opt.zero_grad()
-    model.eval()
+    model.eval().to("cpu")
     stage.mkdir(parents=True)
     model.save_pretrained(stage)
     tokenizer.save_pretrained(stage)

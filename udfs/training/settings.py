@@ -43,7 +43,7 @@ class FinetuneParams(Section):
     """``finetune:``: full fine-tuning of the encoder with a classification layer. ``predict_max_length``:
     the tokens a row is read with once registered (default ``max_length``); ``warmup``: share of the steps
     the learning rate ramps up over; ``class_weight``, ``domain_repeats``, ``group_by_length`` and ``precision``
-    (the forward pass in bf16 autocast; auto: where the CPU computes bf16 natively): see udfs.training.finetune."""
+    (the forward pass in bf16 autocast; auto: where the hardware computes bf16 natively): see udfs.training.finetune."""
 
     epochs: NonNegative = 2
     learning_rate: NonNegative = 5e-5
