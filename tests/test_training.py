@@ -181,6 +181,28 @@ def test_finetuning_with_domains_serves_its_own_length_and_rejects_an_unknown_do
     assert "never-registered" not in {m.name for m in client().search_registered_models()}
     with pytest.raises(ConfigError, match=r"finetune.warmup: got 1.5; allowed: a number >= 0 and < 1"):
         TrainSettings(name="x", finetune={"warmup": 1.5})
+    with pytest.raises(ConfigError, match=r"finetune.precision: got 'fp16'; allowed: auto, bf16, fp32"):
+        TrainSettings(name="x", finetune={"precision": "fp16"})
+
+
+def test_finetuning_with_frozen_layers_trains_only_the_layers_above(spark, tiny_encoder):
+    from transformers import AutoModel
+
+    df = spark.createDataFrame(labeled_rows(8), "id int, text string, label string")
+    tune = {"epochs": 1, "batch_size": 8, "max_length": 16, "learning_rate": 1e-2, "frozen_layers": 1}
+    result = train(df, TrainSettings(name="tiny-finetuned-frozen", method="finetune", base_model=tiny_encoder,
+                                     test_fraction=0.25, finetune=tune))
+    before = AutoModel.from_pretrained(str(local_folder(resolve(tiny_encoder)) / "weights")).state_dict()
+    after = AutoModel.from_pretrained(str(local_folder(resolve(result.uri)) / "weights")).state_dict()
+    assert before.keys() == after.keys()
+    changed = sorted({name.split(".")[0] + ("." + name.split(".")[2] if name.startswith("encoder.") else "")
+                      for name in before if not np.array_equal(before[name].numpy(), after[name].numpy())})
+    assert changed == ["encoder.1", "pooler"]  # the tiny encoder has 2 layers: embeddings and layer 0 frozen
+    with pytest.raises(ConfigError, match=r"finetune.frozen_layers: got 3; allowed: 0 to 2 \(the base model's "
+                                          r"layers\)"):
+        train(df, TrainSettings(name="never-registered", method="finetune", base_model=tiny_encoder,
+                                finetune={**tune, "frozen_layers": 3}))
+    assert "never-registered" not in {m.name for m in client().search_registered_models()}
 
 
 @pytest.mark.parametrize("rows, settings, message", [

@@ -33,7 +33,7 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     """Fine-tune on the training split, weights to ``stage``; as :func:`udfs.training.head._fit_head` returns."""
     import torch
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     hyper = s.finetune_params()
     rows = data.df.toPandas()  # in partition order, which varies: sorted so the seed alone decides the fit
@@ -42,6 +42,9 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     index = {label: i for i, label in enumerate(data.labels)}
     texts, y, w = training_rows(train_rows, index, hyper["domain_repeats"], hyper["class_weight"])
     weights = local_folder(base) / "weights"
+    depth = int(getattr(AutoConfig.from_pretrained(str(weights)), "num_hidden_layers", 0))
+    if hyper["frozen_layers"] > depth:  # before the weights load
+        raise ConfigError("finetune.frozen_layers", hyper["frozen_layers"], f"0 to {depth} (the base model's layers)")
     torch.manual_seed(s.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(weights))
     verbosity = transformers.logging.get_verbosity()
@@ -52,6 +55,7 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
             ignore_mismatched_sizes=True)
     finally:
         transformers.logging.set_verbosity(verbosity)
+    freeze_lower_layers(model, int(hyper["frozen_layers"]))
     bs, epochs, max_length = int(hyper["batch_size"]), int(hyper["epochs"]), int(hyper["max_length"])
     lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the driver's GPU where it has one
@@ -59,7 +63,7 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     bf16 = wanted == "bf16" and (device == "cpu" or torch.cuda.is_bf16_supported())  # no fp16: it needs a scaler
     model.to(device)
     steps = max(1, epochs * math.ceil(len(texts) / bs))
-    opt = torch.optim.AdamW(model.parameters(), lr=float(hyper["learning_rate"]),
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(hyper["learning_rate"]),
                             weight_decay=float(hyper["weight_decay"]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(steps, float(hyper["warmup"])))
     gen = torch.Generator().manual_seed(s.seed)
@@ -108,6 +112,24 @@ def training_rows(rows: pd.DataFrame, index: dict[str, int], repeats: dict[str, 
         for d in set(dom.tolist()):
             w[dom == d] = domain_weights(y[dom == d], dom[dom == d])
     return table["text"].tolist(), y, w
+
+
+def freeze_lower_layers(model, n: int) -> None:
+    """Freeze the embeddings and the ``n`` lowest transformer layers of ``model`` (a Hugging Face model with a
+    classification layer): only the layers above, the pooler and the classifier train, and the backward pass
+    stops at the first trained layer."""
+    import torch
+
+    if n == 0:
+        return
+    base = model.base_model
+    depth = int(getattr(model.config, "num_hidden_layers", 0))
+    stack = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == depth), None)
+    if stack is None:
+        raise ConfigError("finetune.frozen_layers", n, "0: the base model's layers were not found")
+    lower = [getattr(base, "embeddings", None) or base.get_input_embeddings(), *stack[:n]]
+    for module in lower:
+        module.requires_grad_(False)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, gen, group_by_length: bool) -> list[list[int]]:

@@ -42,7 +42,8 @@ class HeadParams(Section):
 class FinetuneParams(Section):
     """``finetune:``: full fine-tuning of the encoder with a classification layer. ``predict_max_length``:
     the tokens a row is read with once registered (default ``max_length``); ``warmup``: share of the steps
-    the learning rate ramps up over; ``class_weight``, ``domain_repeats``, ``group_by_length`` and ``precision``
+    the learning rate ramps up over; ``frozen_layers``: the embeddings and that many of the encoder's lowest
+    layers keep their weights; ``class_weight``, ``domain_repeats``, ``group_by_length`` and ``precision``
     (the forward pass in bf16 autocast; auto: where the hardware computes bf16 natively): see udfs.training.finetune."""
 
     epochs: NonNegative = 2
@@ -54,6 +55,7 @@ class FinetuneParams(Section):
     warmup: Annotated[float, Field(ge=0, lt=1), Allowed("a number >= 0 and < 1")] = 0.0  # share of steps
     class_weight: Annotated[Literal["balanced"] | None, Allowed("balanced, null")] = None  # within each domain
     group_by_length: bool = True                # batches of rows of similar length: less padding
+    frozen_layers: Annotated[int, Field(ge=0), Allowed("a non-negative integer")] = 0  # + the embeddings when > 0
     precision: Annotated[Literal["auto", "bf16", "fp32"], Allowed("auto, bf16, fp32")] = "auto"
     domain_repeats: Annotated[dict[str, Annotated[int, Field(ge=1)]],
                               Allowed("a mapping of domain -> positive integer")] = Field(default_factory=dict)
