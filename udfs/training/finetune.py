@@ -127,8 +127,8 @@ def freeze_lower_layers(model, n: int) -> None:
     stack = next((m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == depth), None)
     if stack is None:
         raise ConfigError("finetune.frozen_layers", n, "0: the base model's layers were not found")
-    lower = [getattr(base, "embeddings", None) or base.get_input_embeddings(), *stack[:n]]
-    for module in lower:
+    embeddings = getattr(base, "embeddings", None)
+    for module in [base.get_input_embeddings() if embeddings is None else embeddings, *stack[:n]]:
         module.requires_grad_(False)
 
 
