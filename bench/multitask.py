@@ -1,7 +1,7 @@
 """Several tasks on the same texts: together in the analyze job's one stage vs each alone, and vs the same
 tasks as separate UDFs in one ``select`` (what a user writes by hand).
 
-    .venv/bin/python bench/multitask.py [--rows 2000]
+    .venv/bin/python bench/multitask.py [--rows 2000] [--sentiment models:/textspark-sentiment-finetuned@champion]
 
 One process, one SparkSession (conf/spark/local.yml: local[2], one torch thread per Python worker), real
 tweets (bench/common.corpus, no articles), the registered MiniLM (embed), the default sentiment model (a head
@@ -15,6 +15,8 @@ each variant gets texts of its own (an encoder remembers its last few batches).
   udfs         the three public UDFs in one select (scalar Arrow UDFs: Spark evaluates them in one Python
                worker, batch by batch, so they share the encoder's pass too)
 Prints seconds and the ratio of together / udfs to the slowest task alone (target <= 1.3).
+``--sentiment`` names another sentiment model, e.g. the fine-tuned one (an encoder of its own: what sharing
+the default's pass saves is then paid).
 """
 from __future__ import annotations
 
@@ -33,21 +35,22 @@ TASKS = {"embed": {"task": "embed", "column": "embedding"},
          "zero-shot": {"task": "classify", "labels": LABELS, "column": "zero_shot"}}
 
 
-def measure(spark, rows: int) -> dict[str, float]:
+def measure(spark, rows: int, sentiment_model: str | None = None) -> dict[str, float]:
     """Seconds for each task alone, the three together in the job's stage, and as three UDFs in one select."""
     from udfs import classify, embed, sentiment
     from udfs.tasks.incremental import as_tasks
     from udfs.tasks.pipeline import apply_tasks, plan_tasks
 
+    tasks = {**TASKS, "sentiment": {**TASKS["sentiment"], "model": sentiment_model}} if sentiment_model else TASKS
     variants = len(TASKS) + 2
     texts = corpus((rows + 64) * variants, article_share=0.0)  # each variant its own texts: an encoder
     chunks = iter(texts[i::variants] for i in range(variants))  # remembers its last batches' vectors
 
     def job_path(frame, names):
-        return apply_tasks(frame, "text", plan_tasks(as_tasks([TASKS[n] for n in names])))
+        return apply_tasks(frame, "text", plan_tasks(as_tasks([tasks[n] for n in names])))
 
     def udf_path(frame, _):
-        return frame.select("id", embed("text").alias("e"), sentiment("text").alias("s"),
+        return frame.select("id", embed("text").alias("e"), sentiment("text", model=sentiment_model).alias("s"),
                             classify("text", labels=LABELS).alias("z"))
 
     def timed(build, names) -> float:
@@ -80,13 +83,16 @@ def report(seconds: dict[str, float], rows: int) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--sentiment", help="sentiment model reference (default: the catalog's)")
     args = parser.parse_args(argv)
     for task in ("embed", "sentiment"):
         bench_registry(task)  # sentiment's default head is trained on first use (a minute or two)
     from udfs.platform import get_spark
 
     spark = get_spark("local")
-    report(measure(spark, args.rows), args.rows)
+    if args.sentiment:
+        print(f"sentiment model: {args.sentiment}")
+    report(measure(spark, args.rows, args.sentiment), args.rows)
     spark.stop()
 
 
