@@ -172,7 +172,7 @@ def test_finetuning_with_domains_serves_its_own_length_and_rejects_an_unknown_do
             "warmup": 0.1, "class_weight": "balanced", "domain_repeats": {"news": 2}}
     result = train(df, TrainSettings(name="tiny-finetuned-domains", method="finetune", base_model=tiny_encoder,
                                      domain_column="source", test_fraction=0.25, finetune=tune))
-    assert resolve(result.uri).params["max_tokens"] == 24
+    assert resolve(result.uri).params["max_tokens"] == 24 and resolve(result.uri).params["precision"] == "fp32"
     assert mlflow.get_run(result.run_id).data.params["finetune.domain_repeats"] == "{'news': 2}"
     with pytest.raises(ConfigError, match=r"finetune.domain_repeats: got \{'reviews': 2\}; allowed: domains of the "
                                           r"training table: blogs, news"):
@@ -188,10 +188,17 @@ def test_finetuning_with_domains_serves_its_own_length_and_rejects_an_unknown_do
 def test_finetuning_with_frozen_layers_trains_only_the_layers_above(spark, tiny_encoder):
     from transformers import AutoModel
 
+    from udfs.models.registry import register_folder
+
+    # a base served in precision auto: the fine-tuned model is served as the base is
+    register_folder("tiny-encoder-auto", task="embed", kind="hf_encoder",
+                    weights=local_folder(resolve(tiny_encoder)) / "weights", params={"max_tokens": 64, "precision": "auto"})
     df = spark.createDataFrame(labeled_rows(8), "id int, text string, label string")
     tune = {"epochs": 1, "batch_size": 8, "max_length": 16, "learning_rate": 1e-2, "frozen_layers": 1}
-    result = train(df, TrainSettings(name="tiny-finetuned-frozen", method="finetune", base_model=tiny_encoder,
-                                     test_fraction=0.25, finetune=tune))
+    result = train(df, TrainSettings(name="tiny-finetuned-frozen", method="finetune",
+                                     base_model="models:/tiny-encoder-auto@champion", test_fraction=0.25, finetune=tune))
+    assert resolve(result.uri).params == {"labels": ["business", "politics", "sport"], "max_tokens": 16,
+                                          "base_model": "tiny-encoder-auto/1", "precision": "auto"}
     before = AutoModel.from_pretrained(str(local_folder(resolve(tiny_encoder)) / "weights")).state_dict()
     after = AutoModel.from_pretrained(str(local_folder(resolve(result.uri)) / "weights")).state_dict()
     assert before.keys() == after.keys()

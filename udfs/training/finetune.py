@@ -85,9 +85,12 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     stage.mkdir(parents=True)
     model.save_pretrained(stage)
     tokenizer.save_pretrained(stage)
+    # served in the base model's precision (MiniLM's: auto, bf16 where native), as a head on it is; the held-out
+    # rows are scored the way the UDFs will score them on this host
     params = {"labels": data.labels, "max_tokens": int(hyper["predict_max_length"] or hyper["max_length"]),
-              "base_model": base.label}
-    served = SequenceClassifier(stage, **params)
+              "base_model": base.label, "precision": base.params.get("precision", "fp32")}
+    here = auto_precision("cpu") if params["precision"] == "auto" else params["precision"]
+    served = SequenceClassifier(stage, **{**params, "precision": here})
     proba = served.predict_proba(test_rows["text"].tolist())
     pred = [data.labels[j] for j in proba.argmax(axis=1)]
     return "hf_classifier", params, test_rows["label"].tolist(), pred, {"hyper": hyper}
