@@ -16,7 +16,8 @@ each variant gets texts of its own (an encoder remembers its last few batches).
                worker, batch by batch, so they share the encoder's pass too)
 Prints seconds and the ratio of together / udfs to the slowest task alone (target <= 1.3).
 ``--sentiment`` names another sentiment model, e.g. the fine-tuned one (an encoder of its own: what sharing
-the default's pass saves is then paid).
+the default's pass saves is then paid); set MLFLOW_TRACKING_URI to the registry that holds it (without it the
+bench uses a throw-away registry holding only the defaults).
 """
 from __future__ import annotations
 
