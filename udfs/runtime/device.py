@@ -86,6 +86,11 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """``precision`` as it runs on ``device``: "auto" is :func:`auto_precision`, any other value stays."""
+    return auto_precision(device) if precision == "auto" else precision
+
+
 def auto_precision(device: str) -> str:
     """bf16 where the hardware computes it natively (CUDA with bf16, or a CPU with AMX-BF16 / AVX512-BF16),
     else fp32. Detected on each worker, so a mixed cluster does the right thing per host."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from udfs.models.loading import load
-from udfs.runtime.device import auto_precision, configure_threads, select_device
+from udfs.runtime.device import configure_threads, resolve_precision, select_device
 from udfs.text import arrow_texts, clean_texts
 
 if TYPE_CHECKING:  # the plan module builds UDFs that call this one
@@ -25,7 +25,7 @@ def worker_model(p: UdfPlan):
     """Configure this worker (threads, device) and return its cached model."""
     configure_threads()
     device = select_device(p.device)
-    precision = _effective_precision(p.precision, device)
+    precision = resolve_precision(p.precision, device)  # auto: bf16 where this worker's hardware has it
     return load(p.model, device=device, precision=precision)
 
 
@@ -35,11 +35,6 @@ def loaded(p: UdfPlan, model, texts):
     if model is None and texts.null_count < len(texts):
         return worker_model(p)
     return model
-
-
-def _effective_precision(precision: str, device: str) -> str:
-    """"auto" picks bf16 where this worker's hardware has it natively, else fp32 (udfs.runtime.device.auto_precision)."""
-    return auto_precision(device) if precision == "auto" else precision
 
 
 def run_arrow_batch(p: UdfPlan, model: Any, texts, result_type, *, only: str | None = None,

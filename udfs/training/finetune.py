@@ -24,7 +24,7 @@ from udfs.errors import ConfigError
 from udfs.models.backends.heads import domain_weights
 from udfs.models.backends.hf_classifier import SequenceClassifier
 from udfs.models.loading import local_folder
-from udfs.runtime.device import auto_precision
+from udfs.runtime.device import resolve_precision
 from udfs.training.data import Prepared
 from udfs.training.settings import TrainSettings
 
@@ -59,8 +59,8 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     bs, epochs, max_length = int(hyper["batch_size"]), int(hyper["epochs"]), int(hyper["max_length"])
     lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
     device = "cuda" if torch.cuda.is_available() else "cpu"  # the driver's GPU where it has one
-    wanted = auto_precision(device) if hyper["precision"] == "auto" else hyper["precision"]
-    bf16 = wanted == "bf16" and (device == "cpu" or torch.cuda.is_bf16_supported())  # no fp16: it needs a scaler
+    bf16 = resolve_precision(hyper["precision"], device) == "bf16" and (  # a GPU's fp16 would need a scaler
+        device == "cpu" or torch.cuda.is_bf16_supported())
     model.to(device)
     steps = max(1, epochs * math.ceil(len(texts) / bs))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(hyper["learning_rate"]),
@@ -89,8 +89,7 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     # rows are scored the way the UDFs will score them on this host
     params = {"labels": data.labels, "max_tokens": int(hyper["predict_max_length"] or hyper["max_length"]),
               "base_model": base.label, "precision": base.params.get("precision", "fp32")}
-    here = auto_precision("cpu") if params["precision"] == "auto" else params["precision"]
-    served = SequenceClassifier(stage, **{**params, "precision": here})
+    served = SequenceClassifier(stage, **{**params, "precision": resolve_precision(params["precision"], "cpu")})
     proba = served.predict_proba(test_rows["text"].tolist())
     pred = [data.labels[j] for j in proba.argmax(axis=1)]
     return "hf_classifier", params, test_rows["label"].tolist(), pred, {"hyper": hyper}
