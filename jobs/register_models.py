@@ -16,6 +16,7 @@ from udfs.errors import ConfigError
 from udfs.models.catalog import CatalogEntry, load_catalog
 from udfs.models.registry import client, register_folder
 from udfs.platform import setup_environment
+from udfs.training.settings import KIND_OF_METHOD
 
 
 def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
@@ -28,7 +29,8 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
 
         weights = snapshot_download(entry.source["hf_id"])
     if not weights.is_dir():
-        raise ConfigError(f"models.{entry.name}.source", entry.source, "a folder that exists", source="catalog")
+        raise ConfigError(f"models.{entry.name}.source", entry.source, "a folder that exists",
+                          source=entry.catalog_file)
     from pathlib import Path
 
     return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=Path(weights),
@@ -36,16 +38,28 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
 
 
 def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
-    """A ``source: {train: <config>}`` entry: when ``models:/<name>@<alias>`` is absent, train it from the
-    config's real data and point the alias at the result; when present, do nothing (idempotent)."""
+    """A ``source: {train: <config>}`` entry: when ``models:/<name>@<alias>`` is absent, or is a model of
+    another kind than the entry's (the catalog changed the recipe, e.g. a head became a fine-tuned model),
+    train it from the config's real data and point the alias at the result; else do nothing (idempotent)."""
+    job = load_train_job(entry.train_config(), name=entry.name, task=entry.task,
+                         label_map=entry.params.get("label_map"))
+    makes = KIND_OF_METHOD[job.settings.method]
+    if makes != entry.kind:  # before any model loads
+        raise ConfigError(f"models.{entry.name}.kind", entry.kind,
+                          f"{makes} (what {entry.source['train']} trains: method {job.settings.method})",
+                          source=entry.catalog_file)
     mlc = client()
     existing = {m.name: m for m in mlc.search_registered_models(filter_string=f"name='{entry.name}'")}
     aliases = dict(existing[entry.name].aliases or {}) if entry.name in existing else {}
     if entry.alias in aliases:
-        return str(aliases[entry.alias]), False
-    job = load_train_job(entry.train_config(), name=entry.name, task=entry.task,
-                         label_map=entry.params.get("label_map"))
-    print(f"{entry.name}: training from {entry.source['train']} (absent from the registry)", flush=True)
+        version = str(aliases[entry.alias])
+        kind = mlc.get_model_version(entry.name, version).tags.get("textspark.kind")
+        if kind == entry.kind:
+            return version, False
+        why = f"@{entry.alias} is version {version}, of kind {kind}; the catalog's is {entry.kind}"
+    else:
+        why = "absent from the registry"
+    print(f"{entry.name}: training from {entry.source['train']} ({why})", flush=True)
     result = run(job)
     mlc.set_registered_model_alias(entry.name, entry.alias, result.version)
     print(f"{entry.name}: held-out accuracy={result.metrics['accuracy']:.4f} "

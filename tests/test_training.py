@@ -268,7 +268,7 @@ def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp
     """A catalog entry with source {train: conf}: trained and made champion when absent, untouched after."""
     from jobs.register_models import register_entry
     from jobs.train_classifier import parse_train_job
-    from udfs.models.catalog import parse_catalog
+    from udfs.models.catalog import load_catalog, parse_catalog
 
     path = tmp_path / "labeled.parquet"
     spark.createDataFrame(labeled_rows(), "id int, text string, label string").toPandas().to_parquet(path)
@@ -282,6 +282,30 @@ def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp
     assert created and resolve("models:/tiny-built@champion").version == version
     assert register_entry(catalog["tiny-built"]) == (version, False)
     assert len(client().search_model_versions("name='tiny-built'")) == 1
+    # the catalog changes the recipe to fine-tuning: @champion, a head, is of another kind and is retrained once
+    tuned = tmp_path / "finetune.yml"
+    tuned.write_text(yaml.safe_dump({"input": {"path": str(path)}, "label_column": "label", "base_model": tiny_encoder,
+                                     "method": "finetune", "finetune": {"epochs": 1, "batch_size": 8,
+                                                                        "max_length": 32},
+                                     "register": {"name": "ignored"}}))
+    (tmp_path / "models.yml").write_text(yaml.safe_dump(
+        {"models": {"tiny-built": {"task": "classify", "kind": "hf_classifier", "source": {"train": str(tuned)}},
+                    "tiny-mismatch": {"task": "classify", "kind": "embedding_head", "source": {"train": str(tuned)}}}}))
+    changed = load_catalog(tmp_path / "models.yml")
+    capsys.readouterr()
+    new_version, created = register_entry(changed["tiny-built"])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"tiny-built: training from {tuned} (@champion is version {version}, of kind embedding_head; "
+        "the catalog's is hf_classifier)")
+    assert created and int(new_version) == int(version) + 1
+    assert (resolve("models:/tiny-built@champion").version, resolve("models:/tiny-built@champion").kind) == \
+        (new_version, "hf_classifier")
+    assert register_entry(changed["tiny-built"]) == (new_version, False)
+    with pytest.raises(ConfigError) as bad_kind:  # before any model loads or data is read
+        register_entry(changed["tiny-mismatch"])
+    assert str(bad_kind.value) == (f"{tmp_path / 'models.yml'}: models.tiny-mismatch.kind: got 'embedding_head'; "
+                                   f"allowed: hf_classifier (what {tuned} trains: method finetune)")
+    assert client().search_registered_models(filter_string="name='tiny-mismatch'") == []
     from jobs import train_classifier
 
     bad = tmp_path / "bad.yml"  # wrong only in a way seen once the table is read: the file is still named

@@ -45,6 +45,11 @@ class CatalogEntry(Section):
     params: Annotated[dict[str, Any], Allowed("a mapping")] = Field(default_factory=dict)
     description: str = ""
     _folder: Path = PrivateAttr(default=CONF_DIR)  # the catalog file's folder
+    _file: str | None = PrivateAttr(default=None)  # the catalog file, named by errors found later
+
+    @property
+    def catalog_file(self) -> str:
+        return self._file or "catalog"
 
     @property
     def reference(self) -> str:
@@ -116,7 +121,7 @@ def _parse_entry(name: str, raw: Any, src: str | None) -> CatalogEntry:
                "description": str(raw.get("description", "")), "params": raw.get("params") or {}}
     entry = validate(CatalogEntry, raw, key=f"models.{name}", source=src, what="a mapping with task, kind, source")
     if src is not None:
-        entry._folder = Path(src).parent
+        entry._folder, entry._file = Path(src).parent, src
     return entry
 
 

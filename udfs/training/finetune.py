@@ -26,7 +26,7 @@ from udfs.models.backends.hf_classifier import SequenceClassifier
 from udfs.models.loading import local_folder
 from udfs.runtime.device import resolve_precision
 from udfs.training.data import Prepared
-from udfs.training.settings import TrainSettings
+from udfs.training.settings import KIND_OF_METHOD, TrainSettings
 
 
 def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
@@ -92,7 +92,7 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
     served = SequenceClassifier(stage, **{**params, "precision": resolve_precision(params["precision"], "cpu")})
     proba = served.predict_proba(test_rows["text"].tolist())
     pred = [data.labels[j] for j in proba.argmax(axis=1)]
-    return "hf_classifier", params, test_rows["label"].tolist(), pred, {"hyper": hyper}
+    return KIND_OF_METHOD["finetune"], params, test_rows["label"].tolist(), pred, {"hyper": hyper}
 
 
 def training_rows(rows: pd.DataFrame, index: dict[str, int], repeats: dict[str, int],

@@ -19,7 +19,7 @@ from udfs.models.loading import local_folder
 from udfs.models.registry import register_folder, resolve
 from udfs.tasks.embed import embed
 from udfs.training.data import Prepared
-from udfs.training.settings import TrainSettings
+from udfs.training.settings import KIND_OF_METHOD, TrainSettings
 
 
 def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
@@ -51,7 +51,7 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     stage_head(stage, base, layers)
     params = {**base.params, "labels": data.labels, "base_model": base.label,
               "head": {"hidden": hyper["hidden"], "activation": "relu"}}
-    return "embedding_head", params, true, pred, {"hyper": hyper}
+    return KIND_OF_METHOD["head"], params, true, pred, {"hyper": hyper}
 
 
 def stage_head(stage: Path, base, layers) -> Path:

@@ -16,6 +16,7 @@ from udfs.errors import ConfigError
 
 Task = Literal["classify", "sentiment"]
 Method = Literal["head", "finetune"]
+KIND_OF_METHOD = {"head": "embedding_head", "finetune": "hf_classifier"}  # the registered kind each method makes
 NullLabels = Literal["drop", "error"]
 TASKS, METHODS, NULL_LABELS = get_args(Task), get_args(Method), get_args(NullLabels)
 TRAINING_EXPERIMENT = "textspark-training"
