@@ -298,8 +298,8 @@ def test_job_config_and_catalog_entry_built_by_training(spark, tiny_encoder, tmp
         f"tiny-built: training from {tuned} (@champion is version {version}, of kind embedding_head; "
         "the catalog's is hf_classifier)")
     assert created and int(new_version) == int(version) + 1
-    assert (resolve("models:/tiny-built@champion").version, resolve("models:/tiny-built@champion").kind) == \
-        (new_version, "hf_classifier")
+    champion = resolve("models:/tiny-built@champion")
+    assert (champion.version, champion.kind) == (new_version, "hf_classifier")
     assert register_entry(changed["tiny-built"]) == (new_version, False)
     with pytest.raises(ConfigError) as bad_kind:  # before any model loads or data is read
         register_entry(changed["tiny-mismatch"])
