@@ -172,7 +172,8 @@ def test_finetuning_with_domains_serves_its_own_length_and_rejects_an_unknown_do
             "warmup": 0.1, "class_weight": "balanced", "domain_repeats": {"news": 2}}
     result = train(df, TrainSettings(name="tiny-finetuned-domains", method="finetune", base_model=tiny_encoder,
                                      domain_column="source", test_fraction=0.25, finetune=tune))
-    assert resolve(result.uri).params["max_tokens"] == 24 and resolve(result.uri).params["precision"] == "fp32"
+    served = resolve(result.uri).params
+    assert (served["max_tokens"], served["precision"]) == (24, "fp32")
     assert mlflow.get_run(result.run_id).data.params["finetune.domain_repeats"] == "{'news': 2}"
     with pytest.raises(ConfigError, match=r"finetune.domain_repeats: got \{'reviews': 2\}; allowed: domains of the "
                                           r"training table: blogs, news"):
