@@ -16,9 +16,9 @@ import time
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import check_input, manifest_json, parse_args, read_input, run_cli, task_rates  # noqa: E402
+from jobs.common import InputError, check_input, manifest_json, parse_args, read_input, run_cli, task_rates  # noqa: E402
 from jobs.config import JobConf, load_job  # noqa: E402
-from jobs.output import MANIFEST, Output  # noqa: E402
+from jobs.output import MANIFEST, Output, writer_lease  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from jobs.report import figure, tally  # noqa: E402
 from jobs.stream import run_stream  # noqa: E402
@@ -36,15 +36,25 @@ def run(conf: JobConf, *, spark=None) -> dict:
     planned = plan_tasks(conf.tasks)
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
     if conf.input.stream is not None:  # Structured Streaming: Spark's file sink commits each micro-batch
-        summary = run_stream(conf, planned, spark or get_spark(conf.spark.profile, conf=conf.spark.conf))
+        spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
+        with writer_lease(conf.output, spark, source=conf.source):  # one writer per output path
+            summary = run_stream(conf, planned, spark)
         _log_run(conf, summary)
         return summary
-    output = Output(conf.output, source=conf.source)
-    if output.skip:
-        return _skipped(conf)
-    spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
-    if output.bind(spark).skip:
-        return _skipped(conf)
+    with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
+        if output.skip:
+            return _skipped(conf)
+        spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
+        if output.bind(spark).skip:
+            return _skipped(conf)
+        summary, dists = _run_batch(conf, planned, output, spark)
+    _log_run(conf, summary, dists)
+    return summary
+
+
+def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dict]:
+    """Read, run every task, stage and commit ``output`` (whose lease this run holds); the summary and the
+    task distributions."""
     started = time.time()
     df = read_input(spark, conf.input, source=conf.source)
     for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column)):
@@ -56,12 +66,16 @@ def run(conf: JobConf, *, spark=None) -> dict:
     incremental = None
     if conf.output.mode == "incremental":  # reuse the committed output's results where nothing changed
         inc = Incremental(df, planned, output.previous(), text_column=conf.input.text_column,
-                          id_column=conf.input.id_column, profile=profile, partitions=partitions)
+                          id_column=conf.input.id_column, profile=profile, partitions=partitions,
+                          retry_errors=conf.incremental.retry_errors, previous_at=conf.output.path,
+                          source=conf.source)
         incremental = inc.counts()  # counts the ids too: checked here, before any model loads
         check_ids(df, conf.input.id_column, source=conf.source, counted=inc.id_counts)
         out = inc.output(incremental)  # a task with nothing to compute does not run
+        input_rows = incremental["rows"]
     else:
         out = apply_tasks(df, conf.input.text_column, planned, partitions=partitions, profile=profile)
+        input_rows = df.count()
     if conf.output.partitions:
         out = out.repartition(conf.output.partitions)
     output.check_append(out)
@@ -72,10 +86,14 @@ def run(conf: JobConf, *, spark=None) -> dict:
         inference_seconds = round(time.time() - inferring, 1)
         written = spark.read.format(conf.output.format).load(stage)
         row, dists = tally(written, planned)  # this run's rows only
+        if row["rows"] != input_rows:  # every input row is written once, or nothing is committed
+            raise InputError("output.path", conf.output.path, f"this run wrote {row['rows']} rows for "
+                             f"{input_rows} input rows; nothing was committed", source=conf.source)
         output.add_existing()
         summary = {
             "output": conf.output.path,
             "mode": conf.output.mode,
+            "input_rows": input_rows,
             "rows": row["rows"],
             "output_rows": spark.read.format(conf.output.format).load(stage).count() if output.appending
             else row["rows"],
@@ -92,8 +110,7 @@ def run(conf: JobConf, *, spark=None) -> dict:
         if incremental is not None:
             summary["incremental"] = incremental
         output.commit(manifest_json(**summary))
-    _log_run(conf, summary, dists)
-    return summary
+    return summary, dists
 
 
 def _skipped(conf: JobConf) -> dict:

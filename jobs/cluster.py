@@ -79,75 +79,75 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
     else:
         plan = _embed_plan(cc, cc.embedding_model)
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
-    output = Output(conf.output, source=conf.source)
-    if output.skip:
-        return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
-    spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
-    if output.bind(spark).skip:
-        return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
-    started = time.time()
-    df = read_input(spark, conf.input, source=conf.source)
-    for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column),
-                     ("label_column", cc.label_column), ("embedding_column", cc.embedding_column)):
-        if col is not None and col not in df.columns:
-            raise ConfigError(key, col, df.columns, source=conf.source)
-    output.check_ids(df, conf.input.id_column, table="assignments")
+    with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
+        if output.skip:
+            return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
+        spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
+        if output.bind(spark).skip:
+            return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
+        started = time.time()
+        df = read_input(spark, conf.input, source=conf.source)
+        for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column),
+                         ("label_column", cc.label_column), ("embedding_column", cc.embedding_column)):
+            if col is not None and col not in df.columns:
+                raise ConfigError(key, col, df.columns, source=conf.source)
+        output.check_ids(df, conf.input.id_column, table="assignments")
 
-    from pyspark import StorageLevel
+        from pyspark import StorageLevel
 
-    prepared = prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
-                       label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
-                       dim=clustering.embedding_dim if clustering else None,
-                       distance=clustering.distance if clustering else cc.distance,
-                       chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
-                       max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
-                       ).persist(StorageLevel.MEMORY_AND_DISK)
-    assigned = None
-    try:
-        embedding_label = plan.model.label if plan else None
-        if cc.mode == "fit":
-            result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None)
-            clustering = result.clustering
-        assigned = assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
-        sizes = describe.sizes(assigned)
-        keywords = describe.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
-        names = describe.names(clustering.k, keywords)
-        examples = describe.representatives(assigned, cc.examples)
-        scores = label_scores(assigned) if cc.label_column else {}
-        vectors, labels = projection_sample(assigned, cc.projection_size, seed=cc.seed)
-        summary = {
-            "mode": cc.mode, "output": conf.output.path, "input": conf.input.path, "k": clustering.k,
-            "distance": clustering.distance, "embedding_model": embedding_label,
-            "embedding_column": cc.embedding_column,
-            "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims,
-            "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
-            "keywords": {str(c): w for c, w in sorted(keywords.items())},
-            "names": {str(c): name for c, name in names.items()}, **scores,
-        }
-        if cc.mode == "fit":
-            clustering.keywords, clustering.sizes = keywords, sizes
-            summary.update(silhouette=result.silhouette, k_range=list(cc.k_range) if cc.k_range else None,
-                           k_selection=cc.k_selection if cc.k_range else None,
-                           candidates={str(k): s for k, s in result.candidates.items()},
-                           rows_distinct=result.distinct, lexical_note=result.lexical_note)
-        with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
-            png = projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
-                                 title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
-                                       f"k={clustering.k}", distance=clustering.distance, names=names)
-            run_id = _log_run(conf, cc, clustering, summary, png)
-            summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
-            summary["model_uri"] = f"models:/{summary['model']}"
-            summary["run_id"] = run_id
-            with output.staging():
-                _write_outputs(spark, output, conf, assigned, clustering, keywords, sizes, examples, summary, png)
-                summary.update(seconds=round(time.time() - started, 1), write_id=output.run_id,
-                               recovered=output.recovered)
-                output.commit(manifest_json(**summary))
-    finally:
-        if assigned is not None:
-            assigned.unpersist()
-        prepared.unpersist()
-    return summary
+        prepared = prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
+                           label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
+                           dim=clustering.embedding_dim if clustering else None,
+                           distance=clustering.distance if clustering else cc.distance,
+                           chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
+                           max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
+                           ).persist(StorageLevel.MEMORY_AND_DISK)
+        assigned = None
+        try:
+            embedding_label = plan.model.label if plan else None
+            if cc.mode == "fit":
+                result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None)
+                clustering = result.clustering
+            assigned = assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
+            sizes = describe.sizes(assigned)
+            keywords = describe.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
+            names = describe.names(clustering.k, keywords)
+            examples = describe.representatives(assigned, cc.examples)
+            scores = label_scores(assigned) if cc.label_column else {}
+            vectors, labels = projection_sample(assigned, cc.projection_size, seed=cc.seed)
+            summary = {
+                "mode": cc.mode, "output": conf.output.path, "input": conf.input.path, "k": clustering.k,
+                "distance": clustering.distance, "embedding_model": embedding_label,
+                "embedding_column": cc.embedding_column,
+                "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims,
+                "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
+                "keywords": {str(c): w for c, w in sorted(keywords.items())},
+                "names": {str(c): name for c, name in names.items()}, **scores,
+            }
+            if cc.mode == "fit":
+                clustering.keywords, clustering.sizes = keywords, sizes
+                summary.update(silhouette=result.silhouette, k_range=list(cc.k_range) if cc.k_range else None,
+                               k_selection=cc.k_selection if cc.k_range else None,
+                               candidates={str(k): s for k, s in result.candidates.items()},
+                               rows_distinct=result.distinct, lexical_note=result.lexical_note)
+            with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
+                png = projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
+                                     title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
+                                           f"k={clustering.k}", distance=clustering.distance, names=names)
+                run_id = _log_run(conf, cc, clustering, summary, png)
+                summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
+                summary["model_uri"] = f"models:/{summary['model']}"
+                summary["run_id"] = run_id
+                with output.staging():
+                    _write_outputs(spark, output, conf, assigned, clustering, keywords, sizes, examples, summary, png)
+                    summary.update(seconds=round(time.time() - started, 1), write_id=output.run_id,
+                                   recovered=output.recovered)
+                    output.commit(manifest_json(**summary))
+        finally:
+            if assigned is not None:
+                assigned.unpersist()
+            prepared.unpersist()
+        return summary
 
 
 def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: dict, png: Path) -> str:

@@ -55,6 +55,16 @@ def resolve_path(path: str) -> str:
     return os.path.abspath(path)
 
 
+def _overlap(a: str, b: str) -> bool:
+    """The same path, or one inside the other (local paths compared after resolving links)."""
+    def norm(p: str) -> str:
+        p = "/" + p.removeprefix("file:").lstrip("/") if p.startswith("file:/") else p
+        return (os.path.realpath(p) if p.startswith("/") else p.rstrip("/")) + "/"
+
+    x, y = norm(a), norm(b)
+    return x.startswith(y) or y.startswith(x)
+
+
 def _is_remote(path: str) -> bool:
     """A URI with a scheme (``s3a://``, ``hdfs://``, ``dbfs:/``, ``file:/``): Hadoop's FileSystem reads it."""
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", path) is not None
@@ -122,6 +132,7 @@ class OutputConf(Section):
     format: Literal["parquet"] = "parquet"
     mode: Literal["overwrite", "error", "errorifexists", "append", "ignore", "incremental"] = "overwrite"
     partitions: PositiveInt | None = None
+    lease_timeout: Annotated[int, Field(ge=10), Allowed("seconds, at least 10")] = 600
 
     @field_validator("path")
     @classmethod
@@ -169,6 +180,12 @@ class SparkSection(Section):
     conf: Annotated[dict[str, Any], Allowed("a mapping of Spark settings")] = Field(default_factory=dict)
 
 
+class IncrementalSection(Section):
+    """``incremental:``: how ``output.mode: incremental`` treats the previous output's results."""
+
+    retry_errors: bool = True
+
+
 class MlflowSection(Section):
     """``mlflow:``: the experiment a job logs its run to (each job has its own default)."""
 
@@ -188,6 +205,7 @@ class JobConf(Section):
     mlflow: MlflowSection = Field(default_factory=MlflowSection)
     fail_on_error: bool | None = None
     inference: InferenceResources = Field(default_factory=InferenceResources)
+    incremental: IncrementalSection = Field(default_factory=IncrementalSection)
     _source: str | None = PrivateAttr(default=None)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -216,6 +234,9 @@ class JobConf(Section):
             raise ConfigError("input.id_column", None, "a column name (output.mode incremental keys rows by id)")
         if self.input.stream is not None and self.output.mode != "append":
             raise ConfigError("output.mode", self.output.mode, "append (input.stream appends each micro-batch)")
+        if self.input.format != "table" and _overlap(self.input.path, self.output.path):
+            raise ConfigError("output.path", self.output.path, f"a folder that is neither input.path "
+                              f"({self.input.path}), nor inside it, nor holding it (the commit replaces the folder)")
         return self
 
     @field_validator("tasks")

@@ -11,9 +11,11 @@ output's own filesystem, then commits it in place of ``<path>``:
   to ``<path>`` one file at a time, and the manifest is written last. A folder holding the manifest is
   complete; readers should read only such folders.
 
-:func:`recover` (run at the start of every job) finishes what a crash interrupted: it restores a
-``.previous`` where ``<path>`` is missing, completes a commit whose record exists, and removes stale staging.
-One job writes one output path at a time.
+:func:`recover` finishes what a crash interrupted: it restores a ``.previous`` where ``<path>`` is missing,
+completes a commit whose record exists, and removes stale staging. One job writes one output path at a time,
+enforced by a lease beside the output (jobs/lease.py): a job takes it before it recovers or stages anything
+(so recovery only ever touches what a gone job left), checks it is still its own before the commit, and
+releases it at the end (:meth:`Output.close`); a second job on the path refuses in one line (exit 3).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 
 from jobs.common import InputError
 from jobs.config import OutputConf
+from jobs.lease import Lease
 from jobs.storage import connect_problem, hidden, is_local, join, split, storage_for
 
 MANIFEST = "_textspark_manifest.json"
@@ -133,7 +136,7 @@ class Output:
     def __init__(self, conf: OutputConf, *, source: str | None = None):
         self.conf, self.source = conf, source
         self.path = conf.path.rstrip("/")
-        self.storage = self._commit = None
+        self.storage = self._commit = self.lease = None
         self.existed, self.recovered, self.spark = False, [], None
         if is_local(self.path):
             self._open(None)
@@ -141,6 +144,7 @@ class Output:
     def bind(self, spark) -> "Output":
         problem = connect_problem(self.path, spark)
         if problem:
+            self.close()
             raise self._error(problem)
         self.spark = spark
         if self.storage is None:
@@ -166,14 +170,36 @@ class Output:
             s.delete(join(commit.root, f".probe-{commit.run_id}"))
         except Exception as exc:  # noqa: BLE001 - OSError locally, a Java IOException through py4j
             raise self._error(f"cannot write next to it ({_reason(exc)})") from None
-        self.recovered = recover(s, self.path)
-        self.storage, self._commit, self.existed = s, commit, s.exists(self.path)
-        if self.existed and self.conf.mode in ("error", "errorifexists"):
+        self.storage, self._commit = s, commit
+        try:  # one writer per path: nothing next to the output is touched before the lease is this run's
+            self.lease = Lease(s, self.path, commit.root, commit.run_id, timeout=self.conf.lease_timeout,
+                               source=self.source).acquire()
+        except BaseException:
             s.rmdir(commit.root)
+            raise
+        self.recovered = [self.lease.taken_over] if self.lease.taken_over else []
+        self.recovered += recover(s, self.path)
+        self.existed = s.exists(self.path)
+        if self.existed and self.conf.mode in ("error", "errorifexists"):
+            self.close()
             raise self._error(f"the output exists and mode is {self.conf.mode}; allowed: a new path, or mode "
                               "overwrite, append or ignore")
         if self.skip:
-            s.rmdir(commit.root)
+            self.close()
+
+    def close(self) -> None:
+        """Release the lease and remove the (then empty) staging root; safe to call more than once."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        if self._commit is not None:
+            self.storage.rmdir(self._commit.root)
+
+    def __enter__(self) -> "Output":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def skip(self) -> bool:
@@ -240,6 +266,7 @@ class Output:
                     self.storage.link(join(folder, rel), target)
 
     def commit(self, manifest: str) -> None:
+        self.lease.check()  # still this run's: a job judged gone (no heartbeat) must not commit over its successor
         self._commit.commit(manifest)
 
     @contextmanager
@@ -254,6 +281,25 @@ class Output:
             except Exception:  # noqa: BLE001 - the next run's recover() removes it
                 pass
             raise
+
+
+@contextmanager
+def writer_lease(conf: OutputConf, spark, *, source: str | None = None):
+    """The output's lease alone, held while the body runs: a stream's output, which Spark's file sink commits
+    batch by batch, is still written by one job at a time."""
+    s = storage_for(conf.path, spark)
+    root = join(split(conf.path.rstrip("/"))[0], STAGING)
+    s.mkdirs(root)
+    try:
+        lease = Lease(s, conf.path, root, new_run_id(), timeout=conf.lease_timeout, source=source).acquire()
+    except BaseException:
+        s.rmdir(root)
+        raise
+    try:
+        yield lease
+    finally:
+        lease.release()
+        s.rmdir(root)
 
 
 def schema_mismatch(old, new) -> str | None:

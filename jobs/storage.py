@@ -11,10 +11,13 @@ file followed by a delete (object stores: S3, GCS, Azure blob, DBFS); jobs.outpu
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import shutil
+import uuid
+from pathlib import Path
 from typing import Iterator
 
 ATOMIC_SCHEMES = ("hdfs", "viewfs", "file")  # Hadoop filesystems whose folder rename is atomic
@@ -156,6 +159,44 @@ class LocalStorage:
         with open(path, "rb") as fh:
             return fh.read()
 
+    def create_new(self, path: str, data: bytes) -> bool:
+        """Write ``path`` whole only if it does not exist (a complete temp file hard-linked into place: atomic);
+        False when it exists."""
+        path = os_path(path)
+        tmp = f"{path}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+
+    def modified(self, path: str) -> float:
+        return os.path.getmtime(os_path(path))
+
+    @contextlib.contextmanager
+    def lock(self, path: str) -> Iterator[None]:
+        """An exclusive lock between the processes of this host on ``path`` (an flock on a file named by the
+        path's hash in the temp folder, so nothing is left beside the output)."""
+        import fcntl
+        import hashlib
+        import tempfile
+
+        folder = Path(tempfile.gettempdir()) / "textspark-locks"
+        folder.mkdir(mode=0o1777, exist_ok=True)
+        name = hashlib.sha256(os.path.realpath(os_path(path)).encode()).hexdigest()[:32]
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def link(self, src: str, dst: str) -> None:
         """A hard link (no bytes copied; a copy across filesystems)."""
         src, dst = os_path(src), os_path(dst)
@@ -229,6 +270,31 @@ class HadoopStorage:
             stream.write(bytearray(data))
         finally:
             stream.close()
+
+    def create_new(self, path: str, data: bytes) -> bool:
+        """``create(overwrite=false)``: atomic in HDFS's NameNode; on object stores a check then a put (see
+        jobs.lease). False when ``path`` exists."""
+        if self.exists(path):
+            return False
+        try:
+            stream = self._fs.create(self._path(path), False)
+        except Exception as exc:  # noqa: BLE001 - FileAlreadyExistsException through py4j
+            if "AlreadyExists" in str(exc) or self.exists(path):
+                return False
+            raise
+        try:
+            stream.write(bytearray(data))
+        finally:
+            stream.close()
+        return True
+
+    def modified(self, path: str) -> float:
+        return self._fs.getFileStatus(self._path(path)).getModificationTime() / 1000.0
+
+    @contextlib.contextmanager
+    def lock(self, path: str) -> Iterator[None]:
+        """No lock reaches across hosts here: the lease's own checks stand alone (see jobs.lease)."""
+        yield
 
     def read(self, path: str) -> bytes:
         stream = self._fs.open(self._path(path))

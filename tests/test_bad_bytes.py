@@ -136,16 +136,21 @@ def test_a_text_column_that_is_not_a_string_is_a_config_error(spark, tiny_encode
     assert str(err.value) == f"input.text_column: got 'text'; allowed: a string column ('text' is {found})"
 
 
+ALLOWED = "allowed: a name that is not an input column ({}) nor another task's output, compared case-insensitively"
+
+
 @pytest.mark.parametrize("tasks, inputs, message", [
     ([("embed", "v"), ("embed", "v_error")], "id, text",
-     "tasks[1].column: got 'v_error'; allowed: a name that is not an input column (id, text) nor another task's "
-     "output; 'v_error' is written by tasks[0] (embed)"),
+     f"tasks[1].column: got 'v_error'; {ALLOWED.format('id, text')}; 'v_error' is written by tasks[0] (embed)"),
     ([("embed", "w"), ("embed", "v")], "id, text, v_error",
-     "tasks[1].column: got 'v'; allowed: a name that is not an input column (id, text, v_error) nor another "
-     "task's output; embed also writes 'v_error', which is an input column"),
+     f"tasks[1].column: got 'v'; {ALLOWED.format('id, text, v_error')}; embed also writes 'v_error', which is "
+     "input column 'v_error'"),
     ([("embed", "text")], "id, text",
-     "tasks[0].column: got 'text'; allowed: a name that is not an input column (id, text) nor another task's "
-     "output; 'text' is an input column"),
+     f"tasks[0].column: got 'text'; {ALLOWED.format('id, text')}; 'text' is input column 'text'"),
+    ([("embed", "Vec")], "id, text, vec",  # Spark resolves names case-insensitively: the write would fail
+     f"tasks[0].column: got 'Vec'; {ALLOWED.format('id, text, vec')}; 'Vec' is input column 'vec'"),
+    ([("embed", "v"), ("embed", "V")], "id, text",
+     f"tasks[1].column: got 'V'; {ALLOWED.format('id, text')}; 'V' is written by tasks[0] (embed)"),
 ])
 def test_an_output_column_that_clashes_names_the_task(spark, tiny_encoder, tasks, inputs, message):
     planned = plan_tasks([TaskConf(task=t, column=c, settings={"model": tiny_encoder}) for t, c in tasks])

@@ -57,7 +57,7 @@ def test_first_run_computes_every_row_and_equals_the_plain_tasks(spark, encoder,
 
     out, counts = run(spark, DAY1, None, tasks(encoder), tmp_path, "day1")
     assert counts["full_recompute"] == "no previous output" and counts["rows"] == 6
-    assert per_task(counts, "vec") == (0, {"new": 6, "text_changed": 0, "model_changed": 0})
+    assert per_task(counts, "vec") == (0, {"new": 6, "text_changed": 0, "model_changed": 0, "retry": 0})
     df = table(spark, DAY1)
     plain = df.select("id", "text", embed("text", model=encoder, with_error=True).alias("e"),
                       summarize("text", model=encoder, max_sentences=2).alias("summary")) \
@@ -76,8 +76,8 @@ def test_second_run_reuses_unchanged_rows_drops_removed_ones_and_equals_a_full_r
     doctored.write.parquet(str(tmp_path / "doctored"))
     day2, counts = run(spark, DAY2, spark.read.parquet(str(tmp_path / "doctored")), tasks(encoder), tmp_path, "day2")
     assert counts["rows"] == 7 and counts["dropped"] == 1 and counts["full_recompute"] is None
-    assert per_task(counts, "vec") == (3, {"new": 2, "text_changed": 2, "model_changed": 0})
-    assert per_task(counts, "summary") == (3, {"new": 2, "text_changed": 2, "model_changed": 0})
+    assert per_task(counts, "vec") == (3, {"new": 2, "text_changed": 2, "model_changed": 0, "retry": 0})
+    assert per_task(counts, "summary") == (3, {"new": 2, "text_changed": 2, "model_changed": 0, "retry": 0})
     vectors = {r["id"]: r["vec"] for r in day2.collect()}
     assert vectors[1] == SENTINEL and vectors[4] != SENTINEL  # 1 reused; 4's text changed: computed
     full = analyze(table(spark, DAY2), tasks(encoder), id_column="id")
@@ -90,22 +90,22 @@ def test_an_unchanged_rerun_computes_nothing_and_writes_the_same_rows(spark, enc
     again, counts = run(spark, DAY1, day1, tasks(encoder), tmp_path, "again")
     assert counts["dropped"] == 0
     for column in ("vec", "summary"):
-        assert per_task(counts, column) == (6, {"new": 0, "text_changed": 0, "model_changed": 0})
+        assert per_task(counts, column) == (6, {"new": 0, "text_changed": 0, "model_changed": 0, "retry": 0})
     assert_frame_equal(again, day1, atol=0)
 
 
 def test_changed_options_or_a_moved_alias_recompute_only_that_task(spark, encoder, workdir, tmp_path):
     day1, _ = run(spark, DAY1, None, tasks(encoder), tmp_path, "day1")
     _, counts = run(spark, DAY1, day1, tasks(encoder, max_sentences=1), tmp_path, "options")
-    assert per_task(counts, "vec") == (6, {"new": 0, "text_changed": 0, "model_changed": 0})
-    assert per_task(counts, "summary") == (0, {"new": 0, "text_changed": 0, "model_changed": 6})
+    assert per_task(counts, "vec") == (6, {"new": 0, "text_changed": 0, "model_changed": 0, "retry": 0})
+    assert per_task(counts, "summary") == (0, {"new": 0, "text_changed": 0, "model_changed": 6, "retry": 0})
     register_folder("tiny-inc", task="embed", kind="hf_encoder", weights=build_tiny_encoder(workdir / "inc-1", seed=1),
                     params={"max_tokens": 64, "pooling": "mean", "normalize": True, "token_budget": 256})
     moved = [{"task": "embed", "column": "vec", "model": encoder},
              {"task": "summarize", "column": "summary", "model": "models:/tiny-inc/1", "max_sentences": 2}]
     out, counts = run(spark, DAY1, day1, moved, tmp_path, "moved")
-    assert per_task(counts, "vec") == (0, {"new": 0, "text_changed": 0, "model_changed": 6})
-    assert per_task(counts, "summary") == (6, {"new": 0, "text_changed": 0, "model_changed": 0})
+    assert per_task(counts, "vec") == (0, {"new": 0, "text_changed": 0, "model_changed": 6, "retry": 0})
+    assert per_task(counts, "summary") == (6, {"new": 0, "text_changed": 0, "model_changed": 0, "retry": 0})
     assert {r[0] for r in out.select("summary.model").collect()} == {"tiny-inc/1"}
 
 
@@ -114,7 +114,7 @@ def test_a_previous_output_without_bookkeeping_is_recomputed_in_full(spark, enco
     out, counts = run(spark, DAY1, plain, tasks(encoder), tmp_path, "full")
     assert counts["full_recompute"] == ("the previous output has no _textspark_text_hash, _textspark_task_keys "
                                         "column (not written incrementally)")
-    assert per_task(counts, "vec") == (0, {"new": 6, "text_changed": 0, "model_changed": 0})
+    assert per_task(counts, "vec") == (0, {"new": 6, "text_changed": 0, "model_changed": 0, "retry": 0})
     assert out.count() == 6
 
 

@@ -40,7 +40,7 @@ def test_incremental_job_reuses_counts_and_equals_a_full_run(spark, tiny_encoder
                     tiny_encoder=tiny_encoder)
     first = analyze.run(load_job(job), spark=spark)
     assert first["incremental"]["tasks"]["vec"]["computed_because"] == {"new": 6, "text_changed": 0,
-                                                                      "model_changed": 0}
+                                                                      "model_changed": 0, "retry": 0}
     parquet(spark, DAY2, tmp_path / "in")
     second = analyze.run(load_job(job), spark=spark)
     inc = second["incremental"]
@@ -48,7 +48,7 @@ def test_incremental_job_reuses_counts_and_equals_a_full_run(spark, tiny_encoder
     for column in ("vec", "summary"):
         c = inc["tasks"][column]
         assert (c["computed"], c["reused"], c["dropped"]) == (4, 3, 1)
-        assert c["computed_because"] == {"new": 2, "text_changed": 2, "model_changed": 0}
+        assert c["computed_because"] == {"new": 2, "text_changed": 2, "model_changed": 0, "retry": 0}
     manifest = json.loads((out / "_textspark_manifest.json").read_text())
     assert manifest["incremental"] == inc
     run = mlflow.search_runs(experiment_names=["textspark-jobs"], order_by=["start_time DESC"],

@@ -12,8 +12,10 @@ Bookkeeping columns:
 - ``_textspark_task_keys``: map of task column -> the key of the task that produced the row's result.
 
 A previous output without them (written by a plain run) is recomputed in full; so is a task whose column
-the previous output lacks or holds with another type. Counts per task (computed, reused, and why) come from
-:meth:`Incremental.counts`.
+the previous output lacks or holds with another type. A row whose previous result is a null with a model
+failure as its reason (an exception while the model ran: out of memory, a model error; not a null, empty or
+unsupported input, which would fail the same way again) is computed again (``retry``) unless
+``retry_errors=False``. Counts per task (computed, reused, and why) come from :meth:`Incremental.counts`.
 """
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ from udfs.tasks.pipeline import PlannedTask, apply_tasks, plan_tasks
 TEXT_HASH = "_textspark_text_hash"
 TASK_KEYS = "_textspark_task_keys"
 BOOKKEEPING = (TEXT_HASH, TASK_KEYS)
-REASONS = ("new", "text_changed", "model_changed")  # why a row is computed; model_changed: model or options
+REASONS = ("new", "text_changed", "model_changed", "retry")  # why a row is computed; model_changed: model or
+# options; retry: the previous result is a null with a model failure as its reason
+# A model failure's reason, as udfs.runtime.worker writes it: "<exception class>: <message>". Input reasons
+# ("null input", "invalid UTF-8 at byte 3", "language unclear: ...") never start with a bare identifier and ": ".
+MODEL_FAILURE = r"^[A-Za-z_][A-Za-z0-9_]*: "
 
 
 def task_key(t: PlannedTask) -> str:
@@ -65,10 +71,12 @@ class Incremental:
     """The plan of one incremental run: the joined frame, the new output, and its counts."""
 
     def __init__(self, df, planned: list[PlannedTask], previous, *, text_column: str, id_column: str | None,
-                 profile=None, partitions: int | None = None):
+                 profile=None, partitions: int | None = None, retry_errors: bool = True,
+                 previous_at: str | None = None, source: str | None = None):
         from pyspark.sql import functions as F
 
         self.planned, self.id_column, self.text_column = planned, id_column, text_column
+        self.retry_errors, self.previous_at, self.source = retry_errors, previous_at, source
         self.keys = {t.column: task_key(t) for t in planned}
         self.previous = previous
         self.full_reason = _unusable(previous, id_column)
@@ -98,10 +106,15 @@ class Incremental:
             return F.lit("new")
         if not self.usable[t.column]:
             return F.when(F.col("__ts_prev").isNull(), F.lit("new")).otherwise(F.lit("model_changed"))
-        return F.when(F.col("__ts_prev").isNull(), F.lit("new")) \
-                .when(~F.col("__ts_hash").eqNullSafe(F.col("__ts_prev_hash")), F.lit("text_changed")) \
-                .when(~F.coalesce(F.col("__ts_prev_keys")[t.column] == F.lit(self.keys[t.column]), F.lit(False)),
-                      F.lit("model_changed"))
+        why = F.when(F.col("__ts_prev").isNull(), F.lit("new")) \
+               .when(~F.col("__ts_hash").eqNullSafe(F.col("__ts_prev_hash")), F.lit("text_changed")) \
+               .when(~F.coalesce(F.col("__ts_prev_keys")[t.column] == F.lit(self.keys[t.column]), F.lit(False)),
+                     F.lit("model_changed"))
+        if self.retry_errors:
+            error = F.col(f"`__ts_prev_{i}_{t.error_column}`") if t.error_column else \
+                F.col(f"`__ts_prev_{i}_{t.column}`").getField("error")
+            why = why.when(F.coalesce(error.rlike(MODEL_FAILURE), F.lit(False)), F.lit("retry"))
+        return why
 
     def output(self, counts: dict | None = None):
         """The complete new output: ``df``'s columns, each task's column(s), then the bookkeeping columns.
@@ -129,6 +142,27 @@ class Incremental:
         keys = F.create_map(*[x for t in self.planned for x in (F.lit(t.column), F.lit(self.keys[t.column]))])
         return computed.select(*cols, F.col("__ts_hash").alias(TEXT_HASH), keys.alias(TASK_KEYS))
 
+    def _check_previous(self) -> int:
+        """The previous output's row count, once its ids are known to be unique and present (a duplicate there
+        would repeat input rows in the join): InputError naming the previous output otherwise."""
+        from pyspark.sql import functions as F
+
+        col = F.col(f"`{self.id_column}`")
+        rows, ids, distinct = self.previous.agg(F.count(F.lit(1)), F.count(col), F.countDistinct(col)).first()
+        where = self.previous_at or "the previous output"
+        if ids < rows:
+            raise InputError("output.path", where, f"the previous output has {rows - ids} rows with a null "
+                             f"{self.id_column!r}; allowed: a previous output with one row per id (rewrite it "
+                             "with output.mode overwrite)", source=self.source)
+        if distinct < ids:
+            few = self.previous.groupBy(self.id_column).count().filter("count > 1").orderBy(self.id_column) \
+                .limit(5).collect()
+            raise InputError("output.path", where, f"the previous output has {ids - distinct} duplicate "
+                             f"{self.id_column!r} values (e.g. {', '.join(repr(r[0]) for r in few)}); allowed: a "
+                             "previous output with one row per id (rewrite it with output.mode overwrite)",
+                             source=self.source)
+        return rows
+
     def counts(self) -> dict:
         """Per task column: rows computed (by reason) and reused; plus rows dropped from the previous output."""
         from pyspark.sql import functions as F
@@ -143,10 +177,11 @@ class Incremental:
         if self.id_column is not None:  # check_ids' counts, in the same pass
             aggs += [F.count(F.col(f"`{self.id_column}`")).alias("__ids"),
                      F.countDistinct(F.col(f"`{self.id_column}`")).alias("__distinct")]
+        previous_rows = self._check_previous() if self.full_reason is None and self.previous is not None else 0
         row = self.joined.agg(*aggs).first().asDict()
         if self.id_column is not None:
             self.id_counts = (row["rows"], row["__ids"], row["__distinct"])
-        dropped = self.previous.count() - row["matched"] if "matched" in row else 0
+        dropped = previous_rows - row["matched"] if "matched" in row else 0
         tasks = {}
         for i, t in enumerate(self.planned):
             computed = {r: row[f"{i}_{r}"] for r in REASONS}
@@ -195,7 +230,7 @@ def check_ids(df, id_column: str, *, source: str | None = None, counted: tuple[i
 
 
 def analyze(df, tasks: Iterable[Any], *, previous=None, text_column: str = "text", id_column: str | None = None,
-            catalog=None):
+            catalog=None, retry_errors: bool = True):
     """``df`` with one column per task, reusing ``previous`` (an earlier output of this function or of the
     analyze job with ``output.mode: incremental``) where the text and the task's model and options are the same.
 
@@ -203,10 +238,12 @@ def analyze(df, tasks: Iterable[Any], *, previous=None, text_column: str = "text
     Without ``id_column`` (or ``previous``) every row is computed; the result still carries the bookkeeping
     columns, so it can be the next run's ``previous``. Write the result to a new location (or through the job,
     which commits atomically) before reading it as the next ``previous``: Spark reads lazily.
+    ``retry_errors``: compute again the rows whose previous result is a null with a model failure as reason.
     """
     if id_column is None and previous is not None:
         raise ConfigError("id_column", None, "a column name: reusing a previous output needs row ids")
     planned = plan_tasks(as_tasks(tasks), catalog=catalog)
     if id_column is not None:
         check_ids(df, id_column)
-    return Incremental(df, planned, previous, text_column=text_column, id_column=id_column).output()
+    return Incremental(df, planned, previous, text_column=text_column, id_column=id_column,
+                       retry_errors=retry_errors).output()

@@ -77,15 +77,16 @@ def _check_columns(df, text_column: str, planned: list[PlannedTask]) -> None:
     if not isinstance(found, StringType):
         raise ConfigError("input.text_column", text_column,
                           f"a string column ({text_column!r} is {found.simpleString()})")
-    taken = {c: "an input column" for c in df.columns}
-    allowed = f"a name that is not an input column ({', '.join(df.columns)}) nor another task's output"
+    taken = {c.lower(): f"input column {c!r}" for c in df.columns}  # Spark resolves names case-insensitively
+    allowed = (f"a name that is not an input column ({', '.join(df.columns)}) nor another task's output, "
+               "compared case-insensitively")
     for i, t in enumerate(planned):
         for name in t.output_columns:
-            if name in taken:
-                clash = f"{name!r} is {taken[name]}" if name == t.column else \
-                    f"{t.task} also writes {name!r}, which is {taken[name]}"
+            if name.lower() in taken:
+                clash = f"{name!r} is {taken[name.lower()]}" if name == t.column else \
+                    f"{t.task} also writes {name!r}, which is {taken[name.lower()]}"
                 raise ConfigError(f"tasks[{i}].column", t.column, f"{allowed}; {clash}")
-            taken[name] = f"written by tasks[{i}] ({t.task})"
+            taken[name.lower()] = f"written by tasks[{i}] ({t.task})"
 
 
 def _result_names(t: PlannedTask) -> list[str]:
