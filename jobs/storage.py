@@ -272,20 +272,23 @@ class HadoopStorage:
             stream.close()
 
     def create_new(self, path: str, data: bytes) -> bool:
-        """``create(overwrite=false)``: atomic in HDFS's NameNode; on object stores a check then a put (see
-        jobs.lease). False when ``path`` exists."""
+        """Create ``path`` only where it does not exist; False when it does. Hadoop's ``createFile`` builder with
+        ``overwrite(false)`` and the ``fs.option.create.conditional.overwrite`` option: atomic in HDFS's
+        NameNode and, on S3A, a conditional PUT (``If-None-Match: *``) where the store supports it; elsewhere a
+        check followed by a put (see jobs.lease)."""
         if self.exists(path):
             return False
         try:
-            stream = self._fs.create(self._path(path), False)
-        except Exception as exc:  # noqa: BLE001 - FileAlreadyExistsException through py4j
-            if "AlreadyExists" in str(exc) or self.exists(path):
+            stream = self._fs.createFile(self._path(path)).overwrite(False) \
+                .opt("fs.option.create.conditional.overwrite", "true").build()
+            try:
+                stream.write(bytearray(data))
+            finally:
+                stream.close()  # an object store's conditional PUT happens here
+        except Exception as exc:  # noqa: BLE001 - FileAlreadyExistsException, 412 Precondition Failed via py4j
+            if any(word in str(exc) for word in ("AlreadyExists", "Precondition", "412")) or self.exists(path):
                 return False
             raise
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
         return True
 
     def modified(self, path: str) -> float:

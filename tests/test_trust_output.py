@@ -267,3 +267,16 @@ def test_a_corrupt_parquet_file_with_intact_magic_bytes_is_one_line_before_spark
         f"input error: {job}: input.path: got '{inp}'; {inp}/part-0.parquet is a corrupt Parquet file (OSError: "
         "Unexpected end of stream); allowed: Parquet files that read whole")
     assert load_job(job).input.path == str(inp)
+
+
+def test_the_lease_holds_through_hadoops_filesystem_too(spark, tmp_path):
+    """file: paths go through Hadoop's FileSystem (the code path of hdfs://, s3a://, abfss://)."""
+    first = Output(OutputConf(path=f"file:{tmp_path}/out")).bind(spark)
+    assert type(first.storage).__name__ == "HadoopStorage"
+    with pytest.raises(LeaseHeld, match=f"another job is writing this output: host {socket.gethostname()} pid "
+                                        f"{os.getpid()} \\(run {first.run_id}\\)"):
+        Output(OutputConf(path=f"file:{tmp_path}/out")).bind(spark)
+    first.close()
+    with Output(OutputConf(path=f"file:{tmp_path}/out")).bind(spark) as again:
+        assert again.recovered == []
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == []
