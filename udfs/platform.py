@@ -11,13 +11,15 @@ import logging
 import os
 import re
 import shlex
+import sqlite3
 import sys
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
-from udfs.errors import ConfigError
+from udfs.errors import ConfigError, ModelReferenceError
 
 log = logging.getLogger(__name__)
 # Settings a running driver JVM can no longer take (spark-submit has started it before the job reads its profile).
@@ -69,6 +71,69 @@ def mlflow_uris() -> tuple[str, str]:
     tracking = mlflow.get_tracking_uri()
     registry = mlflow.get_registry_uri() or tracking
     return tracking, registry
+
+
+SQLITE_WAIT_S = 10  # how long a registry read waits for a sqlite database another process holds under a write lock
+
+
+@contextmanager
+def registry_reads(subject: str, tracking: str, registry: str) -> Iterator[None]:
+    """MLflow registry reads on the driver: a sqlite registry another process holds locked fails after
+    SQLITE_WAIT_S, and a registry MLflow cannot read (locked meanwhile, a server that does not answer) fails
+    in one line, ``<subject>; the MLflow registry <uri> cannot be read: <cause>`` (ModelReferenceError),
+    instead of MLflow's traceback (which its sqlite store also logs before raising)."""
+    for uri in dict.fromkeys((registry, tracking)):
+        _wait_for_sqlite(subject, uri)
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    store_log.addFilter(_not_a_database_error)
+    try:
+        yield
+    except ModelReferenceError:
+        raise
+    except Exception as exc:
+        if (cause := unreadable(exc)) is None:
+            raise
+        where = registry if registry == tracking else f"{registry} (tracking {tracking})"
+        raise ModelReferenceError(f"{subject}; the MLflow registry {where} cannot be read: {cause}") from None
+    finally:
+        store_log.removeFilter(_not_a_database_error)
+
+
+def _wait_for_sqlite(subject: str, uri: str) -> None:
+    """A sqlite database another process holds under a write lock: one line after SQLITE_WAIT_S (each of
+    MLflow's sessions would wait 20 s, its ``PRAGMA busy_timeout``, then log and raise a traceback)."""
+    path = uri.removeprefix("sqlite:///").split("?")[0]
+    if not uri.startswith("sqlite:///") or not os.path.isfile(path):  # a new one: MLflow creates it
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=SQLITE_WAIT_S)) as con:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a read: waits out a writer's lock
+    except sqlite3.Error as exc:
+        why = f" (waited {SQLITE_WAIT_S} s: another process holds a write lock on it; retry when it is done)" \
+            if "locked" in str(exc) else ""
+        raise ModelReferenceError(f"{subject}; the MLflow registry {uri} cannot be read: {exc}{why}") from None
+
+
+def unreadable(exc: BaseException | None) -> str | None:
+    """The cause in one line when ``exc`` (or what it wraps) says the registry could not be read: a database
+    error (locked, gone) or an HTTP request that failed; None for any other error (a missing model)."""
+    while exc is not None:
+        if type(exc).__name__ == "OperationalError" or getattr(exc, "error_code", None) == "TEMPORARILY_UNAVAILABLE" \
+                or str(exc).startswith("API request to"):
+            return first_line(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """``exc`` in one line of at most 500 characters, less SQLAlchemy's ``(sqlite3.OperationalError)`` prefix."""
+    line = re.sub(r"^\([\w.]+\) ", "", (str(exc).strip() or type(exc).__name__).splitlines()[0])
+    return line[:500] + ("..." if len(line) > 500 else "")
+
+
+def _not_a_database_error(record: logging.LogRecord) -> bool:
+    """Drops MLflow's logged traceback of a database error: ``registry_reads`` raises it as one line."""
+    return not record.getMessage().startswith("SQLAlchemy database error")
 
 
 def get_experiment_id(name: str) -> str:

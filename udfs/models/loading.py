@@ -3,7 +3,8 @@
 The per-host cache ($TEXTSPARK_CACHE/<fingerprint>) is verified before a process first uses a folder: each
 download writes a manifest (size + sha256 of every file) into the folder before it is renamed into place,
 and a folder that no longer matches it (a truncated or edited weight file, a missing or extra file) is
-downloaded again, with a warning naming the folder and the first bad file.
+downloaded again, with a warning naming the folder and the first bad file. A version's folder is always a
+direct child of the cache root, real paths resolved (``cache_folder``): no registry value names another one.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from udfs.errors import ModelReferenceError
 from udfs.models import model_cache
 from udfs.models.kinds import BUILDERS
 from udfs.models.reference import ResolvedModel
@@ -39,8 +41,29 @@ def local_folder(model: ResolvedModel) -> Path:
     both have a "version 1" never collide); a download lands in a temp folder and is renamed into place.
     Verified once per process (the verdict lives in ``model_cache``): a folder that fails is replaced.
     """
-    target = cache_root() / str(model.fingerprint or f"{model.name}-{model.version}")
+    target = cache_folder(model)
     return model_cache.get(("folder", str(target)), lambda: _checked(model, target), count=False)
+
+
+def cache_folder(model: ResolvedModel) -> Path:
+    """Where this host caches the version: ``cache_root() / model.cache_name()``, which must still be a direct
+    child of the cache root once real paths are resolved (a link planted in the cache is refused too)."""
+    root = cache_root()
+    target = root / model.cache_name()
+    real = target.resolve()
+    if real.parent != root.resolve():
+        raise ModelReferenceError(f"model: {model.label}: cache folder {str(target)!r} resolves to {str(real)!r}, "
+                                  f"outside the cache root {str(root)!r}")
+    return target
+
+
+def holds(model: ResolvedModel) -> bool:
+    """Whether this host's cache holds the version, whole at a glance: its manifest names every file at its
+    recorded size (no hashing; a process still verifies the folder fully before its first use)."""
+    if not model.fingerprint:  # <name>-<version> may be another registry's version 1: ask the registry
+        return False
+    folder = cache_folder(model)
+    return folder.is_dir() and check_folder(folder, model.fingerprint, hashes=False) is None
 
 
 def _checked(model: ResolvedModel, target: Path) -> Path:
@@ -138,8 +161,9 @@ def write_manifest(folder: Path) -> None:
     os.replace(tmp, folder / MANIFEST)
 
 
-def check_folder(folder: Path, fp: str = "") -> str | None:
-    """Why ``folder`` cannot be trusted (naming the first bad file), or None when it matches its manifest.
+def check_folder(folder: Path, fp: str = "", *, hashes: bool = True) -> str | None:
+    """Why ``folder`` cannot be trusted (naming the first bad file), or None when it matches its manifest
+    (``hashes=False``: its file names and sizes; a folder without a manifest then fails).
 
     A folder written by an older textspark has no manifest: it is checked once against the version's
     fingerprint (exact), and given a manifest when it matches.
@@ -147,6 +171,8 @@ def check_folder(folder: Path, fp: str = "") -> str | None:
     try:
         recorded = json.loads((folder / MANIFEST).read_text())["files"]
     except FileNotFoundError:
+        if not hashes:
+            return "no manifest"
         if not fp:
             return "no manifest (written by an older textspark) and no fingerprint to check it against"
         if matches_fingerprint(folder, fp):
@@ -166,6 +192,8 @@ def check_folder(folder: Path, fp: str = "") -> str | None:
     for name in sorted(recorded):  # sizes first: a truncated file costs no hashing
         if found[name].stat().st_size != recorded[name][0]:
             return f"{name} has {found[name].stat().st_size} bytes, {recorded[name][0]} expected"
+    if not hashes:
+        return None
     for name in sorted(recorded):
         if _hash_file(found[name], hashlib.sha256()).hexdigest() != recorded[name][1]:
             return f"{name} does not match its sha256"
@@ -193,10 +221,13 @@ def _hash_file(path: Path, h):
 def build(folder: Path, *, device: str, precision: str, options: dict[str, Any] | None = None) -> Any:
     """Construct the in-memory model for a ``textspark/`` folder by its kind."""
     meta = json.loads((folder / "textspark.json").read_text())
-    kind, params = meta["kind"], {**meta.get("params", {}), **(options or {})}
+    kind = meta.get("kind")
+    if not isinstance(kind, str) or kind not in BUILDERS:  # the only module names a folder can lead to
+        raise ValueError(f"textspark.json kind: got {kind!r}; allowed: {', '.join(sorted(BUILDERS))}")
+    if not isinstance(meta.get("params", {}), dict):
+        raise ValueError(f"textspark.json params: got {meta['params']!r:.80}; allowed: a JSON object")
+    params = {**meta.get("params", {}), **(options or {})}
     params.pop("precision", None)  # a plan-level setting (resolved per worker), passed explicitly
-    if kind not in BUILDERS:
-        raise ValueError(f"kind: got {kind!r}; allowed: {', '.join(sorted(BUILDERS))}")
     module, _, attr = BUILDERS[kind].partition(":")
     return getattr(importlib.import_module(module), attr)(folder, device=device, precision=precision, **params)
 

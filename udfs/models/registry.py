@@ -15,15 +15,17 @@ import tempfile
 import warnings
 from contextlib import ExitStack, contextmanager
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from udfs.errors import ModelReferenceError
-from udfs.models.loading import FORMAT_VERSION, file_lock, fingerprint
-from udfs.models.reference import ResolvedModel, parse_reference
-from udfs.platform import get_experiment_id, mlflow_uris
+from udfs.errors import ConfigError, ModelReferenceError
+from udfs.models.catalog import TASKS
+from udfs.models.loading import FORMAT_VERSION, file_lock, fingerprint, holds
+from udfs.models.reference import NAME, NAME_RULE, ResolvedModel, from_tags, parse_reference
+from udfs.platform import first_line, get_experiment_id, mlflow_uris, registry_reads, unreadable
 
 MODELS_EXPERIMENT = "textspark-models"
+REGISTERED_TASKS = (*TASKS, "cluster")  # the catalog's tasks, and fitted clusterings' (udfs.clustering)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # udfs/: each registered version carries it as MLflow code
 _ready: set[tuple[str, str]] = set()
 
@@ -58,15 +60,33 @@ def _sqlite_lock(*uris: str) -> Iterator[None]:
 
 
 def resolve(reference: str, *, task: str | None = None) -> ResolvedModel:
-    """Resolve a reference to one version, checking it exists and (if given) serves ``task``."""
-    from mlflow.exceptions import MlflowException
-
+    """Resolve a reference to one version, on the driver, before any model runs: it exists, serves ``task``
+    (if given), its tags hold only values textspark writes (``reference.from_tags``), and its files are in
+    this host's cache or the artifact store. Each failure, a locked or unreachable registry included, is one
+    line (ModelReferenceError)."""
     name, alias, version = parse_reference(reference)
     tracking, registry = mlflow_uris()
-    mlc = client()
+    with registry_reads(f"model: got {reference!r}", tracking, registry):
+        mlc = client()
+        mv = _model_version(mlc, reference, name, alias, version)
+        resolved = from_tags(reference, name, str(mv.version), mv.tags or {}, tasks=REGISTERED_TASKS,
+                             tracking_uri=tracking, registry_uri=registry)
+        if task is not None and task not in _serves(resolved.task):
+            raise ModelReferenceError(f"model: got {reference!r}, a {resolved.task!r} model; "
+                                      f"task {task!r} needs a model registered for {task!r}")
+        if not holds(resolved):  # a verified copy on this host needs no round trip to the artifact store
+            _check_files(mlc, resolved, reference)
+    return resolved
+
+
+def _model_version(mlc, reference: str, name: str, alias: str | None, version: str | None):
+    from mlflow.exceptions import MlflowException
+
     try:
         registered = mlc.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        if unreadable(exc):
+            raise
         known = sorted(m.name for m in mlc.search_registered_models())
         raise ModelReferenceError(
             f"model: got {reference!r}; no registered model {name!r}. Registered models: "
@@ -80,23 +100,33 @@ def resolve(reference: str, *, task: str | None = None) -> ResolvedModel:
                 f"{', '.join(f'@{a} -> v{v}' for a, v in sorted(aliases.items())) or '(none)'}")
         version = str(aliases[alias])
     try:
-        mv = mlc.get_model_version(name, version)
-    except MlflowException:
+        return mlc.get_model_version(name, version)
+    except MlflowException as exc:
+        if unreadable(exc):
+            raise
         versions = sorted((str(v.version) for v in mlc.search_model_versions(f"name='{name}'")), key=int)
         raise ModelReferenceError(f"model: got {reference!r}; {name!r} has no version {version}. "
                                   f"Versions: {', '.join(versions) or '(none)'}") from None
-    tags = mv.tags or {}
-    model_task, kind = tags.get("textspark.task"), tags.get("textspark.kind")
-    if not model_task or not kind:
-        raise ModelReferenceError(f"model: {name}/{version} was not registered by textspark "
-                                  "(no textspark.task / textspark.kind tags)")
-    if task is not None and task not in _serves(model_task):
-        raise ModelReferenceError(f"model: got {reference!r}, a {model_task!r} model; "
-                                  f"task {task!r} needs a model registered for {task!r}")
-    return ResolvedModel(name=name, version=str(version), task=model_task, kind=kind,
-                         params=json.loads(tags.get("textspark.params", "{}")),
-                         fingerprint=tags.get("textspark.fingerprint", ""),
-                         tracking_uri=tracking, registry_uri=registry)
+
+
+def _check_files(mlc, model: ResolvedModel, reference: str) -> None:
+    """The version's ``textspark/`` folder is in the artifact store (one listing), else one line naming where
+    it should be: found here, not after a worker's four download attempts."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        listed = mlflow.artifacts.list_artifacts(artifact_uri=f"{model.uri}/artifacts/textspark")
+        found, cause = any(PurePosixPath(f.path).name == "textspark.json" for f in listed), ""
+    except (MlflowException, OSError) as exc:
+        if unreadable(exc):
+            raise
+        found, cause = False, f" (listing it failed: {first_line(exc)})"
+    if not found:
+        where = mlc.get_model_version_download_uri(model.name, model.version) + "/artifacts/textspark"
+        raise ModelReferenceError(f"model: {model.label} (from {reference!r}): its files are not in the artifact "
+                                  f"store: no textspark.json under {where}{cause}; register the model again "
+                                  "(python -m jobs.register_models) or point the alias at a version whose files exist")
 
 
 def _serves(model_task: str) -> set[str]:
@@ -134,6 +164,8 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
     """
     import mlflow
 
+    if not isinstance(name, str) or not NAME.fullmatch(name):  # resolve serves only such names
+        raise ConfigError("name", name, NAME_RULE)
     meta = {"task": task, "kind": kind, "params": params, "extra": extra_files or {}}
     fp = fingerprint(weights, meta)
     mlc = client()
