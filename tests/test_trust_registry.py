@@ -309,3 +309,17 @@ def test_textspark_json_with_an_unknown_kind_is_refused_before_any_import(tmp_pa
         loading.build(folder, device="cpu", precision="fp32")
     assert str(err.value) == ("textspark.json kind: got ['os:system']; allowed: bergamot, embedding_head, "
                               "fasttext_lid, hf_classifier, hf_encoder, hf_seq2seq, kmeans_centroids")
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "sub/../../x", ""])
+def test_file_names_in_a_versions_params_stay_inside_its_weights(tmp_path, name):
+    """fasttext_lid's ``file`` and bergamot's ``pairs`` name files inside the registered weights folder."""
+    from udfs.models.backends import inside
+    from udfs.models.backends.fasttext_lid import LanguageDetector
+
+    weights = tmp_path / "weights"
+    (weights / "sub").mkdir(parents=True)
+    with pytest.raises(ValueError) as err:
+        LanguageDetector(weights, file=name)
+    assert str(err.value) == f"file: got {name!r}; allowed: a name inside the registered weights folder"
+    assert inside(weights, "sub", "pairs.en-pt") == (weights / "sub").resolve()

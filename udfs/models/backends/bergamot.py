@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from udfs.models.backends import inside
+
 from udfs.sentences import rejoin, segments
 
 SEGMENT_WORDS = 80  # words per segment handed to the engine (trained on sentence pairs)
@@ -26,7 +28,7 @@ class BergamotTranslator:
 
         self._dirs = {}
         for pair, sub in pairs.items():
-            path = Path(weights) / sub
+            path = inside(weights, sub, f"pairs.{pair}")
             if not path.is_dir():
                 raise FileNotFoundError(f"pairs.{pair}: model folder {sub!r} not in the registered weights {weights}")
             self._dirs[pair] = path

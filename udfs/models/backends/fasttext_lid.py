@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from udfs.models.backends import inside
+
 # fastText reads one line; the first few thousand characters decide the language of any real document.
 MAX_CHARS = 4000
 NO_LETTERS = "no letters to identify a language in"
@@ -20,7 +22,7 @@ class LanguageDetector:
     def __init__(self, weights: Path, *, file: str = "lid.176.ftz", max_chars: int = MAX_CHARS, **_: Any):
         import fasttext
 
-        path = Path(weights) / file
+        path = inside(weights, file, "file")
         if not path.is_file():
             raise FileNotFoundError(f"language model file {file!r} not found in {weights}")
         self._model = fasttext.load_model(str(path))
