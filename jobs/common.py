@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from jobs.config import InputConf
 from jobs.storage import LocalStorage, hidden
-from udfs.errors import ConfigError, InputError  # noqa: F401 - InputError: the jobs raise it from here
+from udfs.errors import ConfigError, InputError, ModelReferenceError  # noqa: F401 - InputError: the jobs raise it
 
 
 def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -20,8 +20,8 @@ def parse_args(description: str, argv: list[str] | None) -> argparse.Namespace:
 
 def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *, source: str | None = None,
             input_errors: tuple[type[Exception], ...] = ()) -> int:
-    """A job's command line: a configuration error exits 2, an input or output error 3, each with one line
-    on stderr (no traceback). A configuration error found past parsing (a task's model reference, a column
+    """A job's command line: a configuration error (a model reference that does not resolve included) exits
+    2, an input or output error 3, each with one line on stderr (no traceback). A configuration error found past parsing (a task's model reference, a column
     of the table) names ``source``, the job's file, when it does not name one itself."""
     try:
         summary = execute()
@@ -29,6 +29,10 @@ def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *, source
         if source and not exc.source:
             exc = ConfigError(exc.key, exc.value, exc.allowed, source=source)
         print(f"configuration error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except ModelReferenceError as exc:  # a model a job names directly (evaluate, train), not through a task
+        where = f"{source}: " if source else ""
+        print(f"configuration error: {where}{_one_line(exc)}", file=sys.stderr)
         return 2
     except (InputError, *input_errors) as exc:
         print(f"input error: {_one_line(exc)}", file=sys.stderr)

@@ -323,3 +323,15 @@ def test_file_names_in_a_versions_params_stay_inside_its_weights(tmp_path, name)
         LanguageDetector(weights, file=name)
     assert str(err.value) == f"file: got {name!r}; allowed: a name inside the registered weights folder"
     assert inside(weights, "sub", "pairs.en-pt") == (weights / "sub").resolve()
+
+
+def test_a_model_reference_error_in_any_job_is_one_line_exit_2(capsys):
+    """evaluate and train name models directly (not through a task): their command line prints one line too."""
+    from jobs.common import run_cli
+
+    def execute():
+        raise ModelReferenceError("model: got 'models:/gone@champion'; no registered model 'gone'.\nRegistered: x")
+
+    assert run_cli(execute, print, source="evaluate.yml") == 2
+    assert capsys.readouterr().err == ("configuration error: evaluate.yml: model: got 'models:/gone@champion'; no "
+                                       "registered model 'gone'. Registered: x\n")
