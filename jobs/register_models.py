@@ -14,7 +14,8 @@ from jobs.common import run_cli
 from jobs.train_classifier import load_train_job, run
 from udfs.errors import ConfigError
 from udfs.models.catalog import CatalogEntry, load_catalog
-from udfs.models.registry import client, register_folder
+from udfs.models.reference import languages_tag
+from udfs.models.registry import client, record_languages, register_folder
 from udfs.platform import setup_environment
 from udfs.training.settings import KIND_OF_METHOD
 
@@ -34,7 +35,8 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
     from pathlib import Path
 
     return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=Path(weights),
-                           alias=entry.alias, description=entry.description, move_alias=True)
+                           alias=entry.alias, description=entry.description, move_alias=True,
+                           languages=entry.languages)
 
 
 def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
@@ -53,14 +55,17 @@ def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
     aliases = dict(existing[entry.name].aliases or {}) if entry.name in existing else {}
     if entry.alias in aliases:
         version = str(aliases[entry.alias])
-        kind = mlc.get_model_version(entry.name, version).tags.get("textspark.kind")
-        if kind == entry.kind:
+        tags = mlc.get_model_version(entry.name, version).tags
+        if tags.get("textspark.kind") == entry.kind:
+            record_languages(entry.name, version, languages_tag(entry.languages), tags)
             return version, False
+        kind = tags.get("textspark.kind")
         why = f"@{entry.alias} is version {version}, of kind {kind}; the catalog's is {entry.kind}"
     else:
         why = "absent from the registry"
     print(f"{entry.name}: training from {entry.source['train']} ({why})", flush=True)
     result = run(job)
+    record_languages(entry.name, result.version, languages_tag(entry.languages))
     mlc.set_registered_model_alias(entry.name, entry.alias, result.version)
     print(f"{entry.name}: held-out accuracy={result.metrics['accuracy']:.4f} "
           f"macro_f1={result.metrics['macro_f1']:.4f} (train run {result.run_id})", flush=True)
@@ -84,7 +89,8 @@ def register_all(catalog_path: str | None, only: list[str] | None) -> list[str]:
     for entry in entries:
         version, created = register_entry(entry)
         state = "registered new version" if created else "unchanged, kept version"
-        lines.append(f"{entry.name}: {state} {version} (@{entry.alias}); task={entry.task}")
+        reads = ", ".join(entry.languages) if entry.languages else "not recorded (add languages: to the entry)"
+        lines.append(f"{entry.name}: {state} {version} (@{entry.alias}); task={entry.task}; reads {reads}")
         print(lines[-1], flush=True)
     return lines
 

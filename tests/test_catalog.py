@@ -17,6 +17,10 @@ def test_project_catalog_is_valid_and_names_its_defaults():
     ({"task": "embed", "kind": "onnx", "source": {"path": "x"}}, "models.m.kind", "onnx"),
     ({"task": "embed", "kind": "hf_encoder", "source": {"path": "x", "hf_id": "y"}}, "models.m.source", "path"),
     ({"task": "embed", "kind": "hf_encoder", "source": {"path": "x"}, "params": [1]}, "models.m.params", "[1]"),
+    ({"task": "embed", "kind": "hf_encoder", "source": {"path": "x"}, "languages": ["EN"]}, "models.m.languages",
+     "['EN']"),
+    ({"task": "embed", "kind": "hf_encoder", "source": {"path": "x"}, "languages": "every"}, "models.m.languages",
+     "'every'"),
 ])
 def test_bad_entries_name_key_value_and_allowed(entry, key, value):
     with pytest.raises(ConfigError) as err:
@@ -46,3 +50,13 @@ def test_catalog_lookup_order_argument_then_environment_then_shipped(tmp_path, m
     monkeypatch.setenv("TEXTSPARK_MODELS", from_env)
     assert load_catalog().default_reference("embed") == "models:/env@champion"
     assert load_catalog(given).default_reference("embed") == "models:/given@champion"
+
+
+def test_every_shipped_entry_says_which_languages_it_reads():
+    catalog = load_catalog()
+    assert {name: e.languages for name, e in catalog.entries.items()} == {
+        "textspark-minilm": ("en",), "textspark-lid176": ("any",), "textspark-bergamot-enpt": ("en", "pt"),
+        "textspark-sentiment": ("en",), "topics": ("en",)}
+    entry = parse_catalog({"models": {"m": {"task": "embed", "kind": "hf_encoder", "source": {"path": "x"},
+                                            "languages": ["pt", "en", "pt"]}}})["m"]
+    assert entry.languages == ("en", "pt")

@@ -103,3 +103,26 @@ def test_two_processes_registering_at_once_leave_one_version(tmp_path):
         created = sorted(g[2] for g in got if g[0] == r)
         aliases = {k: str(v) for k, v in mlc.get_registered_model(f"race-{r}").aliases.items()}
         assert (versions, returned, created, aliases) == (["1"], {"1"}, [False, True], {"champion": "1"}), r
+
+
+def test_registration_records_the_languages_a_version_reads(workdir, mlflow_registry):
+    from udfs.errors import ConfigError
+    from udfs.models.registry import client
+
+    weights = build_tiny_encoder(workdir / "tiny-langs")
+    params = {"max_tokens": 64, "pooling": "mean", "normalize": True, "token_budget": 256}
+    version, created = register_folder("tiny-langs", task="embed", kind="hf_encoder", weights=weights, params=params)
+    assert created and resolve("models:/tiny-langs@champion").languages is None  # not recorded
+    # the same folder again, now with its languages: no new version, the tag is set on the existing one
+    assert register_folder("tiny-langs", task="embed", kind="hf_encoder", weights=weights, params=params,
+                           languages=["pt", "en"]) == (version, False)
+    assert client().get_model_version("tiny-langs", version).tags["textspark.languages"] == "en,pt"
+    assert resolve("models:/tiny-langs@champion").languages == ("en", "pt")
+    register_folder("tiny-langs", task="embed", kind="hf_encoder", weights=weights, params=params, languages="any")
+    assert resolve("models:/tiny-langs@champion").languages == ("any",)
+    with pytest.raises(ConfigError, match=r"languages: got \['english'\]; allowed: any, or ISO 639 codes"):
+        register_folder("tiny-langs", task="embed", kind="hf_encoder", weights=weights, params=params,
+                        languages=["english"])
+    client().set_model_version_tag("tiny-langs", version, "textspark.languages", "../../etc")
+    with pytest.raises(ModelReferenceError, match=r"tag textspark.languages: got '../../etc'; allowed: any, or ISO"):
+        resolve("models:/tiny-langs@champion")

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, PrivateAttr
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.kinds import BUILDERS
+from udfs.models.reference import LANGUAGES_RULE, parse_languages
 from udfs.platform import CONF_DIR
 
 TaskName = Literal["embed", "sentiment", "classify", "summarize", "translate", "language"]
@@ -25,6 +26,13 @@ def _known_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ConfigError("kind", kind, KINDS)
     return kind
+
+
+def _languages(value: Any) -> tuple[str, ...] | None:
+    try:
+        return parse_languages(value)
+    except ValueError:
+        raise ConfigError("languages", value, LANGUAGES_RULE) from None
 
 
 def _one_source(source: dict[str, str]) -> dict[str, str]:
@@ -44,6 +52,7 @@ class CatalogEntry(Section):
     alias: str = "champion"
     params: Annotated[dict[str, Any], Allowed("a mapping")] = Field(default_factory=dict)
     description: str = ""
+    languages: Annotated[Any, AfterValidator(_languages), Allowed(LANGUAGES_RULE)] = None  # what it reads
     _folder: Path = PrivateAttr(default=CONF_DIR)  # the catalog file's folder
     _file: str | None = PrivateAttr(default=None)  # the catalog file, named by errors found later
 

@@ -22,6 +22,30 @@ FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 FINGERPRINT_RULE = "64 lowercase hex characters (the sha256 textspark registers), or none (a version registered " \
                    "before fingerprints)"
 SHOWN = 200  # characters of a refused value a message shows (a path, whole; a blob, cut)
+LANGUAGES_TAG = "textspark.languages"  # the languages a version reads: "any", or ISO 639 codes "en,pt"
+LANGUAGE = re.compile(r"[a-z]{2,3}")
+ANY = "any"
+LANGUAGES_RULE = "any, or ISO 639 codes (two or three lowercase letters) separated by commas, e.g. en,pt"
+
+
+def parse_languages(value: Any) -> tuple[str, ...] | None:
+    """A languages value (a tag's ``"en,pt"`` / ``"any"``, or a list) as a sorted tuple, ``("any",)``, or None
+    when absent; ValueError when it is neither."""
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(value)
+    codes = [str(c).strip() for c in items]
+    if codes == [ANY]:
+        return (ANY,)
+    if not all(LANGUAGE.fullmatch(c) for c in codes):
+        raise ValueError(value)
+    return tuple(sorted(set(codes)))
+
+
+def languages_tag(languages: tuple[str, ...] | None) -> str | None:
+    return None if languages is None else ",".join(languages)
 
 
 @dataclass(frozen=True)
@@ -36,6 +60,7 @@ class ResolvedModel:
     fingerprint: str = ""
     tracking_uri: str = ""
     registry_uri: str = ""
+    languages: tuple[str, ...] | None = None  # what it reads: ("any",), ISO 639 codes, or None (not recorded)
 
     @property
     def uri(self) -> str:
@@ -64,7 +89,8 @@ class ResolvedModel:
 def from_tags(reference: str, name: str, version: str, tags: dict[str, str], *, tasks: Iterable[str],
               tracking_uri: str, registry_uri: str) -> ResolvedModel:
     """The version a registry describes by ``tags``, admitting only values textspark writes: a known task and
-    kind, params a JSON object, a fingerprint of 64 hex characters (or none). Anything else raises one line
+    kind, params a JSON object, a fingerprint of 64 hex characters (or none), languages ``any`` or ISO 639
+    codes (or none). Anything else raises one line
     naming the version, the tag, the value (cut) and what is allowed."""
     def refuse(tag: str, allowed: str):
         return ModelReferenceError(f"model: {name}/{version} (from {reference!r}): tag {tag}: "
@@ -89,8 +115,13 @@ def from_tags(reference: str, name: str, version: str, tags: dict[str, str], *, 
     fingerprint = tags.get("textspark.fingerprint", "")
     if fingerprint and not FINGERPRINT.fullmatch(fingerprint):
         raise refuse("textspark.fingerprint", FINGERPRINT_RULE)
+    try:
+        languages = parse_languages(tags.get(LANGUAGES_TAG))
+    except ValueError:
+        raise refuse(LANGUAGES_TAG, LANGUAGES_RULE) from None
     return ResolvedModel(name=name, version=str(version), task=tags["textspark.task"], kind=tags["textspark.kind"],
-                         params=params, fingerprint=fingerprint, tracking_uri=tracking_uri, registry_uri=registry_uri)
+                         params=params, fingerprint=fingerprint, tracking_uri=tracking_uri, registry_uri=registry_uri,
+                         languages=languages)
 
 
 def _cut(value: Any) -> Any:

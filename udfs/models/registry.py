@@ -21,7 +21,8 @@ from typing import Any, Iterator
 from udfs.errors import ConfigError, ModelReferenceError
 from udfs.models.catalog import TASKS
 from udfs.models.loading import FORMAT_VERSION, file_lock, fingerprint, holds
-from udfs.models.reference import NAME, NAME_RULE, ResolvedModel, from_tags, parse_reference
+from udfs.models.reference import (LANGUAGES_RULE, LANGUAGES_TAG, NAME, NAME_RULE, ResolvedModel, from_tags,
+                                   languages_tag, parse_languages, parse_reference)
 from udfs.platform import first_line, get_experiment_id, mlflow_uris, registry_reads, unreadable
 
 MODELS_EXPERIMENT = "textspark-models"
@@ -151,10 +152,12 @@ def find_version(name: str, fp: str):
 def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], weights: Path | None,
                     alias: str | None = "champion", description: str = "", extra_files: dict[str, Any] | None = None,
                     run_params: dict[str, Any] | None = None, run_id: str | None = None,
-                    move_alias: bool = True) -> tuple[str, bool]:
+                    move_alias: bool = True, languages: list[str] | str | None = None) -> tuple[str, bool]:
     """Register ``weights`` (+ metadata) as a version of ``name`` unless an identical one exists.
 
-    Returns (version, created). ``alias`` is pointed at a new version when ``move_alias``; an existing
+    ``languages``: what the model reads, ``"any"`` or ISO 639 codes (``["en"]``); recorded as the version's
+    ``textspark.languages`` tag (also on an identical existing version: it is metadata, not content), where
+    the runtime's language guard reads it. Returns (version, created). ``alias`` is pointed at a new version when ``move_alias``; an existing
     identical version only gets the alias when the alias does not exist yet.
 
     Safe under concurrency (two jobs registering the same folder at once): after creating its version, a
@@ -166,11 +169,16 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
 
     if not isinstance(name, str) or not NAME.fullmatch(name):  # resolve serves only such names
         raise ConfigError("name", name, NAME_RULE)
+    try:
+        langs = languages_tag(parse_languages(languages))
+    except ValueError:
+        raise ConfigError("languages", languages, LANGUAGES_RULE) from None
     meta = {"task": task, "kind": kind, "params": params, "extra": extra_files or {}}
     fp = fingerprint(weights, meta)
     mlc = client()
     existing = find_version(name, fp)
     if existing is not None:
+        record_languages(name, str(existing.version), langs, existing.tags)
         return _keep_existing(mlc, name, alias, str(existing.version))
 
     with tempfile.TemporaryDirectory(prefix="textspark-stage-") as tmp:
@@ -198,7 +206,8 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
                                                code_paths=[str(PACKAGE_DIR)],  # loads where textspark is not installed
                                                pip_requirements=pip_requirements())
             tags = {"textspark.task": task, "textspark.kind": kind, "textspark.fingerprint": fp,
-                    "textspark.params": json.dumps(params, sort_keys=True, default=str)}
+                    "textspark.params": json.dumps(params, sort_keys=True, default=str),
+                    **({LANGUAGES_TAG: langs} if langs else {})}
             mv = mlflow.register_model(info.model_uri, name, tags=tags)
             own_run = None if run_id else run.info.run_id
     survivor = find_version(name, fp)
@@ -212,6 +221,16 @@ def register_folder(name: str, *, task: str, kind: str, params: dict[str, Any], 
     if alias and (move_alias or alias not in _aliases(mlc, name)):
         mlc.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version), True
+
+
+def record_languages(name: str, version: str, languages: str | None, tags: dict[str, str] | None = None) -> None:
+    """Set a version's ``textspark.languages`` tag to ``languages`` (a tag value) where it differs; None: leave it."""
+    if languages is None:
+        return
+    if tags is None:
+        tags = client().get_model_version(name, version).tags
+    if (tags or {}).get(LANGUAGES_TAG) != languages:
+        client().set_model_version_tag(name, version, LANGUAGES_TAG, languages)
 
 
 def _keep_existing(mlc, name: str, alias: str | None, version: str) -> tuple[str, bool]:
