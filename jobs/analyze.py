@@ -144,6 +144,10 @@ def print_summary(summary: dict) -> None:
     if summary["mode"] == "stream":
         print(f"\nstream ({summary['trigger']}): {summary['rows']} rows in {summary['micro_batches']} micro-batch(es) "
               f"appended to {summary['output']} in {summary['seconds']} s; checkpoint {summary['checkpoint']}")
+        for q in summary.get("quarantined") or []:
+            print(f"  quarantined {q['file']} -> {q['moved_to']}: {q['reason']}")
+        if summary.get("uncommitted_removed"):
+            print(f"  removed {summary['uncommitted_removed']} data files no micro-batch committed (a crashed run's)")
         return
     for line in summary.get("recovered") or []:
         print(f"recovered {summary['output']}: {line}")

@@ -71,10 +71,18 @@ def _is_remote(path: str) -> bool:
 
 
 class StreamConf(Section):
-    """``input.stream:``: read the input with Structured Streaming and append to the output (jobs/stream.py)."""
+    """``input.stream:``: read the input with Structured Streaming and append to the output (jobs/stream.py).
+
+    ``bad_files``: what a run does with an input file that does not fit the stream (no text or id column, a
+    text column that is not a string, a CSV header in another order, a file it cannot read): ``stop`` (exit 3,
+    one line naming the file) or ``quarantine`` (moved to ``quarantine``, default ``<input.path>/_quarantine``,
+    with ``<name>.reason.txt``; a rename, so on the input's filesystem)."""
 
     checkpoint: Annotated[Name, Allowed("a folder path (the stream's checkpoint)")]
     trigger: Annotated[str, Allowed('available_now or "<n> seconds"')] = "available_now"
+    bad_files: Literal["stop", "quarantine"] = "stop"
+    quarantine: Annotated[Name | None, Allowed("a folder path on the input's filesystem (where bad input files "
+                                               "are moved; default <input.path>/_quarantine)")] = None
 
     @field_validator("trigger")
     @classmethod
@@ -83,10 +91,10 @@ class StreamConf(Section):
             raise ValueError(trigger)
         return trigger
 
-    @field_validator("checkpoint")
+    @field_validator("checkpoint", "quarantine")
     @classmethod
-    def _resolve(cls, path: str) -> str:
-        return resolve_path(path)
+    def _resolve(cls, path: str | None) -> str | None:
+        return None if path is None else resolve_path(path)
 
 
 class InputConf(Section):
