@@ -136,7 +136,7 @@ def test_an_analyze_job_with_an_outside_fingerprint_exits_2_in_one_line_and_dele
     ("textspark.fingerprint", HEX.upper(), FINGERPRINT_ALLOWED),
     ("textspark.fingerprint", HEX[:63], FINGERPRINT_ALLOWED),
     ("textspark.kind", "pickle", "bergamot, embedding_head, fasttext_lid, hf_classifier, hf_encoder, hf_seq2seq, "
-                                 "kmeans_centroids"),
+                                 "kmeans_centroids, lingua_hybrid_lid, lingua_lid"),
     ("textspark.task", "../embed", "classify, cluster, embed, language, sentiment, summarize, translate"),
     ("textspark.params", "[1, 2]", "a JSON object"),
     ("textspark.params", "{not json", "a JSON object"),
@@ -308,7 +308,8 @@ def test_textspark_json_with_an_unknown_kind_is_refused_before_any_import(tmp_pa
     with pytest.raises(ValueError) as err:
         loading.build(folder, device="cpu", precision="fp32")
     assert str(err.value) == ("textspark.json kind: got ['os:system']; allowed: bergamot, embedding_head, "
-                              "fasttext_lid, hf_classifier, hf_encoder, hf_seq2seq, kmeans_centroids")
+                              "fasttext_lid, hf_classifier, hf_encoder, hf_seq2seq, kmeans_centroids, "
+                              "lingua_hybrid_lid, lingua_lid")
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "sub/../../x", ""])

@@ -10,6 +10,8 @@ BUILDERS: dict[str, str] = {
     "hf_classifier": "udfs.models.backends.hf_classifier:load_classifier",
     "kmeans_centroids": "udfs.clustering.model:load_clustering",
     "fasttext_lid": "udfs.models.backends.fasttext_lid:load_detector",
+    "lingua_lid": "udfs.models.backends.lingua_lid:load_lingua_detector",        # short texts (textspark[lingua])
+    "lingua_hybrid_lid": "udfs.models.backends.lingua_lid:load_hybrid_detector",  # fastText long, lingua short
     "bergamot": "udfs.models.backends.bergamot:load_translator",
     "hf_seq2seq": "udfs.models.backends.seq2seq:load_seq2seq",
 }
