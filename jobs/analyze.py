@@ -24,6 +24,7 @@ from jobs.report import figure, tally  # noqa: E402
 from jobs.stream import run_stream  # noqa: E402
 from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
+from udfs.tasks.table import TASK_DEFS  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
 from udfs.runtime.parallelism import inference_partitions  # noqa: E402
 from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa: E402
@@ -100,7 +101,9 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
             "seconds": round(time.time() - started, 1),
             "inference_seconds": inference_seconds, "inference_partitions": partitions,  # None: the input's
             "tasks": [{"task": t.task, "column": t.column, "model": t.plan.model.label, "model_uri": t.plan.model.uri,
-                       "null_with_reason": row[f"{t.column}__errors"]} for t in planned],
+                       "null_with_reason": row[f"{t.column}__errors"], "reads": reads(t),
+                       "languages_recorded": t.plan.model.languages is not None,
+                       "skipped_for_language": row[f"{t.column}__skipped_for_language"]} for t in planned],
             "input": {"path": conf.input.path, "format": conf.input.format, "text_column": conf.input.text_column},
             "spark_master": spark.conf.get("spark.master", None),  # also over Spark Connect
             "gpu_stage": use_profile,
@@ -113,6 +116,11 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
     return summary, dists
 
 
+def reads(t) -> list[str] | None:
+    """The languages a task's rows are checked against (None: no guard; the summary says why)."""
+    return list(t.plan.guard.reads) if t.plan.guard is not None else None
+
+
 def _skipped(conf: JobConf) -> dict:
     """mode: ignore on an existing output: nothing written, no manifest rewritten, no MLflow run."""
     return {"output": conf.output.path, "mode": "ignore", "rows": 0, "skipped": True, "tasks": []}
@@ -123,6 +131,8 @@ def _log_run(conf: JobConf, summary: dict, dists: dict | None = None) -> None:
 
     metrics = {k: summary[k] for k in ("rows", "output_rows", "seconds", "micro_batches") if k in summary}
     metrics.update({f"errors.{t['column']}": t["null_with_reason"] for t in summary["tasks"] if "null_with_reason" in t})
+    metrics.update({f"skipped_for_language.{t['column']}.{code}": n for t in summary["tasks"]
+                    for code, n in (t.get("skipped_for_language") or {}).items()})
     for column, c in (summary.get("incremental") or {}).get("tasks", {}).items():
         metrics.update({f"computed.{column}": c["computed"], f"reused.{column}": c["reused"],
                         f"dropped.{column}": c["dropped"],
@@ -155,6 +165,14 @@ def print_summary(summary: dict) -> None:
     print(f"\nwrote {summary['rows']} rows to {summary['output']}{total} in {summary['seconds']} s")
     for t in summary["tasks"]:
         print(f"  {t['column']:<12} task={t['task']:<10} model={t['model']:<28} null-with-reason={t['null_with_reason']}")
+        if t.get("skipped_for_language"):
+            langs = ", ".join(f"{code} {n}" for code, n in t["skipped_for_language"].items())
+            print(f"  {'':<12} rows in a language {t['model']} does not read (reads: {', '.join(t['reads'])}): {langs}")
+    unknown = sorted({t["model"] for t in summary["tasks"]
+                      if TASK_DEFS[t["task"]].guarded and t.get("languages_recorded") is False})
+    if unknown:
+        print(f"  warning: {', '.join(unknown)} record no languages: their rows are not checked (register them with "
+              "languages: [...] in the catalog, or languages=[...])")
     for column, c in (summary.get("incremental") or {}).get("tasks", {}).items():
         why = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in c["computed_because"].items() if n) or "nothing"
         print(f"  {column:<12} computed {c['computed']} ({why}), reused {c['reused']}, dropped {c['dropped']}")

@@ -7,6 +7,8 @@ language and translate; the method for summarize) and the null-with-reason reaso
 """
 from __future__ import annotations
 
+import re
+
 from udfs.tasks.pipeline import PlannedTask
 
 LABEL_FIELDS = ("label", "language", "source_language", "method")  # the first a task's result has is charted
@@ -16,6 +18,9 @@ TOP = 12  # bars per chart; the rest are summed into "(other)"
 def _label_field(t: PlannedTask) -> str | None:
     names = [name for name, _ in t.plan.fields]
     return next((f for f in LABEL_FIELDS if f in names), None)
+
+
+NOT_READ = re.compile(r"language (\S+) is not read by ")  # udfs.runtime.guard's reason
 
 
 def tally(written, planned: list[PlannedTask]) -> tuple[dict, dict[str, dict[str, dict[str, int]]]]:
@@ -36,15 +41,19 @@ def tally(written, planned: list[PlannedTask]) -> tuple[dict, dict[str, dict[str
     for i, t in enumerate(planned):
         labels: dict[str, int] = {}
         reasons: dict[str, int] = {}
+        skipped: dict[str, int] = {}  # rows the language guard withheld, per language
         for r in rows:
             if r["task"] != i:
                 continue
+            if r["reason"] is not None and (m := NOT_READ.match(r["reason"])):
+                skipped[m.group(1)] = skipped.get(m.group(1), 0) + r["count"]
             if r["reason"] is not None:
                 key = r["reason"].split(":")[0][:60]  # "ValueError: <detail>" -> its kind
                 reasons[key] = reasons.get(key, 0) + r["count"]
             elif r["label"] is not None:
                 labels[r["label"]] = labels.get(r["label"], 0) + r["count"]
         counts[f"{t.column}__errors"] = sum(reasons.values())
+        counts[f"{t.column}__skipped_for_language"] = dict(sorted(skipped.items()))
         result[t.column] = {"labels": _top(labels), "reasons": _top(reasons)}
     return counts, result
 

@@ -47,7 +47,8 @@ def test_job_keeps_every_row_and_column_and_records_the_version(spark, tiny_enco
     manifest = json.loads((tmp_path / "out" / "_textspark_manifest.json").read_text())
     assert manifest["rows"] == summary["rows"] == source.count() == 11
     assert manifest["tasks"] == [{"task": "embed", "column": "embedding", "model": f"tiny-encoder/{version}",
-                                  "model_uri": f"models:/tiny-encoder/{version}", "null_with_reason": 4}]
+                                  "model_uri": f"models:/tiny-encoder/{version}", "null_with_reason": 4,
+                                  "reads": None, "languages_recorded": False, "skipped_for_language": {}}]
 
 
 def test_input_can_be_a_catalog_table(spark, tiny_encoder, table, tmp_path):

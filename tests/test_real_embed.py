@@ -12,8 +12,9 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def minilm(mlflow_registry):
-    entry = load_catalog()["textspark-minilm"]
-    version, _ = register_entry(entry)
+    """MiniLM reads English (its catalog entry): the language model that guards it is registered with it."""
+    register_entry(load_catalog()["textspark-lid176"])
+    version, _ = register_entry(load_catalog()["textspark-minilm"])
     return f"models:/textspark-minilm/{version}"
 
 
@@ -55,7 +56,13 @@ def test_sample_job_on_real_text(spark, minilm, tmp_path):
     assertDataFrameEqual(written.select("id", "source", "text", "label"),  # every input row and column
                          spark.read.parquet(str(tmp_path / "sample.parquet")).select("id", "source", "text", "label"))
     out = written.toPandas().set_index("id").loc[sample["id"]]
-    assert all(len(v) == 384 for v in out["embedding"]) and out["embedding_error"].isna().all()
+    # every row has a vector or, for a tweet fastText reads as another language, the guard's reason
+    guarded = out["embedding_error"].notna()
+    assert all(len(v) == 384 for v in out.loc[~guarded, "embedding"]) and out.loc[guarded, "embedding"].isna().all()
+    assert out.loc[guarded, "embedding_error"].str.fullmatch(
+        rf"language [a-z]{{2,3}} is not read by {minilm.removeprefix('models:/')} \(reads: en\)").all()
+    assert (out.loc[out["source"] == "bbc", "embedding_error"].isna().all()  # long English articles: never withheld
+            and sum(summary["tasks"][0]["skipped_for_language"].values()) == int(guarded.sum()))
     assert summary["tasks"][0]["model"] == minilm.removeprefix("models:/")
     # articles about the same topic sit closer together than articles about different topics
     bbc = out[out["source"] == "bbc"]

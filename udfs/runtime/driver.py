@@ -21,6 +21,7 @@ from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
 from udfs.models.reference import ResolvedModel
 from udfs.models.registry import resolve
+from udfs.runtime.guard import LanguageGuard, plan_guard
 from udfs.runtime.worker import loaded, run_arrow_batch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -41,6 +42,7 @@ class UdfPlan:
     precision: str = "fp32"
     fail_on_error: bool = False
     screen: Screen | None = None  # the task's own rule: a reason to withhold a clean row from predict, or None
+    guard: LanguageGuard | None = None  # rows in a language the model does not read are withheld (udfs.runtime.guard)
 
     def struct_type(self) -> str:
         cols = [f"{name}: {dtype}" for name, dtype in self.fields] + ["model: string", "error: string"]
@@ -49,17 +51,23 @@ class UdfPlan:
 
 def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: str | None,
          options: Mapping[str, Any] | None = None, device: str = "auto", precision: str | None = None,
-         fail_on_error: bool = False, catalog=None, screen: Screen | None = None) -> UdfPlan:
-    """Driver side: validate settings and resolve the model reference to one exact version."""
+         fail_on_error: bool = False, catalog=None, screen: Screen | None = None, languages: Any = None,
+         guarded: bool = True) -> UdfPlan:
+    """Driver side: validate settings and resolve the model reference to one exact version.
+
+    ``languages``: None (the version's recorded languages decide the guard), ``"any"`` (no guard) or ISO 639
+    codes; ``guarded=False`` for tasks that check languages themselves (language, translate)."""
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError("device", device, "auto, cpu, cuda, cuda:<index>")
-    reference = model or (catalog or load_catalog()).default_reference(task)
+    catalog = catalog or load_catalog()
+    reference = model or catalog.default_reference(task)
     resolved = resolve(reference, task=task)
+    guard = plan_guard(resolved, languages, lambda: catalog.default_reference("language")) if guarded else None
     precision = precision or resolved.params.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise ConfigError("precision", precision, PRECISIONS)
     return UdfPlan(task=task, model=resolved, predict=predict, fields=tuple(fields), options=dict(options or {}),
-                   device=device, precision=precision, fail_on_error=bool(fail_on_error), screen=screen)
+                   device=device, precision=precision, fail_on_error=bool(fail_on_error), screen=screen, guard=guard)
 
 
 def make_udf(p: UdfPlan, *, only: str | None = None):

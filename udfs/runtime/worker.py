@@ -15,6 +15,7 @@ import pandas as pd
 
 from udfs.models.loading import load
 from udfs.runtime.device import configure_threads, resolve_precision, select_device
+from udfs.runtime.guard import withheld
 from udfs.text import arrow_texts, clean_texts
 
 if TYPE_CHECKING:  # the plan module builds UDFs that call this one
@@ -64,6 +65,10 @@ def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
     reasons = reason.to_numpy(dtype=object)
     if p.screen is not None:  # the task's own rule, after the shared hygiene
         ok = _screen(p.screen, clean, ok, reasons)
+    if p.guard is not None and len(ok):  # rows in a language the model does not read (udfs.runtime.guard)
+        for i, why in zip(ok, withheld(p.guard, clean.iloc[ok].tolist())):
+            reasons[i] = why or reasons[i]
+        ok = np.array([i for i in ok if reasons[i] is None], dtype=ok.dtype)
     columns = {name: np.full(n, None, dtype=object) for name, _ in p.fields}
     if len(ok):
         rows = clean.iloc[ok].tolist()

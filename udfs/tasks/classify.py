@@ -184,7 +184,7 @@ def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = No
                   hypothesis_template: str | Sequence[str] | None = None, temperature: float = 0.05,
                   chunk_words: int | None = None, max_chunks: int = 16,
                   device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
-                  catalog=None) -> driver.UdfPlan:
+                  catalog=None, languages=None) -> driver.UdfPlan:
     o = validate(ClassifyOptions, {
         "labels": labels, "descriptions": descriptions, "multi_label": multi_label, "threshold": threshold,
         "method": method, "hypothesis_template": hypothesis_template, "temperature": temperature,
@@ -193,7 +193,7 @@ def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = No
     if model is None and labels is not None:  # zero-shot without a model: the default embedding model
         model = (catalog or load_catalog()).default_reference("embed")
     p = driver.plan("classify", predict, FIELDS, model=model, device=device, precision=precision,
-                     fail_on_error=fail_on_error, catalog=catalog)
+                     fail_on_error=fail_on_error, catalog=catalog, languages=languages)
     chosen = _method_for(p.model, o.method)
     options: dict[str, Any] = {"method": chosen, "multi_label": o.multi_label, "threshold": o.threshold,
                                "temperature": o.temperature}
@@ -225,7 +225,7 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
              multi_label: bool = False, threshold: float = 0.5, method: str = "auto",
              hypothesis_template: str | Sequence[str] | None = None, temperature: float = 0.05,
              chunk_words: int | None = None, max_chunks: int = 16,
-             device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
+             device: str = "auto", precision: str | None = None, fail_on_error: bool = False, languages=None):
     """``df.withColumn("t", classify("text", labels=["sport", "politics"]))`` (zero-shot) or
     ``classify("text", model="models:/topics@champion")`` (trained) -> struct<label, score, scores, labels,
     model, error> (the module docstring explains the three methods and the scores).
@@ -247,8 +247,10 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+        languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
+            records; default: the model's recorded languages (rows in others get a null and the reason).
     """
-    p = classify_plan(model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
+    p = classify_plan(languages=languages, model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
                       threshold=threshold, method=method, hypothesis_template=hypothesis_template,
                       temperature=temperature, chunk_words=chunk_words, max_chunks=max_chunks, device=device,
                       precision=precision, fail_on_error=fail_on_error)

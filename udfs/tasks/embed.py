@@ -23,13 +23,13 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 
 
 def embed_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
-               fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
+               fail_on_error: bool = False, catalog=None, languages=None) -> driver.UdfPlan:
     return driver.plan("embed", predict, FIELDS, model=model, device=device, precision=precision,
-                        fail_on_error=fail_on_error, catalog=catalog)
+                        fail_on_error=fail_on_error, catalog=catalog, languages=languages)
 
 
 def embed(column, *, model: str | None = None, device: str = "auto", precision: str | None = None,
-          fail_on_error: bool = False, with_error: bool = False):
+          fail_on_error: bool = False, with_error: bool = False, languages=None):
     """``df.withColumn("v", embed("text"))`` -> array<float> (null for null/empty/failed rows).
 
     Args:
@@ -39,6 +39,8 @@ def embed(column, *, model: str | None = None, device: str = "auto", precision: 
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
         with_error: True returns struct<embedding, model, error> (why a row has no vector); default False.
+        languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
+            records; default: the model's recorded languages (rows in others get a null and the reason).
     """
-    p = embed_plan(model=model, device=device, precision=precision, fail_on_error=fail_on_error)
+    p = embed_plan(model=model, device=device, precision=precision, fail_on_error=fail_on_error, languages=languages)
     return driver.make_udf(p, only=None if with_error else "embedding")(column)

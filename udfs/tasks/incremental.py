@@ -38,8 +38,11 @@ MODEL_FAILURE = r"^[A-Za-z_][A-Za-z0-9_]*: "
 
 
 def task_key(t: PlannedTask) -> str:
-    """A short hash of what decides a task's result: the task, its model name/version, options, precision."""
+    """A short hash of what decides a task's result: the task, its model name/version, options, precision,
+    and the language guard (its language model's version and the languages read) where there is one."""
     what = {"task": t.task, "model": t.plan.model.label, "options": t.plan.options, "precision": t.plan.precision}
+    if t.plan.guard is not None:  # which rows the language guard withholds (absent: keys written before it hold)
+        what["guard"] = t.plan.guard.key()
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -37,7 +37,8 @@ def language_plan(*, model: str | None = None, min_confidence: float = 0.0, devi
                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
     o = validate(LanguageOptions, {"min_confidence": min_confidence})
     return driver.plan("language", predict, FIELDS, model=model, options=o.model_dump(),
-                        device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog)
+                        device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog,
+                        guarded=False)
 
 
 def detect_language(column, *, model: str | None = None, min_confidence: float = 0.0, device: str = "auto",

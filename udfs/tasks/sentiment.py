@@ -60,10 +60,11 @@ class SentimentOptions(Section):
 
 
 def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | None = None, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None,
+                   languages=None) -> driver.UdfPlan:
     o = validate(SentimentOptions, {"label_map": label_map})
     p = driver.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
-                     fail_on_error=fail_on_error, catalog=catalog)
+                     fail_on_error=fail_on_error, catalog=catalog, languages=languages)
     chosen = checked_label_map(p.model.params.get("label_map")) if o.label_map is None else o.label_map
     if p.model.params.get("labels"):  # known at registration: check every label is covered, before Spark starts
         try:
@@ -74,7 +75,7 @@ def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | N
 
 
 def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] | None = None,
-              device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
+              device: str = "auto", precision: str | None = None, fail_on_error: bool = False, languages=None):
     """``df.withColumn("s", sentiment("text"))`` -> struct<label, score, scores, model, error>.
 
     ``label``: negative | neutral | positive; ``score``: its probability; ``scores``: every canonical
@@ -88,7 +89,9 @@ def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] 
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+        languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
+            records; default: the model's recorded languages (rows in others get a null and the reason).
     """
     p = sentiment_plan(model=model, label_map=label_map, device=device, precision=precision,
-                       fail_on_error=fail_on_error)
+                       fail_on_error=fail_on_error, languages=languages)
     return driver.make_udf(p)(column)

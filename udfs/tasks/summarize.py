@@ -107,11 +107,13 @@ class SummarizeOptions(Section):
 
 def summarize_plan(*, model: str | None = None, method: str = "auto", max_sentences: int = 3,
                    max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
+                   precision: str | None = None, fail_on_error: bool = False, catalog=None,
+                   languages=None) -> driver.UdfPlan:
     o = validate(SummarizeOptions, {"method": method, "max_sentences": max_sentences, "max_words": max_words,
                                     "max_input_sentences": max_input_sentences})
     p = driver.plan("summarize", predict, FIELDS, model=model, device=device, precision=precision,
-                     fail_on_error=fail_on_error, catalog=catalog, options=o.model_dump(exclude={"method"}))
+                     fail_on_error=fail_on_error, catalog=catalog, options=o.model_dump(exclude={"method"}),
+                     languages=languages)
     served = KIND_METHOD.get(p.model.kind)
     if served is None or o.method not in ("auto", served):
         raise ConfigError("method", o.method, f"{served or 'no method'} for model {p.model.label} "
@@ -123,7 +125,7 @@ def summarize_plan(*, model: str | None = None, method: str = "auto", max_senten
 
 def summarize(column, *, model: str | None = None, method: str = "auto", max_sentences: int = 3,
               max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
-              precision: str | None = None, fail_on_error: bool = False):
+              precision: str | None = None, fail_on_error: bool = False, languages=None):
     """``df.withColumn("sum", summarize("text"))`` -> struct<summary, method, input_sentences,
     summary_sentences, chunks, model, error>.
 
@@ -142,8 +144,10 @@ def summarize(column, *, model: str | None = None, method: str = "auto", max_sen
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+        languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
+            records; default: the model's recorded languages (rows in others get a null and the reason).
     """
-    p = summarize_plan(model=model, method=method, max_sentences=max_sentences, max_words=max_words,
+    p = summarize_plan(languages=languages, model=model, method=method, max_sentences=max_sentences, max_words=max_words,
                        max_input_sentences=max_input_sentences, device=device, precision=precision,
                        fail_on_error=fail_on_error)
     return driver.make_udf(p)(column)

@@ -20,11 +20,13 @@ class TaskDef:
     plan: Callable[..., driver.UdfPlan]  # keyword arguments: model, device, precision, fail_on_error, options
     options: type[Section]               # the task's own keys, typed (COMMON_KEYS are every task's)
     value_field: str | None = None       # plain (non-struct) output: the job writes this field + <column>_error
+    guarded: bool = True                 # takes ``languages`` (udfs.runtime.guard); language, translate check their own
 
     @property
     def extra_keys(self) -> tuple[str, ...]:
-        """Task-specific config keys the job passes through to ``plan``: the options model's fields."""
-        return tuple(self.options.model_fields)
+        """Task-specific config keys the job passes through to ``plan``: the options model's fields, and
+        ``languages`` for a guarded task."""
+        return tuple(self.options.model_fields) + (("languages",) if self.guarded else ())
 
     @property
     def required_keys(self) -> tuple[str, ...]:
@@ -38,8 +40,8 @@ def _registry() -> dict[str, TaskDef]:
         "sentiment": TaskDef("sentiment", sentiment_plan, SentimentOptions),
         "classify": TaskDef("classify", classify_plan, ClassifyOptions),
         "summarize": TaskDef("summarize", summarize_plan, SummarizeOptions),
-        "translate": TaskDef("translate", translate_plan, TranslateOptions),
-        "language": TaskDef("language", language_plan, LanguageOptions),
+        "translate": TaskDef("translate", translate_plan, TranslateOptions, guarded=False),
+        "language": TaskDef("language", language_plan, LanguageOptions, guarded=False),
     }
 
 

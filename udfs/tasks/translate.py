@@ -110,7 +110,7 @@ def translate_plan(*, target: str, source: str = "auto", model: str | None = Non
     target, source = o.target, o.source
     p = driver.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
                      device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog,
-                     screen=NeedsLetters(NO_LETTERS))
+                     screen=NeedsLetters(NO_LETTERS), guarded=False)  # its own per-row source check
     pairs = declared_pairs(p.model)
     if pairs:
         targets = sorted({x.split("-")[1] for x in pairs})
