@@ -1,6 +1,8 @@
 """Throughput of textspark's embed and sentiment UDFs against the usual ways to run a transformer on Spark.
 
     .venv/bin/python bench/throughput.py [--rows 1100] [--article-share 0.1] [--skip-slow]   (also: make bench)
+    .venv/bin/python bench/throughput.py --batch-shapes [--rows 2000] [--token-budgets 4096,512]
+                                         (only the fixed vs variable batch shapes section, in process)
 
 One process, one SparkSession (local[2]: the machine's 2 cores, the project's conf/spark/local.yml settings),
 one real mixed-length corpus (tweets with a share of BBC articles; the default one article in ten is the mix
@@ -16,6 +18,8 @@ Prints rows/s and ratios for:
 then useful FLOP/s (2 x non-embedding params x real tokens + attention) against this machine's measured
 fp32 and bf16 matmul FLOP/s on 2 threads, the bf16-vs-fp32 accuracy delta (embedding cosine, labels), and
 one worker's view in process (tokenizing's share; fp32 / bf16 / int8 dynamic quantization: speed, cosine),
+the encoder's fixed batch shapes against variable ones (speed, and rows whose vector differs between two
+batchings of the same rows),
 the default sentiment model (textspark vs mlflow spark_udf), and unless --skip-slow: embed + sentiment +
 zero-shot together vs each alone (bench/multitask.py) and the fixed cost per Spark task (bench/fixed_cost.py).
 Every Spark variant gets a warm-up pass on 64 rows in 2 partitions first (JVM and Python workers started; models
@@ -154,6 +158,62 @@ def one_worker(weights: Path, texts: list[str]) -> None:
     print(f"  tokenizing: {tokenize * 1000:.0f} ms = {tokenize / seconds['bf16']:.1%} of the bf16 pass")
 
 
+def batch_shapes(weights: Path, texts: list[str], *, precision: str = "auto", budgets=(4096, 512)) -> None:
+    """Fixed batch shapes (udfs.models.backends.batching) against the variable ones they replaced, one worker
+    in process on 1 thread: every variant encodes the same rows twice, as two batchings that Spark could hand
+    a worker (input order in calls of 1024 rows, an Arrow batch; a shuffled order in calls of 300 rows,
+    another partitioning), each call afresh (the encoder's memory of recent calls cleared, so no row is
+    timed from memory), the variants taking turns call by call. Prints rows/s and the rows whose vector
+    differs, bit for bit, between the two batchings."""
+    import torch
+
+    from udfs.models.backends.hf import Encoder
+    from udfs.runtime.device import resolve_precision
+
+    torch.set_num_threads(1)
+    precision = resolve_precision(precision, "cpu")
+    encoders = {}
+    for budget in budgets:  # the first budget's variable shapes are the baseline (the catalog's MiniLM: 4096)
+        for fixed in (False, True):
+            encoders[f"{'fixed' if fixed else 'variable'} shapes, budget {budget}"] = Encoder(
+                weights, precision=precision, token_budget=budget, fixed_shapes=fixed)
+    order = np.random.default_rng(0).permutation(len(texts))
+    batchings = {"input order, calls of 1024": [np.arange(i, min(i + 1024, len(texts)))
+                                                for i in range(0, len(texts), 1024)],
+                 "shuffled, calls of 300": [order[i:i + 300] for i in range(0, len(texts), 300)]}
+    seconds = {name: dict.fromkeys(batchings, 0.0) for name in encoders}
+    vectors = {name: {} for name in encoders}
+    for encoder in encoders.values():
+        encoder.embed(texts[:32])  # warm-up
+    turn = 0
+    for batching, calls in batchings.items():
+        out = {name: np.zeros((len(texts), encoders[name].dim), dtype=np.float32) for name in encoders}
+        for idx in calls:
+            rows = [texts[i] for i in idx]
+            names = list(encoders)
+            for name in names[turn % len(names):] + names[:turn % len(names)]:
+                encoders[name].forget()
+                start = time.perf_counter()
+                out[name][idx] = encoders[name].embed(rows)
+                seconds[name][batching] += time.perf_counter() - start
+            turn += 1
+        for name in encoders:
+            vectors[name][batching] = out[name]
+    print(f"\nbatch shapes, one worker in process, 1 thread, {precision}, {len(texts)} rows x 2 batchings "
+          f"({' / '.join(batchings)}):")
+    print(f"  {'':<30}" + "".join(f"{b:>28}" for b in batchings) + f"{'both':>16}   rows differing")
+    base = next(iter(seconds.values()))
+    for name in encoders:
+        cells = [f"{len(texts) / seconds[name][b]:8.1f} rows/s (x{base[b] / seconds[name][b]:.3f})"
+                 for b in batchings]
+        both = sum(seconds[name].values())
+        a, b = vectors[name].values()
+        differ = int((a != b).any(axis=1).sum())
+        print(f"  {name:<30}" + "".join(f"{c:>28}" for c in cells) + f"{2 * len(texts) / both:8.1f} (x"
+              f"{sum(base.values()) / both:.3f})   {differ} of {len(texts)} (max |diff| {np.abs(a - b).max():.1e})")
+    print("  (x: rows/s against the first line; rows differing: bit for bit, between the two batchings)")
+
+
 def timed_spark(df, column) -> tuple[float, list]:
     """Seconds for one pass of ``column`` over ``df`` and its values in id order (one UDF call per row)."""
     start = time.perf_counter()
@@ -224,7 +284,16 @@ def main(argv=None) -> int:
     parser.add_argument("--article-share", type=float, default=0.1,
                         help="share of BBC articles in the corpus (the rest are tweets); 0.5 = half and half")
     parser.add_argument("--skip-slow", action="store_true", help="only textspark and the plain loop")
+    parser.add_argument("--batch-shapes", action="store_true",
+                        help="only the fixed vs variable batch shapes section (in process, no Spark)")
+    parser.add_argument("--token-budgets", default="4096,512",
+                        help="batch shapes section: the encoder token budgets to compare (the first: the baseline)")
     args = parser.parse_args(argv)
+    budgets = tuple(int(b) for b in args.token_budgets.split(","))
+    if args.batch_shapes:
+        batch_shapes(load_catalog()["textspark-minilm"].source_dir(),
+                     corpus(args.rows, article_share=args.article_share)["text"].tolist(), budgets=budgets)
+        return 0
     setup_environment()
     entry = load_catalog()["textspark-minilm"]
     version, _ = register_entry(entry)
@@ -300,6 +369,7 @@ def main(argv=None) -> int:
         print(f"    {name:<22} min {cos[unchanged].min():.6f} mean {cos[unchanged].mean():.6f}; "
               f"all rows min {cos.min():.6f}")
     one_worker(weights, texts[: len(texts) // 2])
+    batch_shapes(weights, texts, budgets=budgets)
     sentiment_section(spark, df, warm, texts, weights if not args.skip_slow else None)
     if not args.skip_slow:
         more_sections(spark, ref)

@@ -2,8 +2,9 @@
 
 A supervised model scores each text over its own labels (``config.id2label``, or ``params.labels``).
 An NLI model (labels include "entailment") scores (text, hypothesis) pairs: zero-shot classification asks,
-for each candidate label, whether the text entails ``hypothesis_template.format(label)``. Batched by a
-token budget like the encoders; a batch that runs out of memory is halved and retried.
+for each candidate label, whether the text entails ``hypothesis_template.format(label)``. Batched like the
+encoders: in shapes fixed per length bucket (``fixed_shapes``, the default: a row's scores do not depend on its
+batch), a batch that runs out of memory halved and retried.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from udfs.models.backends.batching import run_batches
+from udfs.models.backends.batching import Batch, as_bool, default_token_budget, run_batches
 from udfs.models.backends.heads import rows_from_proba, softmax
 from udfs.models.backends.hf import _autocast
 
@@ -21,7 +22,8 @@ CHARS_PER_TOKEN_CAP = 16
 
 class SequenceClassifier:
     def __init__(self, weights: Path, *, device: str = "cpu", precision: str = "fp32", max_tokens: int = 256,
-                 token_budget: int = 8192, max_batch_size: int = 64, labels: Sequence[str] | None = None, **_: Any):
+                 token_budget: int | None = None, max_batch_size: int = 64, labels: Sequence[str] | None = None,
+                 fixed_shapes: bool = True, **_: Any):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -30,7 +32,9 @@ class SequenceClassifier:
         self.device, self.precision = device, precision
         limit = getattr(self.model.config, "max_position_embeddings", max_tokens) or max_tokens
         self.max_tokens = int(min(max_tokens, limit))
-        self.token_budget, self.max_batch_size = int(token_budget), int(max_batch_size)
+        self.token_budget = int(token_budget or default_token_budget(device, 8192))  # 512 on the CPU
+        self.max_batch_size = int(max_batch_size)
+        self.fixed_shapes = as_bool(fixed_shapes, "fixed_shapes")
         id2label = self.model.config.id2label
         self.labels = [str(x) for x in labels] if labels else [str(id2label[i]) for i in range(len(id2label))]
         if len(self.labels) != self.model.config.num_labels:
@@ -53,12 +57,16 @@ class SequenceClassifier:
         keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
 
-        def run(rows):
-            return self._forward(self.tokenizer.pad([{k: enc[k][i] for k in keys} for i in rows], return_tensors="pt"))
+        def run(batch: Batch):
+            features = [{k: enc[k][i] for k in keys} for i in batch.idx]
+            features += [features[0]] * (batch.rows - len(features))  # dummy rows fill a fixed shape
+            padding = {"padding": "max_length", "max_length": batch.width} if batch.width else {}
+            return self._forward(self.tokenizer.pad(features, return_tensors="pt", **padding))
 
         for rows, logits in run_batches([len(x) for x in enc["input_ids"]], run, token_budget=self.token_budget,
-                                        max_batch_size=self.max_batch_size):
-            out[rows] = logits
+                                        max_batch_size=self.max_batch_size, fixed_shapes=self.fixed_shapes,
+                                        max_width=self.max_tokens):
+            out[rows] = logits[:len(rows)]
         return out
 
     def _forward(self, batch) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Hugging Face encoder-decoder models (T5, BART, Pegasus, Marian, M2M100, NLLB) for summarize and translate.
 
-Generation is batched like the encoders: rows are tokenized once, sorted by length and cut into batches
-whose padded size (times the beam count) fits a token budget (a batch that runs out of memory is halved and
-retried); results are written back in input order.
+Generation is batched like the encoders: rows are tokenized once and run in batches whose padded size
+(input plus ``max_new_tokens``, times the beam count) fits a token budget, in shapes fixed per input length
+bucket (``fixed_shapes``, the default; udfs.models.backends.batching) so a row's output does not depend on
+its batch (a batch that runs out of memory is halved and retried); results are written back in input order.
 Beam count, lengths and length penalty come from the registered params (the catalog).
 
 * summarize: a document longer than the model's input is cut at sentence boundaries into chunks that fit,
@@ -18,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from udfs.models.backends.batching import pad_batch, run_batches
+from udfs.models.backends.batching import Batch, as_bool, pad_batch, run_batches
 from udfs.sentences import rejoin, segments, split_sentences
 
 # English names (T5's translation prefixes) and NLLB/FLORES-200 codes for common ISO 639-1 codes;
@@ -38,7 +39,7 @@ class Seq2Seq:
                  no_repeat_ngram_size: int = 0, max_input_tokens: int | None = None, prefix: str = "",
                  pairs: list[str] | None = None, languages: dict[str, str] | None = None,
                  language_names: dict[str, str] | None = None, segment_words: int = 60, reduce_rounds: int = 2,
-                 token_budget: int = 4096, max_batch_size: int = 32, **_: Any):
+                 token_budget: int = 4096, max_batch_size: int = 32, fixed_shapes: bool = True, **_: Any):
         import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -59,6 +60,7 @@ class Seq2Seq:
                                 "early_stopping": int(num_beams) > 1, "do_sample": False}
         self.prefix, self.segment_words, self.reduce_rounds = prefix, int(segment_words), int(reduce_rounds)
         self.token_budget, self.max_batch_size = int(token_budget), int(max_batch_size)
+        self.fixed_shapes = as_bool(fixed_shapes, "fixed_shapes")
         self.languages = {**(NLLB_CODES if self.family == "nllb" else {}), **(languages or {})}
         self.language_names = {**LANGUAGE_NAMES, **(language_names or {})}
         self._pairs = tuple(pairs or ())
@@ -106,20 +108,22 @@ class Seq2Seq:
         ids = self._ids(texts, prefix)
         out: list[str] = [""] * len(texts)
         beams = max(1, self.generate_kwargs["num_beams"])
-        lengths = [len(x) + self.generate_kwargs["max_new_tokens"] for x in ids]
 
-        def run(rows):
-            return self._forward([ids[i] for i in rows], forced_bos_token_id)
+        def run(batch: Batch):
+            return self._forward(ids, batch, forced_bos_token_id)
 
-        for rows, texts_out in run_batches(lengths, run, token_budget=max(1, self.token_budget // beams),
-                                           max_batch_size=self.max_batch_size):
+        for rows, texts_out in run_batches([len(x) for x in ids], run, token_budget=max(1, self.token_budget // beams),
+                                           max_batch_size=self.max_batch_size, fixed_shapes=self.fixed_shapes,
+                                           max_width=self.max_input_tokens,
+                                           extra_tokens=self.generate_kwargs["max_new_tokens"]):
             for i, text in zip(rows, texts_out):
                 out[i] = text
         return out
 
-    def _forward(self, batch_ids: list[list[int]], forced_bos_token_id: int | None) -> list[str]:
+    def _forward(self, ids: list[list[int]], batch: Batch, forced_bos_token_id: int | None) -> list[str]:
+        """Generated texts for ``batch`` (dummy rows included) of the token id lists ``ids``."""
         torch = self._torch
-        input_ids, mask = pad_batch(batch_ids, self.pad_id)
+        input_ids, mask = pad_batch([ids[i] for i in batch.idx], self.pad_id, rows=batch.rows, width=batch.width)
         kwargs = dict(self.generate_kwargs)
         if forced_bos_token_id is not None:
             kwargs["forced_bos_token_id"] = int(forced_bos_token_id)
