@@ -40,9 +40,10 @@ def test_register_a_catalog_of_your_own(my_catalog, capsys):
     first = capsys.readouterr().out
     assert register_models.main(["--catalog", str(my_catalog)]) == 0  # idempotent: no new version
     version = first.split("version ")[1].split()[0]
-    assert first.strip() == f"my-sentiment: registered new version {version} (@champion); task=sentiment"
+    unrecorded = "reads not recorded (add languages: to the entry)"  # the README's entry says no languages
+    assert first.strip() == f"my-sentiment: registered new version {version} (@champion); task=sentiment; {unrecorded}"
     assert capsys.readouterr().out.strip() == f"my-sentiment: unchanged, kept version {version} (@champion); " \
-                                              "task=sentiment"
+                                              f"task=sentiment; {unrecorded}"
 
 
 def test_use_it_from_python_and_from_a_job(spark, my_catalog, tmp_path):

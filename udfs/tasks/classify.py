@@ -29,6 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models import model_cache
+from udfs.models.backends.heads import matmul_in_chunks
 from udfs.models.catalog import load_catalog
 from udfs.runtime import driver
 from udfs.vectors import unit_rows
@@ -68,7 +69,7 @@ def _embedding_scores(model, texts: list[str], prompts: list[list[str]], tempera
     key = ("classify.prompts", id(model), tuple(map(tuple, prompts)))  # label vectors: once per worker
     label_vectors = model_cache.get(key, lambda: _label_vectors(model, prompts))
     vectors = model.embed_windows(texts, chunk_words, max_chunks) if chunk_words else model.embed(texts)
-    sim = _unit(vectors) @ label_vectors.T
+    sim = matmul_in_chunks(_unit(vectors), label_vectors.T)  # a row's scores do not depend on its batch
     if multi:
         return np.clip(sim, 0.0, 1.0)
     z = sim / temperature
