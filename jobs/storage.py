@@ -147,11 +147,7 @@ class LocalStorage:
     def write(self, path: str, data: bytes) -> None:
         """Written to a temporary name, flushed to disk, then renamed: the file appears whole or not at all."""
         path = os_path(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp = _synced(f"{path}.tmp-{os.getpid()}", data)
         os.replace(tmp, path)
 
     def read(self, path: str) -> bytes:
@@ -163,11 +159,7 @@ class LocalStorage:
         """Write ``path`` whole only if it does not exist (a complete temp file hard-linked into place: atomic);
         False when it exists."""
         path = os_path(path)
-        tmp = f"{path}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp = _synced(f"{path}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}", data)
         try:
             os.link(tmp, path)
             return True
@@ -205,6 +197,15 @@ class LocalStorage:
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
+
+
+def _synced(path: str, data: bytes) -> str:
+    """Write ``data`` to ``path`` and flush it to disk; returns ``path``."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path
 
 
 class HadoopStorage:
