@@ -14,11 +14,13 @@ Another job that finds a lease refuses in one line (:class:`LeaseHeld`, exit 3) 
 A gone owner's lease is taken over; only then does :func:`jobs.output.recover` touch the staging it left.
 
 What is guaranteed where: on local disk the create is ``link(2)`` of a complete temp file (atomic), and the
-read-decide-replace of a takeover and every heartbeat run under an ``flock`` beside the lease, so two jobs on
-one host never both hold it. On HDFS the create is ``FileSystem.create(overwrite=false)``, atomic in the
-NameNode. On object stores (s3a, gs, abfss, dbfs) Hadoop's ``create(overwrite=false)`` is a check followed by
-a put: two jobs started within the same second on different hosts can both believe they hold the lease, and
-the check before the commit narrows, but does not close, that window. Run one scheduler per output there.
+read-decide-replace of a takeover and every heartbeat run under an ``flock`` (a file in the temp folder named
+by the lease path's hash: jobs.storage.LocalStorage.lock), so two jobs on one host never both hold it. Through
+Hadoop the create is ``createFile(overwrite=false)`` with ``fs.option.create.conditional.overwrite``: atomic in
+HDFS's NameNode, a conditional PUT on S3A where the store supports it; elsewhere (and on stores without
+conditional writes) a check followed by a put, where two jobs started within the same moment on different
+hosts can both believe they hold the lease; the check before the commit narrows, but does not close, that
+window. Run one scheduler per output there.
 """
 from __future__ import annotations
 
@@ -50,10 +52,9 @@ class Owner:
     heartbeat: float
 
     @classmethod
-    def me(cls, run_id: str, started: float | None = None) -> "Owner":
+    def me(cls, run_id: str) -> "Owner":
         now = time.time()
-        return cls(socket.gethostname(), os.getpid(), _start_time(os.getpid()), _boot_id(), run_id,
-                   started or now, now)
+        return cls(socket.gethostname(), os.getpid(), _start_time(os.getpid()), _boot_id(), run_id, now, now)
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started))
