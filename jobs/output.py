@@ -171,12 +171,8 @@ class Output:
         except Exception as exc:  # noqa: BLE001 - OSError locally, a Java IOException through py4j
             raise self._error(f"cannot write next to it ({_reason(exc)})") from None
         self.storage, self._commit = s, commit
-        try:  # one writer per path: nothing next to the output is touched before the lease is this run's
-            self.lease = Lease(s, self.path, commit.root, commit.run_id, timeout=self.conf.lease_timeout,
-                               source=self.source).acquire()
-        except BaseException:
-            s.rmdir(commit.root)
-            raise
+        # one writer per path: nothing next to the output is touched before the lease is this run's
+        self.lease = take_lease(s, self.conf, commit.root, commit.run_id, source=self.source)
         self.recovered = [self.lease.taken_over] if self.lease.taken_over else []
         self.recovered += recover(s, self.path)
         self.existed = s.exists(self.path)
@@ -283,6 +279,16 @@ class Output:
             raise
 
 
+def take_lease(storage, conf: OutputConf, root: str, run_id: str, *, source: str | None) -> Lease:
+    """The lease on ``conf.path`` for ``run_id`` (LeaseHeld when a live job holds it); the staging root
+    ``root`` is removed again, if empty, when it cannot be taken."""
+    try:
+        return Lease(storage, conf.path, root, run_id, timeout=conf.lease_timeout, source=source).acquire()
+    except BaseException:
+        storage.rmdir(root)
+        raise
+
+
 @contextmanager
 def writer_lease(conf: OutputConf, spark, *, source: str | None = None):
     """The output's lease alone, held while the body runs: a stream's output, which Spark's file sink commits
@@ -290,11 +296,7 @@ def writer_lease(conf: OutputConf, spark, *, source: str | None = None):
     s = storage_for(conf.path, spark)
     root = join(split(conf.path.rstrip("/"))[0], STAGING)
     s.mkdirs(root)
-    try:
-        lease = Lease(s, conf.path, root, new_run_id(), timeout=conf.lease_timeout, source=source).acquire()
-    except BaseException:
-        s.rmdir(root)
-        raise
+    lease = take_lease(s, conf, root, new_run_id(), source=source)
     try:
         yield lease
     finally:
