@@ -24,6 +24,8 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
     """Register one catalog entry; (version, created)."""
     if "train" in entry.source:
         return build_trained(entry)
+    if "convert" in entry.source:
+        return register_converted(entry)
     weights = entry.source_dir()
     if weights is None:  # a hub id: only on machines that reach the hub
         from huggingface_hub import snapshot_download
@@ -37,6 +39,24 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
     return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=Path(weights),
                            alias=entry.alias, description=entry.description, move_alias=True,
                            languages=entry.languages)
+
+
+def register_converted(entry: CatalogEntry) -> tuple[str, bool]:
+    """A ``source: {convert: ...}`` entry: convert into a temporary folder and register it (the converter
+    writes the same bytes every run, so an unchanged source keeps its version)."""
+    import tempfile
+    from pathlib import Path
+
+    from udfs.models.convert import run_converter
+
+    with tempfile.TemporaryDirectory(prefix="textspark-convert-") as tmp:
+        try:
+            weights = run_converter(entry.source, Path(tmp) / "weights")
+        except ConfigError as e:
+            raise ConfigError(f"models.{entry.name}.{e.key}", e.value, e.allowed, source=entry.catalog_file) from None
+        return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=weights,
+                               alias=entry.alias, description=entry.description, move_alias=True,
+                               languages=entry.languages)
 
 
 def build_trained(entry: CatalogEntry) -> tuple[str, bool]:

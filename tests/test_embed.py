@@ -107,3 +107,20 @@ def test_udfs_in_one_select_run_in_one_worker_on_the_same_batch(spark, tiny_enco
     rows = df.select(driver.make_udf(a)("text").alias("a"), driver.make_udf(b)("text").alias("b")).collect()
     assert len(rows) == 400
     assert all(r.a.pid == r.b.pid and r.a.batch == r.b.batch for r in rows)
+
+
+def test_prefix_param_is_put_before_every_text_and_keys_the_shared_encoder(tmp_path):
+    """e5's ``prefix: "query: "``: the encoder embeds prefix + text, and an encoder with another prefix is
+    another shared encoder (its remembered vectors are not reused)."""
+    from tests.tiny_models import build_tiny_encoder
+    from udfs.models.backends.hf import Encoder, shared_encoder
+
+    folder = build_tiny_encoder(tmp_path / "enc")
+    texts = ["the service was quick", "a late train", "café au lait"]
+    plain = Encoder(folder, max_tokens=64)
+    prefixed = Encoder(folder, max_tokens=64, prefix="query: ")
+    np.testing.assert_array_equal(prefixed.embed(texts), plain.embed(["query: " + t for t in texts]))
+    assert not np.array_equal(prefixed.embed(texts), plain.embed(texts))
+    a = shared_encoder(folder, device="cpu", precision="fp32", max_tokens=64, prefix="query: ")
+    b = shared_encoder(folder, device="cpu", precision="fp32", max_tokens=64, prefix="")
+    assert a is not b and (a.prefix, b.prefix) == ("query: ", "")

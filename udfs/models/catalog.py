@@ -12,14 +12,16 @@ from pydantic import AfterValidator, Field, PrivateAttr
 
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
+from udfs.models.convert import check_convert_source
 from udfs.models.kinds import BUILDERS
-from udfs.models.reference import LANGUAGES_RULE, parse_languages
+from udfs.models.reference import LANGUAGES_RULE, checked_languages
 from udfs.platform import CONF_DIR
 
 TaskName = Literal["embed", "sentiment", "classify", "summarize", "translate", "language"]
 TASKS = get_args(TaskName)
 KINDS = tuple(BUILDERS)
-SOURCE_KEYS = ("package", "path", "hf_id", "train")  # train: a training config (built from real data)
+SOURCE_KEYS = ("package", "path", "hf_id", "train", "convert")  # train: a training config (built from real data);
+# convert: another package's weights turned into a Hugging Face folder at registration (udfs.models.convert)
 
 
 def _known_kind(kind: str) -> str:
@@ -28,16 +30,11 @@ def _known_kind(kind: str) -> str:
     return kind
 
 
-def _languages(value: Any) -> tuple[str, ...] | None:
-    try:
-        return parse_languages(value)
-    except ValueError:
-        raise ConfigError("languages", value, LANGUAGES_RULE) from None
-
-
 def _one_source(source: dict[str, str]) -> dict[str, str]:
     if sum(k in source for k in SOURCE_KEYS) != 1:
-        raise ConfigError("source", source, "a mapping with exactly one of package, path, hf_id, train")
+        raise ConfigError("source", source, "a mapping with exactly one of " + ", ".join(SOURCE_KEYS))
+    if "convert" in source:
+        check_convert_source(source)
     return source
 
 
@@ -48,11 +45,11 @@ class CatalogEntry(Section):
     task: TaskName
     kind: Annotated[str, AfterValidator(_known_kind), Allowed(", ".join(KINDS))]
     source: Annotated[dict[str, str], AfterValidator(_one_source),
-                      Allowed("a mapping with exactly one of package, path, hf_id, train")]
+                      Allowed("a mapping with exactly one of " + ", ".join(SOURCE_KEYS))]
     alias: str = "champion"
     params: Annotated[dict[str, Any], Allowed("a mapping")] = Field(default_factory=dict)
     description: str = ""
-    languages: Annotated[Any, AfterValidator(_languages), Allowed(LANGUAGES_RULE)] = None  # what it reads
+    languages: Annotated[Any, AfterValidator(checked_languages), Allowed(LANGUAGES_RULE)] = None  # what it reads
     _folder: Path = PrivateAttr(default=CONF_DIR)  # the catalog file's folder
     _file: str | None = PrivateAttr(default=None)  # the catalog file, named by errors found later
 
@@ -65,7 +62,7 @@ class CatalogEntry(Section):
         return f"models:/{self.name}@{self.alias}"
 
     def source_dir(self) -> Path | None:
-        """Local folder holding the weights, or None for a hub id or a trained model."""
+        """Local folder holding the weights, or None for a hub id, a converted or a trained model."""
         if "package" in self.source:
             spec = importlib.util.find_spec(self.source["package"])
             if spec is None or spec.origin is None:

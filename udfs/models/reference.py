@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from udfs.errors import ModelReferenceError
+from udfs.errors import ConfigError, ModelReferenceError
 from udfs.models.kinds import BUILDERS
 
 _REF = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -26,6 +26,15 @@ LANGUAGES_TAG = "textspark.languages"  # the languages a version reads: "any", o
 LANGUAGE = re.compile(r"[a-z]{2,3}")
 ANY = "any"
 LANGUAGES_RULE = "any, or ISO 639 codes (two or three lowercase letters) separated by commas, e.g. en,pt"
+
+
+def checked_languages(value: Any) -> tuple[str, ...] | None:
+    """:func:`parse_languages` for a configuration key (a catalog entry's, a training config's): a ConfigError
+    naming ``languages`` and the rule when the value is neither."""
+    try:
+        return parse_languages(value)
+    except ValueError:
+        raise ConfigError("languages", value, LANGUAGES_RULE) from None
 
 
 def parse_languages(value: Any) -> tuple[str, ...] | None:

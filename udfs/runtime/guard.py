@@ -34,7 +34,7 @@ class LanguageGuard:
     model_label: str
 
     def reason(self, code: str) -> str:
-        return f"language {code} is not read by {self.model_label} (reads: {', '.join(self.reads)})"
+        return f"language {code} is not read by {self.model_label} (reads: {shown(self.reads)})"
 
     def key(self) -> dict[str, Any]:
         """What decides which rows it withholds (part of an incremental run's task key)."""
@@ -58,7 +58,7 @@ def plan_guard(model: ResolvedModel, languages: Any, detector_reference: Callabl
     reads = task_languages(languages) or model.languages
     if reads is None or reads == (ANY,):
         return None
-    why = (f"a language model checks each row's language for {model.label}, which reads {', '.join(reads)} "
+    why = (f"a language model checks each row's language for {model.label}, which reads {shown(reads)} "
            "(register the catalog's defaults.language, or set languages: any on the task)")
     try:
         reference = detector_reference()
@@ -92,3 +92,13 @@ def withheld(guard: LanguageGuard, texts: Sequence[str]) -> list[str | None]:
     """Per text, the reason it is withheld from the task's model, or None (a language it reads, or none found)."""
     return [None if code is None or code in guard.reads else guard.reason(code)
             for code in languages_of(guard.detector, texts)]
+
+
+SHOWN_LANGUAGES = 12  # a reason names at most this many languages; a longer list says how many more
+
+
+def shown(codes: tuple[str, ...]) -> str:
+    """``en, pt``; a long list (a multilingual model's 94 codes) cut to its first few and a count."""
+    if len(codes) <= SHOWN_LANGUAGES:
+        return ", ".join(codes)
+    return f"{', '.join(codes[:SHOWN_LANGUAGES])} and {len(codes) - SHOWN_LANGUAGES} more"

@@ -33,11 +33,12 @@ class Encoder:
     ``fixed_shapes``: run every row in a (rows, width) shape fixed by its length bucket, so its vector does
     not depend on its batch (default); False: batches padded to their longest row (about 10% faster on this
     project's CPU, but a row's last bits depend on its neighbours). ``token_budget``: padded tokens per
-    forward pass (default 512 on the CPU, 4096 on an accelerator)."""
+    forward pass (default 512 on the CPU, 4096 on an accelerator). ``prefix``: put before every text (and every
+    zero-shot label prompt) before tokenizing, for models trained with one (e5: ``"query: "``)."""
 
     def __init__(self, weights: Path, *, device: str = "cpu", precision: str = "fp32", max_tokens: int = 256,
                  pooling: str = "mean", normalize: bool = True, token_budget: int | None = None,
-                 max_batch_size: int = 128, fixed_shapes: bool = True, **_: Any):
+                 max_batch_size: int = 128, fixed_shapes: bool = True, prefix: str = "", **_: Any):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -47,6 +48,7 @@ class Encoder:
         limit = getattr(self.model.config, "max_position_embeddings", max_tokens) or max_tokens
         self.max_tokens = int(min(max_tokens, limit))
         self.pooling, self.normalize = pooling, normalize
+        self.prefix = str(prefix or "")
         self.token_budget = int(token_budget or default_token_budget(device, 4096))
         self.max_batch_size = int(max_batch_size)
         self.fixed_shapes = as_bool(fixed_shapes, "fixed_shapes")
@@ -61,7 +63,7 @@ class Encoder:
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         cap = self.max_tokens * CHARS_PER_TOKEN_CAP
-        enc = self.tokenizer([t[:cap] for t in texts], truncation=True, max_length=self.max_tokens,
+        enc = self.tokenizer([self.prefix + t[:cap] for t in texts], truncation=True, max_length=self.max_tokens,
                              padding=False, return_attention_mask=False, return_token_type_ids=False)
         return enc["input_ids"]
 
@@ -121,7 +123,7 @@ class Encoder:
 
 
 RECENT = 4  # embed() calls remembered per encoder: a batch's texts, and a zero-shot task's label prompts
-ENCODER_KEYS = ("max_tokens", "pooling", "normalize", "token_budget", "max_batch_size", "fixed_shapes")
+ENCODER_KEYS = ("max_tokens", "pooling", "normalize", "token_budget", "max_batch_size", "fixed_shapes", "prefix")
 _ENCODERS: "weakref.WeakValueDictionary[tuple, Encoder]" = weakref.WeakValueDictionary()
 
 

