@@ -385,3 +385,13 @@ def test_datasets_input_reads_each_dataset_as_a_domain(spark, monkeypatch):
         "id string, text string, label string, domain string"))
     with pytest.raises(ConfigError, match=r"input.datasets\[1\].dataset: got 'imdb'; allowed: tweets,"):
         parse_train_job({"input": {"datasets": [sources[0], {"dataset": "imdb"}]}, "register": {"name": "x"}})
+
+
+def test_register_languages_are_validated_and_kept_sorted():
+    """``register.languages`` in a training config: recorded on the new version for the language guard."""
+    assert TrainSettings(name="x", languages=["pt", "en", "pt"]).languages == ("en", "pt")
+    assert TrainSettings(name="x", languages="any").languages == ("any",)
+    assert TrainSettings(name="x").languages is None
+    with pytest.raises(ConfigError) as err:
+        TrainSettings(name="x", languages=["EN"])
+    assert (err.value.key, err.value.value) == ("languages", ["EN"]) and "ISO 639" in err.value.allowed

@@ -27,7 +27,8 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     {"hyper": hyper-parameters})."""
     hyper = s.head_params()
     keys = ["text", "label", "split"] + (["domain"] if "domain" in data.df.columns else [])
-    rows = data.df.select(*keys, embed("text", model=base.uri, with_error=True).alias("e")) \
+    # languages="any": the training table is the user's choice of text, never withheld by the language guard
+    rows = data.df.select(*keys, embed("text", model=base.uri, with_error=True, languages="any").alias("e")) \
                   .select(*keys, "e.embedding").toPandas()
     # Spark returns rows in partition order, which varies with the cluster: sort so the seed alone decides
     rows = rows.sort_values(["split", "label", "text"], kind="stable", ignore_index=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Mapping, get_args
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from udfs.config import Allowed, Section
 from udfs.errors import ConfigError
+from udfs.models.reference import LANGUAGES_RULE, checked_languages
 
 Task = Literal["classify", "sentiment"]
 Method = Literal["head", "finetune"]
@@ -109,6 +110,9 @@ class RegisterSection(Section):
     alias: str | None = "candidate"             # moved to the new version
     champion_if_absent: bool = True             # also make it champion when the model has none
     description: str = ""
+    # what the model reads (ISO 639 codes, or any), recorded on the version for the language guard; unset:
+    # not recorded (the job's summary warns, and no row is checked)
+    languages: Annotated[Any, AfterValidator(checked_languages), Allowed(LANGUAGES_RULE)] = None
 
 
 class TrainSettings(TrainOptions, RegisterSection):

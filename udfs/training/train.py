@@ -110,7 +110,8 @@ def _default_base(catalog) -> str:
 def _register(s: TrainSettings, kind: str, params: dict, stage: Path, run_id: str, m: dict, data: Prepared):
     version, created = register_folder(
         s.name, task=s.task, kind=kind, params=params, weights=stage, alias=None, run_id=run_id,
-        description=s.description or f"{s.method} classifier for {s.task}: {', '.join(data.labels)}")
+        description=s.description or f"{s.method} classifier for {s.task}: {', '.join(data.labels)}",
+        languages=list(s.languages) if s.languages else None)
     mlc = client()
     for key, value in {"textspark.train.run_id": run_id, "textspark.train.macro_f1": f"{m['macro_f1']:.4f}",
                        "textspark.train.accuracy": f"{m['accuracy']:.4f}"}.items():
