@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from jobs.common import run_cli
 from jobs.train_classifier import load_train_job, run
@@ -30,12 +31,10 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
     if weights is None:  # a hub id: only on machines that reach the hub
         from huggingface_hub import snapshot_download
 
-        weights = snapshot_download(entry.source["hf_id"])
+        weights = Path(snapshot_download(entry.source["hf_id"]))  # a str
     if not weights.is_dir():
         raise ConfigError(f"models.{entry.name}.source", entry.source, "a folder that exists",
                           source=entry.catalog_file)
-    from pathlib import Path
-
     return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=Path(weights),
                            alias=entry.alias, description=entry.description, move_alias=True,
                            languages=entry.languages)
@@ -45,7 +44,6 @@ def register_converted(entry: CatalogEntry) -> tuple[str, bool]:
     """A ``source: {convert: ...}`` entry: convert into a temporary folder and register it (the converter
     writes the same bytes every run, so an unchanged source keeps its version)."""
     import tempfile
-    from pathlib import Path
 
     from udfs.models.convert import run_converter
 

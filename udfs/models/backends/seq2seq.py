@@ -11,8 +11,9 @@ Beam count, lengths and length penalty come from the registered params (the cata
   ``reduce_rounds`` times.
 * translate: rows are cut into sentence-aligned segments, every segment of the batch is translated in one
   length-sorted pass, and the segments are rejoined with the row's line breaks. Language codes are mapped to
-  what each family needs: a task prefix (T5), a ``>>xx<<`` target token (multilingual Marian), ``src_lang`` +
-  a forced first token (M2M100: ``__pt__``; NLLB: ``por_Latn``).
+  what each family needs: a task prefix (T5), a ``>>xx<<`` target token (multilingual Marian; both through
+  ``prefix``), ``src_lang`` + a forced first token (M2M100: ``__pt__``; NLLB: ``por_Latn``; a code that is
+  not one of the model's language tokens is refused, not passed on as an ordinary word).
 """
 from __future__ import annotations
 
@@ -86,11 +87,23 @@ class Seq2Seq:
         prefix = self.prefix.format(**names)
         if self.family in ("m2m_100", "nllb"):
             src_code, tgt_code = self.languages.get(source, source), self.languages.get(target, target)
+            for iso, code in ((source, src_code), (target, tgt_code)):
+                if not self._is_language_code(code):  # else NLLB silently uses the ordinary token "fi"
+                    raise ValueError(f"language {iso!r} maps to {code!r}, not one of this {self.family} model's "
+                                     "language codes; map it in the catalog entry's params.languages "
+                                     "(NLLB: a FLORES-200 code, e.g. {fi: fin_Latn})")
             self.tokenizer.src_lang = src_code
             if hasattr(self.tokenizer, "get_lang_id") and self.family == "m2m_100":
                 return prefix, self.tokenizer.get_lang_id(tgt_code)
             return prefix, self.tokenizer.convert_tokens_to_ids(tgt_code)
         return prefix, None
+
+    def _is_language_code(self, code: str) -> bool:
+        """``code`` names one of a multilingual model's languages: an M2M100 ``__xx__`` token, an NLLB
+        special token such as ``por_Latn``."""
+        if self.family == "m2m_100" and hasattr(self.tokenizer, "lang_code_to_token"):
+            return code in self.tokenizer.lang_code_to_token  # what get_lang_id / src_lang look codes up in
+        return code in set(self.tokenizer.all_special_tokens)
 
     # ---- generation -----------------------------------------------------------------------------
 
