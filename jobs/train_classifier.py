@@ -40,7 +40,7 @@ INPUT_ALLOWED = "a mapping: {path, format, text_column}, {dataset} or {datasets:
 class DatasetInput(Section):
     """``input: {dataset: ...}``: real labeled text shipped by installed packages (jobs/datasets.py)."""
 
-    dataset: Literal["tweets", "bbc_news", "drug_reviews"]
+    dataset: Literal["tweets", "bbc_news", "drug_reviews", "rotten_tomatoes"]
     split: str | None = None                    # the reader's split, e.g. test (drug_reviews)
     text_column: Column = "text"
 

@@ -120,7 +120,7 @@ def test_the_installed_wheel_reads_its_own_configuration(installed, tmp_path):
     conf_dir, master, reference = result_line(run_python(installed, ["-c", code], tmp_path))
     assert Path(conf_dir).is_relative_to(installed.parents[1])  # the virtualenv's copy, not the checkout's
     assert Path(conf_dir).parts[-3:] == ("site-packages", "udfs", "conf")
-    assert (master, reference) == ("local[2,4]", "models:/textspark-minilm@champion")
+    assert (master, reference) == ("local[2,4]", "models:/textspark-e5-small@champion")
 
 
 @pytest.fixture(scope="module")

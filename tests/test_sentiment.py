@@ -117,9 +117,10 @@ def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, 
 
 @pytest.mark.real
 def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
-    """The default recipe (conf/jobs/train_sentiment_finetune.yml: MiniLM fine-tuned) on 1,000 real tweets + the
-    600 drug reviews seen once an epoch, in batches of 8 (320 steps; the full build takes 652 of 32), not the
-    full build: better than chance on its held-out rows, obvious sentences right, the catalog default."""
+    """The English recipe (conf/jobs/train_sentiment_finetune.yml: MiniLM fine-tuned; models:/textspark-sentiment,
+    reachable with model=) on 1,000 real tweets + the 600 drug reviews seen once an epoch, in batches of 8 (320
+    steps; the full build takes 652 of 32), not the full build: better than chance on its held-out rows, obvious
+    sentences right."""
     from jobs.config import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.train import train
@@ -129,11 +130,40 @@ def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
     result = train(read_table(spark, job), job.settings.model_copy(update={"max_rows": 1000, "finetune": quick}))
     assert result.labels == ["negative", "neutral", "positive"]
     assert result.metrics["macro_f1"] > 0.5  # chance is ~0.33; 0.66 here; the full default build reaches 0.74
-    default = resolve("models:/textspark-sentiment@champion")
-    assert (default.version, default.kind) == (result.version, "hf_classifier")
+    english = resolve("models:/textspark-sentiment@champion")
+    assert (english.version, english.kind, english.languages) == (result.version, "hf_classifier", ("en",))
     texts = ["I absolutely love this, it is wonderful and amazing!", "This is awful, I hate it so much.",
              "I love my new phone, best purchase ever", "Worst experience ever, totally disgusting and rude"]
     rows = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
-        .select("id", sentiment("text").alias("s")).orderBy("id").collect()
+        .select("id", sentiment("text", model="models:/textspark-sentiment@champion").alias("s")) \
+        .orderBy("id").collect()
     assert [r.s.label for r in rows] == ["positive", "negative", "positive", "negative"]
     assert rows[0].s.model == f"textspark-sentiment/{result.version}"
+
+
+@pytest.mark.real
+def test_real_multilingual_default_recipe_reads_its_languages_and_withholds_others(spark, real_catalog):
+    """The default recipe (conf/jobs/train_sentiment_multilingual.yml: a head on multilingual-e5-small, trained on
+    English tweets, drug reviews and Rotten Tomatoes snippets) on 400 rows per domain, not the full build: it is
+    the catalog default, labels obvious sentences in English, Spanish, German and Portuguese (never trained on),
+    and a row in a language it does not record (Polish) gets a null and the reason."""
+    from jobs.config import resolve_path
+    from jobs.train_classifier import load_train_job, read_table
+    from udfs.training.train import train
+
+    job = load_train_job(resolve_path("conf/jobs/train_sentiment_multilingual.yml"))
+    result = train(read_table(spark, job), job.settings.model_copy(update={"max_rows": 400}))
+    assert (result.labels, result.counts["embed_failed"]) == (["negative", "neutral", "positive"], 0)
+    default = resolve("models:/textspark-sentiment-multilingual@champion")
+    assert (default.version, default.kind, default.languages) == (
+        result.version, "embedding_head", ("de", "en", "es", "fr", "it", "pt"))
+    texts = ["I absolutely love this, it is wonderful and amazing!", "This is awful, I hate it so much.",
+             "Me encanta, es el mejor regalo que he recibido.", "Das Essen war kalt und der Kellner unfreundlich.",
+             "Péssimo atendimento, nunca mais volto.", "Uwielbiam ten telefon, jest wspaniały i szybki."]
+    rows = spark.createDataFrame(list(enumerate(texts)), "id int, text string") \
+        .select("id", sentiment("text").alias("s")).orderBy("id").collect()
+    label = f"textspark-sentiment-multilingual/{result.version}"
+    assert [(r.s.label, r.s.model, r.s.error) for r in rows] == [
+        ("positive", label, None), ("negative", label, None), ("positive", label, None),
+        ("negative", label, None), ("negative", label, None),
+        (None, label, f"language pl is not read by {label} (reads: de, en, es, fr, it, pt)")]

