@@ -6,7 +6,8 @@
 
 One process, one SparkSession (local[2]: the machine's 2 cores, the project's conf/spark/local.yml settings),
 one real mixed-length corpus (tweets with a share of BBC articles; the default one article in ten is the mix
-the issue measured: sorting by length alone gave x4.4 there), one model (the registered all-MiniLM-L6-v2).
+the issue measured: sorting by length alone gave x4.4 there), one model (``--encoder``: the registered
+all-MiniLM-L6-v2, or textspark-e5-small, the multilingual default, 12 layers: run both for the pair of rows/s).
 Prints rows/s and ratios for:
   textspark       embed() UDF: token-budget length-sorted batches, auto precision, 1 torch thread per worker
   plain loop      HF tokenizer + model in this process, fp32, fixed batches of 64 in input order, 2 threads
@@ -45,6 +46,15 @@ from udfs.platform import get_spark, setup_environment  # noqa: E402
 from bench.common import corpus, matmul_flops, useful_flops  # noqa: E402
 
 BATCH = 64
+
+
+def registered_weights(reference: str) -> Path:
+    """The Hugging Face folder of a registered version, from this host's model cache (a converted model has no
+    source folder of its own)."""
+    from udfs.models.loading import local_folder
+    from udfs.models.registry import resolve
+
+    return local_folder(resolve(reference)) / "weights"
 
 
 def mean_pool(torch, hidden, mask):
@@ -286,21 +296,25 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-slow", action="store_true", help="only textspark and the plain loop")
     parser.add_argument("--batch-shapes", action="store_true",
                         help="only the fixed vs variable batch shapes section (in process, no Spark)")
+    parser.add_argument("--encoder", default="textspark-minilm",
+                        help="catalog entry of the embedding model every variant runs (textspark-e5-small: the "
+                             "multilingual default; its \"query: \" prefix is added to the baselines' texts)")
     parser.add_argument("--token-budgets", default="4096,512",
                         help="batch shapes section: the encoder token budgets to compare (the first: the baseline)")
     args = parser.parse_args(argv)
     budgets = tuple(int(b) for b in args.token_budgets.split(","))
-    if args.batch_shapes:
-        batch_shapes(load_catalog()["textspark-minilm"].source_dir(),
-                     corpus(args.rows, article_share=args.article_share)["text"].tolist(), budgets=budgets)
-        return 0
     setup_environment()
-    entry = load_catalog()["textspark-minilm"]
+    entry = load_catalog()[args.encoder]
     version, _ = register_entry(entry)
     ref = f"models:/{entry.name}/{version}"
-    weights = entry.source_dir()
+    weights = registered_weights(ref)
+    prefix = entry.params.get("prefix", "")  # textspark's encoder adds it; the baselines get prefixed texts
     data = corpus(args.rows, article_share=args.article_share)
-    texts = data["text"].tolist()
+    data["prefixed"] = prefix + data["text"]
+    if args.batch_shapes:
+        batch_shapes(weights, data["prefixed"].tolist(), budgets=budgets)
+        return 0
+    texts, prefixed = data["text"].tolist(), data["prefixed"].tolist()
     articles = int(round(args.rows * args.article_share))
     spark = get_spark("local")
     df = spark.createDataFrame(data).repartition(2).cache()
@@ -322,19 +336,19 @@ def main(argv=None) -> int:
     run("textspark (auto)", lambda: embed("text", model=ref, precision="auto"))
     run("textspark (fp32)", lambda: embed("text", model=ref, precision="fp32"))
     start = time.perf_counter()
-    loop_vectors = plain_loop(weights, texts)
+    loop_vectors = plain_loop(weights, prefixed)
     results["plain loop"] = (time.perf_counter() - start, loop_vectors)
     print(f"  {'plain loop':<22} {len(texts) / results['plain loop'][0]:8.1f} rows/s  ({results['plain loop'][0]:.1f} s)")
     if not args.skip_slow:
-        run("naive pandas UDF", lambda: naive_udf(str(weights))("text"))
-        run("predict_batch_udf", lambda: predict_batch(str(weights))("text"))
+        run("naive pandas UDF", lambda: naive_udf(str(weights))("prefixed"))
+        run("predict_batch_udf", lambda: predict_batch(str(weights))("prefixed"))
         import mlflow.pyfunc
 
         run("mlflow spark_udf", lambda: mlflow.pyfunc.spark_udf(spark, ref, result_type="array<float>",
                                                                env_manager="local")("text"))
         st_path = sentence_transformers_model(weights)
         run("mlflow spark_udf (ST)", lambda: mlflow.pyfunc.spark_udf(spark, st_path, result_type="array<float>",
-                                                                    env_manager="local")("text"))
+                                                                    env_manager="local")("prefixed"))
 
     ours = results["textspark (auto)"][0]
     print("\nratio textspark (auto) vs each (higher = textspark faster):")
@@ -342,7 +356,7 @@ def main(argv=None) -> int:
         if name != "textspark (auto)":
             print(f"  vs {name:<22} x{seconds / ours:6.2f}")
 
-    flops = useful_flops(weights, texts)
+    flops = useful_flops(weights, prefixed)
     fp32_peak, bf16_peak = matmul_flops("fp32"), matmul_flops("bf16")
     from udfs.runtime.device import auto_precision
 
@@ -368,8 +382,8 @@ def main(argv=None) -> int:
         cos = np.sum(reference * other, axis=1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1))
         print(f"    {name:<22} min {cos[unchanged].min():.6f} mean {cos[unchanged].mean():.6f}; "
               f"all rows min {cos.min():.6f}")
-    one_worker(weights, texts[: len(texts) // 2])
-    batch_shapes(weights, texts, budgets=budgets)
+    one_worker(weights, prefixed[: len(prefixed) // 2])
+    batch_shapes(weights, prefixed, budgets=budgets)
     sentiment_section(spark, df, warm, texts, weights if not args.skip_slow else None)
     if not args.skip_slow:
         more_sections(spark, ref)
