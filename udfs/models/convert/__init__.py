@@ -1,9 +1,5 @@
-"""Converters: another package's bundled weights -> a plain Hugging Face folder (config, safetensors, tokenizer)
-that AutoModel / AutoTokenizer load offline and the hf backend serves; one module per source format.
-
-A catalog entry names one with ``source: {convert: <name>, <option>: <value>}``; registration writes the
-folder into a temporary directory and registers it like any other (fingerprinted: a converter writes the
-same bytes every run, so an unchanged source adds no version)."""
+"""Converters: another package's bundled weights -> a plain Hugging Face folder, written at registration for a
+catalog ``source: {convert: <name>, <option>: <value>}`` (the same bytes every run: one fingerprint, one version)."""
 from __future__ import annotations
 
 from pathlib import Path
