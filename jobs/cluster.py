@@ -3,9 +3,11 @@
     spark-submit jobs/cluster.py --conf conf/jobs/cluster_sample.yml
     python -m jobs.cluster --conf conf/jobs/cluster_sample.yml
 
-mode: fit (default) embeds the texts (or reads embedding_column), fits k-means (k, or the most stable k
-in k_range), registers the clustering as models:/<name>@<alias> and logs an MLflow run. mode: assign puts
-new rows into the clusters of a registered clustering (model: models:/<name>@<alias>) without refitting.
+mode: fit (default) embeds the texts (or reads embedding_column), identifies each row's language (the
+catalog's defaults.language), centers the embeddings per language where the table holds several
+(center_languages), fits k-means (k, or the most stable k in k_range), registers the clustering as
+models:/<name>@<alias> and logs an MLflow run. mode: assign puts new rows into the clusters of a registered
+clustering (model: models:/<name>@<alias>) without refitting, centered as the fitted rows were.
 Both write <output.path>/assignments (every input row: id, cluster, distance, error, model versions),
 <output.path>/clusters (cluster, name, size, keywords, examples, example_ids), _projection.png and
 _textspark_manifest.json, staged next to the output and committed together (jobs/output.py).
@@ -29,6 +31,7 @@ from udfs.clustering import describe  # noqa: E402
 from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402
 from udfs.clustering.features import prepare  # noqa: E402
 from udfs.clustering.fit import ClusteringError, fit  # noqa: E402
+from udfs.clustering.languages import language_plan_for  # noqa: E402
 from udfs.clustering.metrics import label_scores  # noqa: E402
 from udfs.clustering.model import Clustering, assign, load_registered, register  # noqa: E402
 from udfs.clustering.plot import projection_png, projection_sample  # noqa: E402
@@ -63,6 +66,35 @@ def _embed_plan(cc: ClusterConf, model: str | None):
         raise ConfigError(key, model or "(catalog default)", str(exc)) from None
 
 
+def _language_plan(cc: ClusterConf, clustering: Clustering | None):
+    """(the ``detect_language`` plan that gives each row its language, or None; a note when there is none).
+
+    fit: the catalog's ``defaults.language``; where it is missing or not registered, ``center_languages:
+    true`` is an error and otherwise the rows go without languages (no centering, English stop words only).
+    assign: the very version the clustering was centered with, where it was; none needed otherwise.
+    """
+    from udfs.models.catalog import load_catalog
+
+    if clustering is not None:
+        if clustering.centering is None:
+            return None, None
+        reference = clustering.centering.language_model
+        try:
+            return language_plan_for(reference), None
+        except ModelReferenceError as exc:
+            raise ConfigError("model", cc.model, f"a clustering whose language model ({reference}) is "
+                              f"registered: {exc}") from None
+    try:
+        reference = load_catalog().default_reference("language")
+        return language_plan_for(reference), None
+    except (ConfigError, ModelReferenceError) as exc:
+        why = f"{exc}" if isinstance(exc, ModelReferenceError) else f"catalog {exc}"
+        if cc.center_languages is True:
+            raise ConfigError("center_languages", True, f"auto or false where the catalog's language model "
+                              f"(defaults.language) cannot be used: {why}") from None
+        return None, f"rows' languages not identified (no centering, English stop words only): {why}"
+
+
 def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
     """Run the job; returns its summary. Config and model-reference errors raise before Spark work."""
     setup_environment()
@@ -78,6 +110,7 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
         plan = _embed_plan(cc, clustering.embedding_model)
     else:
         plan = _embed_plan(cc, cc.embedding_model)
+    language_plan, language_note = _language_plan(cc, clustering)
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
     with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
         if output.skip:
@@ -101,16 +134,19 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
                            distance=clustering.distance if clustering else cc.distance,
                            chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
                            max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
-                           ).persist(StorageLevel.MEMORY_AND_DISK)
+                           language_plan=language_plan).persist(StorageLevel.MEMORY_AND_DISK)
         assigned = None
         try:
             embedding_label = plan.model.label if plan else None
             if cc.mode == "fit":
-                result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None)
+                result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None,
+                             language_model=language_plan.model.uri if language_plan else None)
                 clustering = result.clustering
             assigned = assign(prepared, clustering).persist(StorageLevel.MEMORY_AND_DISK)
             sizes = describe.sizes(assigned)
-            keywords = describe.keywords(assigned, cc.keywords) if cc.mode == "fit" else clustering.keywords
+            keywords = (describe.keywords(assigned, cc.keywords,
+                                          stop_words=describe.stop_words_for(result.stop_word_languages))
+                        if cc.mode == "fit" else clustering.keywords)
             names = describe.names(clustering.k, keywords)
             examples = describe.representatives(assigned, cc.examples)
             scores = label_scores(assigned) if cc.label_column else {}
@@ -120,6 +156,8 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
                 "distance": clustering.distance, "embedding_model": embedding_label,
                 "embedding_column": cc.embedding_column,
                 "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims,
+                "language_centering": clustering.centering.summary() if clustering.centering else None,
+                "language_model": language_plan.model.label if language_plan else None,
                 "sizes": {str(c): sizes.get(c, 0) for c in range(clustering.k)},
                 "keywords": {str(c): w for c, w in sorted(keywords.items())},
                 "names": {str(c): name for c, name in names.items()}, **scores,
@@ -129,7 +167,12 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
                 summary.update(silhouette=result.silhouette, k_range=list(cc.k_range) if cc.k_range else None,
                                k_selection=cc.k_selection if cc.k_range else None,
                                candidates={str(k): s for k, s in result.candidates.items()},
-                               rows_distinct=result.distinct, lexical_note=result.lexical_note)
+                               rows_distinct=result.distinct, lexical_note=result.lexical_note,
+                               center_languages=cc.center_languages, languages=result.languages,
+                               centering_note=language_note or result.centering_note,
+                               stop_word_languages=result.stop_word_languages)
+            elif clustering.centering is not None:
+                summary.update(centering_note=f"centered per language as fitted: {clustering.centering.describe()}")
             with tempfile.TemporaryDirectory(prefix="textspark-cluster-") as tmp:
                 png = projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
                                      title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
@@ -162,9 +205,12 @@ def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: di
                           label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
                           max_chunks=clustering.max_chunks, lexical_weight=cc.lexical_weight,
                           lexical_weight_used=clustering.lexical_weight, lexical_dims=clustering.lexical_dims,
-                          lexical_decision=summary.get("lexical_note"), k_selection=cc.k_selection)
+                          lexical_decision=summary.get("lexical_note"), k_selection=cc.k_selection,
+                          center_languages=cc.center_languages, language_centering=summary.get("centering_note"),
+                          languages=summary.get("languages"), stop_word_languages=summary.get("stop_word_languages"))
         else:
-            params.update(model=cc.model)
+            params.update(model=cc.model, language_centering=summary.get("centering_note"))
+        params.update(language_model=summary.get("language_model"))
         mlflow.log_params({k: str(v) for k, v in params.items()})
         metrics = {"k": clustering.k, **{f"size.{c}": n for c, n in summary["sizes"].items()}}
         for key in ("silhouette", "nmi", "purity"):
@@ -217,6 +263,11 @@ def print_summary(summary: dict) -> None:
           f"embeddings {summary['embedding_model'] or summary['embedding_column']}"
           + (f" + TF-IDF/LSA({summary['lexical_dims']}) at weight {summary['lexical_weight']}"
              if summary.get("lexical_dims") else ""))
+    if summary.get("centering_note"):
+        print(f"  {summary['centering_note']}")
+    if summary.get("languages") is not None:
+        print(f"  languages of the fitted rows: {summary['languages']}; stop words of: "
+              f"{', '.join(['en'] + [c for c in summary.get('stop_word_languages') or [] if c != 'en'])}")
     if summary.get("lexical_note"):
         print(f"  {summary['lexical_note']}")
     if summary.get("silhouette") is not None:

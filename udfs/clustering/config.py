@@ -26,7 +26,8 @@ REGISTERED_CLUSTERING = "models:/<name>@<alias> of a registered clustering"
 REGISTERED_NAME = "a registered model name (letters, digits, - _ .)"
 # mode: assign takes these from the registered clustering; giving one is an error
 FROM_THE_MODEL = ("k", "k_range", "embedding_model", "distance", "chunk_words", "max_chunks", "lexical_weight",
-                  "lexical_dims", "k_selection")
+                  "lexical_dims", "k_selection", "center_languages")
+CENTER_LANGUAGES = "auto, true or false"
 
 
 def _integer(lo: int, hi: int, *, nullable: bool = False) -> Any:
@@ -72,6 +73,9 @@ class ClusterConf(Section):
     lexical_weight: float | Literal["auto"] = "auto"
     lexical_dims: _integer(2, 1000) = 100  # LSA dimensions of the lexical features
     k_selection: KSelection = "stability"  # k_range: stability across resamples, or the plain best silhouette
+    # subtract each language's mean embedding before k-means (udfs.clustering.languages); auto: where the rows
+    # hold 2+ languages with CENTER_MIN_ROWS rows each
+    center_languages: bool | Literal["auto"] = "auto"
     fail_on_error: bool = False
 
     @field_validator("k_range", mode="before")
@@ -93,6 +97,13 @@ class ClusterConf(Section):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
             raise ConfigError("lexical_weight", value, LEXICAL_WEIGHTS)
         return float(value)
+
+    @field_validator("center_languages", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ConfigError("center_languages", value, CENTER_LANGUAGES)
 
     @field_validator("name", "alias", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ k x (keywords + examples) rows reach the driver.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 EXAMPLE_CHARS = 300
 
@@ -24,6 +24,16 @@ EXTRA_STOP_WORDS = (
     "will", "get", "gets", "got", "make", "makes", "made", "take", "takes", "set", "back", "still", "even",
     "well", "yet", "however", "since", "another", "every", "like", "just", "now", "way", "time", "day", "week",
     "people", "according", "including", "among", "around", "without", "within", "already", "ago")
+
+
+def stop_words_for(languages: Iterable[str] = ()) -> tuple[str, ...]:
+    """The words :func:`keywords` drops besides Spark's English stop words: :data:`EXTRA_STOP_WORDS` plus the
+    stop words of the table's other ``languages`` (:func:`udfs.clustering.languages.stop_words`)."""
+    from udfs.clustering.languages import stop_words
+
+    return tuple(sorted(set(EXTRA_STOP_WORDS) | set(stop_words(languages))))
+
+
 MIN_DF_SHARE = 0.001  # terms in fewer than max(2, this share of the described texts) texts come last
 NAME_WORDS = 3        # keywords in a cluster's name
 
@@ -32,10 +42,11 @@ def keywords(assigned, n: int = 10, *, text_column: str = "_text",
              stop_words: tuple[str, ...] = EXTRA_STOP_WORDS) -> dict[int, list[str]]:
     """Top ``n`` terms per cluster by class-based TF-IDF, computed in Spark.
 
-    Terms: lower-cased runs of 3+ letters, minus Spark's English stop words and ``stop_words``; each text
-    counts a term once (so one long text repeating a name cannot name its cluster). For term t and
-    cluster c, ``score = (count(t, c) / words(c)) * log(1 + A / count(t))`` with A the mean number of
-    words per cluster (BERTopic's c-TF-IDF): frequent in the cluster, rare elsewhere. A term in fewer than
+    Terms: lower-cased runs of 3+ letters, minus Spark's English stop words and ``stop_words`` (the job gives
+    :func:`stop_words_for` the table's languages); each text counts a term once (so one long text repeating
+    a name cannot name its cluster). For term t and cluster c, ``score = (count(t, c) / words(c)) *
+    log(1 + A / count(t))`` with A the mean number of words per cluster (BERTopic's c-TF-IDF): frequent in
+    the cluster, rare elsewhere. A term in fewer than
     ``max(2, MIN_DF_SHARE x texts)`` texts (a typo, a one-off name: on short texts such terms top every
     cluster by their rarity) comes after every term that is in enough texts. Ties: A-Z.
     """

@@ -5,18 +5,22 @@
   ``k_selection: silhouette`` keeps the plain best silhouette of one Spark fit per k;
 - :func:`fit` fits ``pyspark.ml.clustering.KMeans`` on every row that has a vector and returns a
   :class:`~udfs.clustering.model.Clustering` (centroids + the embedding model version that made the
-  vectors + the LSA arrays) in a :class:`FitResult`.
+  vectors + the per-language means when they are centered + the LSA arrays) in a :class:`FitResult`.
+  Where ``prepared`` holds the rows' languages (``_lang``), the embeddings are centered per language as
+  ``center_languages`` says and the TF-IDF features drop the stop words of every language the rows hold
+  (:mod:`udfs.clustering.languages`).
 
 Distances: ``cosine`` (default; k-means and the silhouette both use cosine) or ``euclidean`` (k-means and
 the silhouette use squared Euclidean distance). The silhouette sample stays in Spark.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from udfs.clustering import languages as langs
 from udfs.clustering.config import ClusterConf
 from udfs.clustering.features import fit_lexical, with_lexical
 from udfs.clustering.model import Clustering
@@ -148,10 +152,18 @@ class FitResult:
     rows_with_vector: int
     distinct: int
     lexical_note: str | None = None      # why the lexical features are on or off (auto), or off although asked for
+    languages: dict[str, int] | None = None  # fitted rows per identified language (None: not identified)
+    centering_note: str | None = None    # whether the embeddings were centered per language, and why
+    stop_word_languages: list[str] = field(default_factory=list)  # whose stop words TF-IDF and keywords drop
 
 
-def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResult:
-    """Fit k-means on every row of ``prepared`` that has a vector (``prepared`` should be persisted)."""
+def fit(prepared, conf: ClusterConf, *, embedding_model: str | None, language_model: str | None = None) -> FitResult:
+    """Fit k-means on every row of ``prepared`` that has a vector (``prepared`` should be persisted).
+
+    ``language_model``: the exact version (``models:/<name>/<version>``) that identified ``prepared``'s
+    ``_lang``; without it (or without ``_lang``) the rows' languages are unknown: no centering (an error under
+    ``center_languages: true``), English stop words only.
+    """
     from pyspark.sql import functions as F
 
     counts = prepared.agg(F.count(F.lit(1)).alias("rows"), F.count("vector").alias("ok")).first()
@@ -160,8 +172,22 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
         reasons = {r["error"]: r["count"] for r in prepared.groupBy("error").count().collect()}
         raise ClusteringError(f"no row can be clustered: {rows} input row(s), none with an embedding; "
                               f"reasons: {reasons or '(empty input)'}")
-    lexical, lexical_weight, lexical_note = fit_lexical(prepared, conf, n_rows=ok)
-    feats = features(with_lexical(prepared, lexical, lexical_weight)).cache()
+    identified = language_model is not None and "_lang" in prepared.columns
+    if conf.center_languages is True and not identified:
+        raise ClusteringError("center_languages: true, but the rows' languages were not identified "
+                              "(no language model)")
+    counts = ({(code or langs.UNIDENTIFIED): n for code, n in langs.language_counts(prepared).items()}
+              if identified else {})
+    on, centering_note = langs.decide(conf.center_languages, counts, identified=identified)
+    centering = langs.fit_centering(prepared, counts, language_model) if on else None
+    if centering is not None:
+        centering_note = f"{centering_note}: {centering.describe()}"
+    stop_languages = langs.stop_word_languages(counts)
+    centered = langs.center(prepared, centering)
+    lexical, lexical_weight, lexical_note = fit_lexical(centered, conf, n_rows=ok,
+                                                        stop_words=langs.stop_words(stop_languages),
+                                                        centered=centering is not None)
+    feats = features(with_lexical(centered, lexical, lexical_weight)).cache()
     try:
         distinct = feats.select(F.col("features")).distinct().count() if ok < 1_000_000 else ok
         if conf.k_range:
@@ -184,6 +210,8 @@ def fit(prepared, conf: ClusterConf, *, embedding_model: str | None) -> FitResul
     clustering = Clustering(centroids=centers, distance=conf.distance, embedding_model=embedding_model,
                             embedding_column=conf.embedding_column,
                             chunk_words=None if conf.embedding_column else conf.chunk_words, max_chunks=conf.max_chunks,
-                            lexical=lexical, lexical_weight=lexical_weight)
+                            lexical=lexical, lexical_weight=lexical_weight, centering=centering)
     return FitResult(clustering=clustering, model=model, k=k, silhouette=score, candidates=candidates,
-                     rows=rows, rows_with_vector=ok, distinct=distinct, lexical_note=lexical_note)
+                     rows=rows, rows_with_vector=ok, distinct=distinct, lexical_note=lexical_note,
+                     languages=dict(sorted(counts.items())) if identified else None, centering_note=centering_note,
+                     stop_word_languages=stop_languages)

@@ -5,11 +5,13 @@ jargon) are what TF-IDF sees. The cluster job joins the two (``lexical_weight``)
 ``[sqrt(1 - w) * e / |e|, sqrt(w) * l]`` with ``e`` its embedding and ``l`` its unit LSA vector, so the
 cosine between two rows is ``(1 - w) * cos(embeddings) + w * cos(LSA vectors)``.
 
-:meth:`LexicalProjection.fit` runs scikit-learn's ``TfidfVectorizer`` (English stop words, sublinear
-tf, ``min_df=2``, ``max_df=0.5``, at most ``max_terms`` terms) and ``TruncatedSVD`` on the driver, on a
-bounded sample of texts. What it keeps is small and framework-free (vocabulary, idf weights, the SVD
-components), so :meth:`transform` runs anywhere, in Spark workers too, and a registered clustering
-stores it as ``.npy`` and JSON files instead of a pickle.
+:meth:`LexicalProjection.fit` runs scikit-learn's ``TfidfVectorizer`` (its English stop words plus those
+of the table's other languages, :func:`udfs.clustering.languages.stop_words`; sublinear tf, ``min_df=2``,
+``max_df=0.5``, at most ``max_terms`` terms) and ``TruncatedSVD`` on the driver, on a bounded sample of
+texts. Stop words never reach the vocabulary, so :meth:`transform` needs no list of its own. What it
+keeps is small and framework-free (vocabulary, idf weights, the SVD components), so :meth:`transform`
+runs anywhere, in Spark workers too, and a registered clustering stores it as ``.npy`` and JSON files
+instead of a pickle.
 """
 from __future__ import annotations
 
@@ -50,18 +52,21 @@ class LexicalProjection:
         return int(self.components.shape[0])
 
     @classmethod
-    def fit(cls, texts: list[str], dims: int = 100, *, seed: int = 0, max_terms: int = MAX_TERMS) -> "LexicalProjection":
-        """TF-IDF + truncated SVD on ``texts``; ``dims`` is lowered to what the sample supports.
+    def fit(cls, texts: list[str], dims: int = 100, *, seed: int = 0, max_terms: int = MAX_TERMS,
+            stop_words: tuple[str, ...] = ()) -> "LexicalProjection":
+        """TF-IDF + truncated SVD on ``texts``; ``dims`` is lowered to what the sample supports. Terms: neither
+        scikit-learn's English stop words nor ``stop_words`` (the table's other languages').
 
         Raises :class:`LexicalFitError` when fewer than 3 texts or 3 terms survive the pruning.
         """
         from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
         texts = [t for t in texts if t]
         if len(texts) < 3:
             raise LexicalFitError(f"{len(texts)} text(s) in the sample; an LSA projection needs at least 3")
-        vec = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=MIN_DF, max_df=MAX_DF,
+        stop = sorted(ENGLISH_STOP_WORDS | set(stop_words)) if stop_words else "english"
+        vec = TfidfVectorizer(stop_words=stop, sublinear_tf=True, min_df=MIN_DF, max_df=MAX_DF,
                               max_features=max_terms, dtype=np.float32)
         try:
             x = vec.fit_transform(texts)

@@ -1,7 +1,8 @@
 """The fitted clustering: centroids that put rows into clusters, on the driver and in Spark workers.
 
 :class:`Clustering` holds the centroids plus what is needed to reproduce the vectors they were fitted
-on (the embedding model version, the LSA arrays); :meth:`Clustering.assign_column` puts rows into
+on (the embedding model version, the per-language means and the language model version when the
+embeddings were centered per language, the LSA arrays); :meth:`Clustering.assign_column` puts rows into
 clusters (the same code for a fresh fit and for new rows). :func:`register` stores a clustering as a
 registry version (kind ``kmeans_centroids``) and :func:`load_clustering` is that kind's builder, so
 ``mode: assign`` never refits.
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from udfs.clustering.features import embed_chunked, with_lexical
+from udfs.clustering.languages import LanguageCentering, center
 from udfs.clustering.lexical import LexicalProjection, combine
 from udfs.models.loading import build, load, local_folder
 from udfs.models.registry import register_folder, resolve
@@ -43,6 +45,7 @@ class Clustering:
     max_chunks: int = 16
     lexical: LexicalProjection | None = None  # TF-IDF + LSA features joined to the embeddings (None: off)
     lexical_weight: float = 0.0               # always 0.0 without lexical
+    centering: LanguageCentering | None = None  # per-language means subtracted from the embeddings (None: off)
 
     def __post_init__(self) -> None:
         if self.lexical is None:
@@ -65,10 +68,17 @@ class Clustering:
     def embedding_dim(self) -> int:
         return self.dim - self.lexical_dims
 
-    def vectors(self, embeddings: np.ndarray, texts: list[str | None]) -> np.ndarray:
-        """The vectors k-means works on: the embeddings, joined to the texts' LSA vectors when lexical."""
+    def vectors(self, embeddings: np.ndarray, texts: list[str | None],
+                languages: list[str | None] | None = None) -> np.ndarray:
+        """The vectors k-means works on: the embeddings (centered by the rows' ``languages`` when the clustering
+        centers; None: identified here by its language model), joined to the texts' LSA vectors when lexical."""
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        if self.centering is not None:
+            if languages is None:
+                languages = self.centering.languages_of(list(texts))
+            embeddings = self.centering.center(embeddings, languages)
         if self.lexical is None:
-            return np.asarray(embeddings, dtype=np.float64)
+            return embeddings
         return combine(embeddings, self.lexical.transform(texts), self.lexical_weight)
 
     def assign(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,19 +116,26 @@ class Clustering:
         return textspark_assign(vector_column)
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Plain-MLflow face (``mlflow.pyfunc.load_model(...).predict(texts)``): embed (+ LSA), then assign."""
+        """Plain-MLflow face (``mlflow.pyfunc.load_model(...).predict(texts)``): embed (+ center per language,
+        + LSA), then assign. A row left with nothing after centering (it is its language's mean) gets
+        ``{"cluster": None, "distance": None}``."""
         if not self.embedding_model:
             raise ValueError(f"clustering {self.label} was fitted on an input embedding column "
                              f"({self.embedding_column!r}); pass vectors to assign() instead of texts")
         encoder = load(resolve(self.embedding_model), device="cpu")
         texts = list(texts)
-        best, d = self.assign(self.vectors(embed_chunked(encoder, texts, self.chunk_words, self.max_chunks), texts))
-        return [{"cluster": int(c), "distance": float(x)} for c, x in zip(best, d)]
+        x = self.vectors(embed_chunked(encoder, texts, self.chunk_words, self.max_chunks), texts)
+        alive = np.linalg.norm(x, axis=1) > 0
+        best, d = self.assign(np.where(alive[:, None], x, 1.0))
+        return [{"cluster": int(c), "distance": float(y)} if ok else {"cluster": None, "distance": None}
+                for c, y, ok in zip(best, d, alive)]
 
 
 def load_clustering(folder: Path, *, device: str = "cpu", precision: str = "fp32", **params: Any) -> Clustering:
-    """Kind ``kmeans_centroids``: ``weights/centroids.npy`` (+ the LSA arrays of :mod:`udfs.clustering.lexical`
-    when the vectors were joined to lexical features) + ``clusters.json`` (keywords, sizes)."""
+    """Kind ``kmeans_centroids``: ``weights/centroids.npy`` (+ the language means of
+    :mod:`udfs.clustering.languages` when the embeddings were centered per language, + the LSA arrays of
+    :mod:`udfs.clustering.lexical` when the vectors were joined to lexical features) + ``clusters.json``
+    (keywords, sizes)."""
     centroids = np.load(Path(folder) / "weights" / "centroids.npy")
     extra = json.loads((Path(folder) / "clusters.json").read_text()) if (Path(folder) / "clusters.json").is_file() else {}
     meta = json.loads((Path(folder) / "textspark.json").read_text()) if (Path(folder) / "textspark.json").is_file() else {}
@@ -127,6 +144,7 @@ def load_clustering(folder: Path, *, device: str = "cpu", precision: str = "fp32
                       chunk_words=params.get("chunk_words"), max_chunks=int(params.get("max_chunks", 16)),
                       lexical=LexicalProjection.load(Path(folder) / "weights"),
                       lexical_weight=float(params.get("lexical_weight") or 0.0),
+                      centering=LanguageCentering.load(Path(folder) / "weights"),
                       keywords={int(c): list(w) for c, w in extra.get("keywords", {}).items()},
                       sizes={int(c): int(n) for c, n in extra.get("sizes", {}).items()},
                       label=str(meta.get("name", "(unregistered)")))
@@ -142,13 +160,16 @@ def register(clustering: Clustering, *, name: str, alias: str = "champion", run_
     params = {"k": clustering.k, "dim": clustering.dim, "distance": clustering.distance,
               "embedding_model": clustering.embedding_model, "embedding_column": clustering.embedding_column,
               "chunk_words": clustering.chunk_words, "max_chunks": clustering.max_chunks,
-              "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims}
+              "lexical_weight": clustering.lexical_weight, "lexical_dims": clustering.lexical_dims,
+              "center_languages": clustering.centering.summary() if clustering.centering else None}
     extra = {"clusters.json": {"keywords": {str(c): w for c, w in sorted(clustering.keywords.items())},
                                "sizes": {str(c): n for c, n in sorted(clustering.sizes.items())}}}
     with tempfile.TemporaryDirectory(prefix="textspark-centroids-") as tmp:
         np.save(Path(tmp) / "centroids.npy", np.ascontiguousarray(clustering.centroids, dtype=np.float64))
         if clustering.lexical is not None:
             clustering.lexical.save(Path(tmp))
+        if clustering.centering is not None:
+            clustering.centering.save(Path(tmp))
         version, created = register_folder(name, task=TASK, kind=KIND, params=params, weights=Path(tmp), alias=alias,
                                            description=description, extra_files=extra, run_id=run_id)
     clustering.label = f"{name}/{version}"
@@ -166,8 +187,9 @@ def load_registered(reference: str) -> tuple[Clustering, Any]:
 def assign(prepared, clustering: Clustering):
     """``prepared`` + ``cluster`` (int), ``distance`` (double); rows without a vector get nulls, keep ``error``.
 
-    ``vector`` becomes the vector k-means saw (joined to the lexical features when the clustering has them).
+    ``vector`` becomes the vector k-means saw (centered by ``_lang`` when the clustering centers per language,
+    joined to the lexical features when it has them).
     """
-    a = with_lexical(prepared, clustering.lexical, clustering.lexical_weight)
+    a = with_lexical(center(prepared, clustering.centering), clustering.lexical, clustering.lexical_weight)
     a = a.withColumn("_a", clustering.assign_column("vector"))
     return a.select(*[c for c in a.columns if c != "_a"], "_a.cluster", "_a.distance")
