@@ -124,3 +124,23 @@ def test_prefix_param_is_put_before_every_text_and_keys_the_shared_encoder(tmp_p
     a = shared_encoder(folder, device="cpu", precision="fp32", max_tokens=64, prefix="query: ")
     b = shared_encoder(folder, device="cpu", precision="fp32", max_tokens=64, prefix="")
     assert a is not b and (a.prefix, b.prefix) == ("query: ", "")
+
+
+def test_the_encoder_reuses_each_remembered_row_not_only_a_whole_batch(tmp_path):
+    """Tasks on one batch whose language guards withhold different rows ask for different subsets of the same
+    texts: each row already embedded is reused (one forward pass per batch), with the same bits."""
+    from tests.tiny_models import build_tiny_encoder
+    from udfs.models.backends.hf import Encoder
+
+    texts = ["the service was quick", "a late train", "café au lait", "the service was quick", "no signal"]
+    enc = Encoder(build_tiny_encoder(tmp_path / "enc"), max_tokens=64)
+    calls = []
+    forward = enc._forward
+    enc._forward = lambda ids, batch: calls.append(len(batch.idx)) or forward(ids, batch)
+    first = enc.embed(texts)
+    assert sum(calls) == 4  # the repeated text once
+    subset = enc.embed([texts[4], texts[1], "brand new row"])
+    assert sum(calls) == 5  # only the new row
+    np.testing.assert_array_equal(subset[:2], first[[4, 1]])
+    enc.forget()
+    np.testing.assert_array_equal(enc.embed(texts), first)  # encoded afresh: the same bits

@@ -2,8 +2,8 @@
 
 One encoder per worker for every model that uses the same weights (``shared_encoder``): the ``embed`` task's
 encoder, zero-shot ``classify`` on it, and an embedding head registered with a copy of it (sentiment, topics)
-hold one copy, and :meth:`Encoder.embed` remembers its last few calls, so tasks running together on the same
-texts (the analyze job runs every task in one stage) pay one forward pass per batch.
+hold one copy, and :meth:`Encoder.embed` remembers the vectors of the last texts it embedded, so tasks running
+together on the same texts (the analyze job runs every task in one stage) pay one forward pass per batch.
 
 A row's vector depends on its text, the weights, the params and the precision only, bit for bit: with
 ``fixed_shapes`` (the default) every row runs in a shape its own length decides
@@ -55,7 +55,7 @@ class Encoder:
         self.dim = int(self.model.config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self._torch = torch
-        self._recent: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()  # texts -> vectors, last few calls
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> vector, the last RECENT_ROWS texts
 
     def forget(self) -> None:
         """Drop the remembered vectors (the next embed() encodes again)."""
@@ -68,21 +68,32 @@ class Encoder:
         return enc["input_ids"]
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), dim) float32, rows in input order. The same texts as one of the last ``RECENT`` calls
-        (another task on the same batch) are not encoded again."""
-        key = tuple(texts)
-        if key in self._recent:
-            self._recent.move_to_end(key)
-            return self._recent[key].copy()
-        ids = self.tokenize(texts)
+        """(len(texts), dim) float32, rows in input order. A text among the last ``RECENT_ROWS`` this encoder
+        embedded (another task on the same batch, even one whose language guard withheld other rows; a
+        repeated text) is not encoded again: a row's vector depends on its text alone (fixed shapes), so
+        reusing it changes no bit."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for rows, vectors in run_batches([len(x) for x in ids], lambda batch: self._forward(ids, batch),
-                                         token_budget=self.token_budget, max_batch_size=self.max_batch_size,
-                                         fixed_shapes=self.fixed_shapes, max_width=self.max_tokens):
-            out[rows] = vectors[:len(rows)]
-        self._recent[key] = out.copy()
-        while len(self._recent) > RECENT:
-            self._recent.popitem(last=False)
+        missing: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            found = self._recent.get(text)
+            if found is None:
+                missing.setdefault(text, []).append(i)
+            else:
+                self._recent.move_to_end(text)
+                out[i] = found
+        if missing:
+            new = list(missing)
+            ids = self.tokenize(new)
+            vectors = np.zeros((len(new), self.dim), dtype=np.float32)
+            for rows, batch in run_batches([len(x) for x in ids], lambda batch: self._forward(ids, batch),
+                                           token_budget=self.token_budget, max_batch_size=self.max_batch_size,
+                                           fixed_shapes=self.fixed_shapes, max_width=self.max_tokens):
+                vectors[rows] = batch[:len(rows)]
+            for text, vector in zip(new, vectors):
+                out[missing[text]] = vector
+                self._recent[text] = vector.copy()  # not a view: evicted rows free their batch
+            while len(self._recent) > RECENT_ROWS:
+                self._recent.popitem(last=False)
         return out
 
     def embed_windows(self, texts: list[str], words: int, max_windows: int = 16, *,
@@ -122,7 +133,10 @@ class Encoder:
         return pooled.cpu().numpy()
 
 
-RECENT = 4  # embed() calls remembered per encoder: a batch's texts, and a zero-shot task's label prompts
+# Texts whose vectors an encoder remembers: more than one Arrow batch (10,000 rows by default), so the tasks of
+# a job sharing this encoder on one batch, and a zero-shot task's label prompts, pay one forward pass; 16,384 x
+# 384 float32 is 25 MB.
+RECENT_ROWS = 16_384
 ENCODER_KEYS = ("max_tokens", "pooling", "normalize", "token_budget", "max_batch_size", "fixed_shapes", "prefix")
 _ENCODERS: "weakref.WeakValueDictionary[tuple, Encoder]" = weakref.WeakValueDictionary()
 
