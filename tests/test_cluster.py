@@ -512,11 +512,13 @@ def test_real_minilm_finds_the_bbc_topics(spark, workdir):
     from udfs.models.catalog import load_catalog
 
     register_entry(load_catalog()["textspark-minilm"])
+    register_entry(load_catalog()["textspark-lid176"])  # MiniLM reads en: its guard identifies each row's language
     news = bbc_news().groupby("label").sample(20, random_state=1)[["id", "text", "label"]]
     path = workdir / "bbc-100.parquet"
     news.to_parquet(path, index=False)
     conf, cc = parse_cluster_job(_job(path, workdir / "clusters-bbc", k=5, label_column="label",
-                                      name="test-bbc-topics", projection_size=100))
+                                      name="test-bbc-topics", projection_size=100,
+                                      embedding_model="models:/textspark-minilm@champion"))  # not the default: e5
     summary = run(conf, cc, spark=spark)
     assert (summary["rows"], summary["rows_assigned"], summary["embedding_model"]) == (100, 100, "textspark-minilm/1")
     # 100 articles is a small sample (the bench scores all 2,225); chance level here is NMI ~0.06, purity ~0.3

