@@ -104,6 +104,7 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
                        "null_with_reason": row[f"{t.column}__errors"], "reads": reads(t),
                        "languages_recorded": t.plan.model.languages is not None,
                        "skipped_for_language": row[f"{t.column}__skipped_for_language"]} for t in planned],
+            "rows_per_language": rows_per_language(planned, row),
             "input": {"path": conf.input.path, "format": conf.input.format, "text_column": conf.input.text_column},
             "spark_master": spark.conf.get("spark.master", None),  # also over Spark Connect
             "gpu_stage": use_profile,
@@ -114,6 +115,13 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
             summary["incremental"] = incremental
         output.commit(manifest_json(**summary))
     return summary, dists
+
+
+def rows_per_language(planned, row: dict) -> dict | None:
+    """The rows per detected language, from the job's first ``language`` task (None without one: the guard
+    identifies rows in the workers but keeps no per-row language)."""
+    lang = next((t for t in planned if t.task == "language"), None)
+    return None if lang is None else {"column": lang.column, "counts": row[f"{lang.column}__languages"]}
 
 
 def reads(t) -> list[str] | None:
@@ -131,6 +139,8 @@ def _log_run(conf: JobConf, summary: dict, dists: dict | None = None) -> None:
 
     metrics = {k: summary[k] for k in ("rows", "output_rows", "seconds", "micro_batches") if k in summary}
     metrics.update({f"errors.{t['column']}": t["null_with_reason"] for t in summary["tasks"] if "null_with_reason" in t})
+    metrics.update({f"rows_per_language.{code}": n
+                    for code, n in ((summary.get("rows_per_language") or {}).get("counts") or {}).items()})
     metrics.update({f"skipped_for_language.{t['column']}.{code}": n for t in summary["tasks"]
                     for code, n in (t.get("skipped_for_language") or {}).items()})
     for column, c in (summary.get("incremental") or {}).get("tasks", {}).items():
@@ -168,6 +178,10 @@ def print_summary(summary: dict) -> None:
         if t.get("skipped_for_language"):
             langs = ", ".join(f"{code} {n}" for code, n in t["skipped_for_language"].items())
             print(f"  {'':<12} rows in a language {t['model']} does not read (reads: {', '.join(t['reads'])}): {langs}")
+    if summary.get("rows_per_language"):
+        per = summary["rows_per_language"]
+        ranked = sorted(per["counts"].items(), key=lambda kv: (-kv[1], kv[0]))
+        print(f"  rows per language ({per['column']}): " + ", ".join(f"{code} {n}" for code, n in ranked))
     unknown = sorted({t["model"] for t in summary["tasks"]
                       if TASK_DEFS[t["task"]].guarded and t.get("languages_recorded") is False})
     if unknown:

@@ -54,6 +54,8 @@ def tally(written, planned: list[PlannedTask]) -> tuple[dict, dict[str, dict[str
                 labels[r["label"]] = labels.get(r["label"], 0) + r["count"]
         counts[f"{t.column}__errors"] = sum(reasons.values())
         counts[f"{t.column}__skipped_for_language"] = dict(sorted(skipped.items()))
+        if t.task == "language":  # every row's language, for the summary's rows per language
+            counts[f"{t.column}__languages"] = dict(sorted(labels.items()))
         result[t.column] = {"labels": _top(labels), "reasons": _top(reasons)}
     return counts, result
 

@@ -55,14 +55,18 @@ def test_the_job_counts_rows_skipped_per_language(spark, english_encoder, tmp_pa
     spark.createDataFrame(ROWS, "id int, text string").toPandas().to_parquet(path)
     conf = parse_job({"input": {"path": str(path), "id_column": "id"},
                       "tasks": [{"task": "embed", "column": "vec", "model": english_encoder},
-                                {"task": "embed", "column": "raw", "model": english_encoder, "languages": "any"}],
+                                {"task": "embed", "column": "raw", "model": english_encoder, "languages": "any"},
+                                {"task": "language", "column": "lang"}],
                       "output": {"path": str(tmp_path / "out")}})
     summary = analyze.run(conf, spark=spark)
-    vec, raw = summary["tasks"]
+    vec, raw, _ = summary["tasks"]
+    assert summary["rows_per_language"] == {"column": "lang", "counts": {"de": 1, "en": 2, "es": 1}}
     assert (vec["reads"], vec["skipped_for_language"], vec["null_with_reason"]) == (["en"], {"de": 1, "es": 1}, 3)
     assert (raw["reads"], raw["skipped_for_language"], raw["null_with_reason"]) == (None, {}, 1)
     analyze.print_summary(summary)
-    assert "rows in a language tiny-en/1 does not read (reads: en): de 1, es 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rows in a language tiny-en/1 does not read (reads: en): de 1, es 1" in printed
+    assert "  rows per language (lang): en 2, de 1, es 1" in printed.splitlines()
     out = spark.read.parquet(str(tmp_path / "out"))
     assert out.filter(F.col("vec").isNull()).count() == 3 and out.filter(F.col("raw").isNull()).count() == 1
 
