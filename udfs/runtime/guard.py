@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from udfs.errors import ConfigError, ModelReferenceError
-from udfs.models.reference import ANY, LANGUAGES_RULE, ResolvedModel, parse_languages
+from udfs.models.reference import ANY, ResolvedModel, checked_languages
 
 RECENT = 8  # batches whose languages a worker remembers (every task of one batch asks for the same texts)
 _recent: OrderedDict[tuple, list] = OrderedDict()
@@ -41,21 +41,13 @@ class LanguageGuard:
         return {"detector": self.detector.label, "reads": list(self.reads)}
 
 
-def task_languages(languages: Any) -> tuple[str, ...] | None:
-    """A task's ``languages`` setting: None (the model's own), ``("any",)`` (no guard), or ISO 639 codes."""
-    try:
-        return parse_languages(languages)
-    except ValueError:
-        raise ConfigError("languages", languages, LANGUAGES_RULE) from None
-
-
 def plan_guard(model: ResolvedModel, languages: Any, detector_reference: Callable[[], str]) -> LanguageGuard | None:
     """Driver side: the guard for a task on ``model``; None where the model reads every language, records
     nothing, or the task says ``languages: any``. The language model (``detector_reference()``, the catalog's
     ``defaults.language``) is resolved here, once."""
     from udfs.models.registry import resolve
 
-    reads = task_languages(languages) or model.languages
+    reads = checked_languages(languages) or model.languages  # a task's setting: None, ("any",) or codes
     if reads is None or reads == (ANY,):
         return None
     why = (f"a language model checks each row's language for {model.label}, which reads {shown(reads)} "
