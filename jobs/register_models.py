@@ -35,7 +35,12 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
     if not weights.is_dir():
         raise ConfigError(f"models.{entry.name}.source", entry.source, "a folder that exists",
                           source=entry.catalog_file)
-    return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=Path(weights),
+    return register_weights(entry, weights)
+
+
+def register_weights(entry: CatalogEntry, weights: Path) -> tuple[str, bool]:
+    """Register ``weights`` as a version of the entry (its task, kind, params, alias, languages)."""
+    return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=weights,
                            alias=entry.alias, description=entry.description, move_alias=True,
                            languages=entry.languages)
 
@@ -52,9 +57,7 @@ def register_converted(entry: CatalogEntry) -> tuple[str, bool]:
             weights = run_converter(entry.source, Path(tmp) / "weights")
         except ConfigError as e:
             raise ConfigError(f"models.{entry.name}.{e.key}", e.value, e.allowed, source=entry.catalog_file) from None
-        return register_folder(entry.name, task=entry.task, kind=entry.kind, params=entry.params, weights=weights,
-                               alias=entry.alias, description=entry.description, move_alias=True,
-                               languages=entry.languages)
+        return register_weights(entry, weights)
 
 
 def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
