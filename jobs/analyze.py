@@ -24,6 +24,7 @@ from jobs.report import figure, tally  # noqa: E402
 from jobs.stream import run_stream  # noqa: E402
 from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
+from udfs.runtime.guard import shown  # noqa: E402
 from udfs.tasks.table import TASK_DEFS  # noqa: E402
 from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
 from udfs.runtime.parallelism import inference_partitions  # noqa: E402
@@ -177,7 +178,8 @@ def print_summary(summary: dict) -> None:
         print(f"  {t['column']:<12} task={t['task']:<10} model={t['model']:<28} null-with-reason={t['null_with_reason']}")
         if t.get("skipped_for_language"):
             langs = ", ".join(f"{code} {n}" for code, n in t["skipped_for_language"].items())
-            print(f"  {'':<12} rows in a language {t['model']} does not read (reads: {', '.join(t['reads'])}): {langs}")
+            print(f"  {'':<12} rows in a language {t['model']} does not read (reads: {shown(tuple(t['reads']))}): "
+                  f"{langs}")
     if summary.get("rows_per_language"):
         per = summary["rows_per_language"]
         ranked = sorted(per["counts"].items(), key=lambda kv: (-kv[1], kv[0]))

@@ -251,8 +251,8 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
         languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
             records; default: the model's recorded languages (rows in others get a null and the reason).
     """
-    p = classify_plan(languages=languages, model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
+    p = classify_plan(model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
                       threshold=threshold, method=method, hypothesis_template=hypothesis_template,
                       temperature=temperature, chunk_words=chunk_words, max_chunks=max_chunks, device=device,
-                      precision=precision, fail_on_error=fail_on_error)
+                      precision=precision, fail_on_error=fail_on_error, languages=languages)
     return driver.make_udf(p)(column)
