@@ -224,16 +224,16 @@ def fit_centering(prepared, counts: Mapping[str | None, int], language_model: st
     by_language: dict[str, list] = {}
     for r in parts:
         by_language.setdefault(r["lang"], []).append((int(r["n"]), np.asarray(r["sum"], dtype=np.float64)))
+    rows_of = {code: sum(n for n, _ in group) for code, group in by_language.items()}
     every = [s for group in by_language.values() for _, s in group]
-    total = sum(n for group in by_language.values() for n, _ in group)
+    total = sum(rows_of.values())
 
     def mean(sums: list[np.ndarray], n: int) -> np.ndarray:
         return np.array([math.fsum(col) for col in np.stack(sums).T]) / n
 
-    means = [mean([s for _, s in by_language[code]], sum(n for n, _ in by_language[code])) for code in own]
+    means = [mean([s for _, s in by_language[code]], rows_of[code]) for code in own]
     means.append(mean(every, total))
-    return LanguageCentering(languages=own, means=np.stack(means),
-                             rows={code: sum(n for n, _ in by_language[code]) for code in own},
+    return LanguageCentering(languages=own, means=np.stack(means), rows={code: rows_of[code] for code in own},
                              total=total, language_model=language_model)
 
 
