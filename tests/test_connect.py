@@ -149,7 +149,9 @@ def test_analyze_job_over_spark_connect_writes_what_a_classic_session_writes(spa
                               output_format="list")
     logged = {r.data.params["output"]: r.data.metrics for r in runs}
     assert logged[str(remote_out)] == {"rows": len(JOB_TEXTS), "output_rows": len(JOB_TEXTS),
-                                       "seconds": manifest["seconds"], "errors.embedding": 2, "errors.lang": 2}
+                                       "seconds": manifest["seconds"], "errors.embedding": 2, "errors.lang": 2,
+                                       "rows_per_language.en": 2, "rows_per_language.fr": 1,
+                                       "rows_per_language.de": 1}
 
 
 @pytest.mark.slow
