@@ -16,12 +16,16 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def mlflow_registry(workdir):
-    """MLflow tracking + registry in a temporary sqlite file (never the project's mlflow.db)."""
+    """MLflow tracking + registry in a temporary sqlite file (never the project's mlflow.db), and quiet jobs."""
     import mlflow
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TEXTSPARK_CACHE")}
-    os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, TEXTSPARK_CACHE=str(workdir / "cache"))
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TEXTSPARK_CACHE",
+                                            "TEXTSPARK_QUIET")}
+    # TEXTSPARK_QUIET: no progress or model-load lines on stderr, which tests read for the one-line errors
+    # (tests/test_progress.py turns them back on)
+    os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, TEXTSPARK_CACHE=str(workdir / "cache"),
+                      TEXTSPARK_QUIET="1")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     from udfs.platform import setup_environment

@@ -24,6 +24,7 @@ _models: dict[Hashable, Any] = {}
 _locks: dict[Hashable, threading.Lock] = {}
 _guard = threading.Lock()
 _loads = 0
+_here = threading.local()  # loads performed by this thread since its last loads_here()
 
 
 def get(key: Hashable, loader: Callable[[], Any], *, count: bool = True) -> Any:
@@ -41,6 +42,7 @@ def get(key: Hashable, loader: Callable[[], Any], *, count: bool = True) -> Any:
             _models[key] = loader()
             _loads += count
             if count:
+                _here.loads = getattr(_here, "loads", 0) + 1
                 _freeze()
         return _models[key]
 
@@ -54,6 +56,12 @@ def _freeze() -> None:
 def load_count() -> int:
     """How many loads this process performed (for tests and diagnostics)."""
     return _loads
+
+
+def loads_here() -> int:
+    """How many loads this thread performed since its previous call (the caller's load, not another thread's)."""
+    n, _here.loads = getattr(_here, "loads", 0), 0
+    return n
 
 
 def clear() -> None:

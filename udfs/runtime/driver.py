@@ -43,6 +43,7 @@ class UdfPlan:
     fail_on_error: bool = False
     screen: Screen | None = None  # the task's own rule: a reason to withhold a clean row from predict, or None
     guard: LanguageGuard | None = None  # rows in a language the model does not read are withheld (udfs.runtime.guard)
+    progress: Any = field(default=None, hash=False, compare=False, repr=False)  # udfs.runtime.progress.RowCounter
 
     def struct_type(self) -> str:
         cols = [f"{name}: {dtype}" for name, dtype in self.fields] + ["model: string", "error: string"]

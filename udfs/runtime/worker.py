@@ -8,13 +8,16 @@ row cannot fail the others, turns a failure into a null result with a reason (or
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from udfs.models import model_cache
 from udfs.models.loading import load
 from udfs.runtime.device import configure_threads, resolve_precision, select_device
+from udfs.runtime.progress import say
 from udfs.runtime.guard import withheld
 from udfs.text import arrow_texts, clean_texts
 
@@ -27,7 +30,12 @@ def worker_model(p: UdfPlan):
     configure_threads()
     device = select_device(p.device)
     precision = resolve_precision(p.precision, device)  # auto: bf16 where this worker's hardware has it
-    return load(p.model, device=device, precision=precision)
+    model_cache.loads_here()  # forget this thread's earlier loads (a task's own cached values)
+    started = time.perf_counter()
+    model = load(p.model, device=device, precision=precision)
+    if model_cache.loads_here():  # this call loaded it: one line per load per worker process
+        say(f"loaded {p.model.label} ({p.model.kind}, {device}, {precision}) in {time.perf_counter() - started:.1f} s")
+    return model
 
 
 def loaded(p: UdfPlan, model, texts):
@@ -43,6 +51,8 @@ def run_arrow_batch(p: UdfPlan, model: Any, texts, result_type, *, only: str | N
     """One Arrow batch of the text column -> the task's result (the struct, or the field ``only``) as an
     Arrow array of the Spark type ``result_type``, rows in input order."""
     frame = run_batch(p, model, arrow_texts(texts))
+    if p.progress is not None:  # udfs.runtime.progress: the driver's live count of this task's rows
+        p.progress.add(texts)
     return to_arrow(frame[only] if only else frame, result_type, large_types=large_types)
 
 

@@ -25,6 +25,7 @@ from udfs.models.backends.heads import domain_weights
 from udfs.models.backends.hf_classifier import SequenceClassifier
 from udfs.models.loading import local_folder
 from udfs.runtime.device import resolve_precision
+from udfs.runtime.progress import Steps
 from udfs.training.data import Prepared
 from udfs.training.settings import KIND_OF_METHOD, TrainSettings
 
@@ -67,8 +68,9 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
                             weight_decay=float(hyper["weight_decay"]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(steps, float(hyper["warmup"])))
     gen = torch.Generator().manual_seed(s.seed)
+    meter = Steps(f"fine-tuning {s.name} on {len(texts):,} rows", steps, epochs)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         for idx in epoch_batches(lengths, bs, gen, bool(hyper["group_by_length"])):
             batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt").to(device)
@@ -81,6 +83,7 @@ def _fit_finetune(data: Prepared, s: TrainSettings, base, stage: Path):
             opt.step()
             sched.step()
             opt.zero_grad()
+            meter.step(epoch, loss.item())
     model.eval().to("cpu")
     stage.mkdir(parents=True)
     model.save_pretrained(stage)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -17,7 +18,9 @@ import numpy as np
 from udfs.models.backends.heads import ENCODER_DIR, HEAD_FILE, domain_weights, fit_head, forward, save_head
 from udfs.models.loading import local_folder
 from udfs.models.registry import register_folder, resolve
-from udfs.tasks.embed import embed
+from udfs.runtime import driver
+from udfs.runtime.progress import progress, say
+from udfs.tasks.embed import embed_plan
 from udfs.training.data import Prepared
 from udfs.training.settings import KIND_OF_METHOD, TrainSettings
 
@@ -28,8 +31,12 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     hyper = s.head_params()
     keys = ["text", "label", "split"] + (["domain"] if "domain" in data.df.columns else [])
     # languages="any": the training table is the user's choice of text, never withheld by the language guard
-    rows = data.df.select(*keys, embed("text", model=base.uri, with_error=True, languages="any").alias("e")) \
-                  .select(*keys, "e.embedding").toPandas()
+    total = sum(n for split in data.class_counts.values() for n in split.values())
+    meter = progress(data.df.sparkSession, {f"embedding the training rows with {base.label}":
+                                            embed_plan(model=base.uri, languages="any")}, total)
+    embed = driver.make_udf(next(iter(meter.tasks.values())))
+    with meter:
+        rows = data.df.select(*keys, embed("text").alias("e")).select(*keys, "e.embedding").toPandas()
     # Spark returns rows in partition order, which varies with the cluster: sort so the seed alone decides
     rows = rows.sort_values(["split", "label", "text"], kind="stable", ignore_index=True)
     ok = rows["embedding"].notna().to_numpy()
@@ -39,6 +46,8 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
     index = {label: i for i, label in enumerate(data.labels)}
     train_mask = (rows["split"] == "train").to_numpy()
     y = rows["label"].map(index).to_numpy()
+    fitting = time.monotonic()
+    say(f"fitting the head of {s.name} on {int(train_mask.sum()):,} rows ({hyper['epochs']} epochs)")
     if s.balance_domains and "domain" in rows:  # every domain weighs the same (and its classes within it)
         weights = domain_weights(y[train_mask], rows.loc[train_mask, "domain"].to_numpy(),
                                  class_weight=hyper["class_weight"])
@@ -46,6 +55,7 @@ def _fit_head(data: Prepared, s: TrainSettings, base, stage: Path):
                           **{**hyper, "class_weight": None}, sample_weight=weights)
     else:
         layers = fit_head(x[train_mask], y[train_mask].astype(np.int64), len(data.labels), seed=s.seed, **hyper)
+    say(f"fitted the head of {s.name} in {time.monotonic() - fitting:.1f} s")
     proba = forward(layers, x[~train_mask])
     pred = [data.labels[j] for j in proba.argmax(axis=1)]
     true = rows.loc[~train_mask, "label"].tolist()
