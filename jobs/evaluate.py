@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Annotated, Any, Mapping
 
 if __package__ in (None, ""):
@@ -26,7 +27,10 @@ from jobs.common import parse_args, run_cli  # noqa: E402
 from jobs.config import MlflowSection, SparkSection, read_yaml, resolve_path  # noqa: E402
 from jobs.train_classifier import TableInput, TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.config import Allowed, Section, validate  # noqa: E402
+from jobs.cli import config_help  # noqa: E402
+from jobs.tracking import job_run  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
+from udfs.models.registry import resolve  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
 from udfs.training.data import prepare  # noqa: E402
 from udfs.training.evaluation import EVALUATION_EXPERIMENT, Metric, UnseenLabels, compare_and_promote  # noqa: E402
@@ -129,13 +133,22 @@ def evaluation_rows(spark, job: EvaluateJob):
 
 
 def run(job: EvaluateJob, *, spark=None) -> dict[str, Any]:
+    """Evaluate and decide in one MLflow run from the job's start (``evaluate <model> <start>``), linked to
+    every version it evaluated. A candidate that does not resolve fails before the run opens."""
+    started = time.time()
     setup_environment()
-    spark = spark or get_spark(job.data.spark.profile, conf=job.data.spark.conf)
-    df, text_column = evaluation_rows(spark, job)
-    return compare_and_promote(df, name=job.model, candidates=list(job.candidates), task=job.task, alias=job.alias,
-                               metric=job.metric, margin=job.margin, promote=job.promote, text_column=text_column,
-                               label_column=job.label_column, options=job.options, unseen_labels=job.unseen_labels,
-                               experiment=job.experiment, data_description=job.description)
+    for reference in job.candidates:
+        resolve(reference, task=job.task)
+    with job_run("evaluate", job.experiment, job.model, started=started) as tracked:
+        spark = spark or get_spark(job.data.spark.profile, conf=job.data.spark.conf)
+        df, text_column = evaluation_rows(spark, job)
+        summary = compare_and_promote(
+            df, name=job.model, candidates=list(job.candidates), task=job.task, alias=job.alias, metric=job.metric,
+            margin=job.margin, promote=job.promote, text_column=text_column, label_column=job.label_column,
+            options=job.options, unseen_labels=job.unseen_labels, experiment=job.experiment,
+            data_description=job.description, run_id=tracked.run_id)
+        tracked.link_models(f"{job.model}/{version}" for version in summary["evaluations"])
+    return summary
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -147,7 +160,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv)
+    args = parse_args(__doc__, argv, epilog=config_help(EvaluateConfig))
 
     def report(summary: dict) -> None:
         print_summary(summary)

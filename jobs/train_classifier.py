@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from typing import Annotated, Any, Literal, Mapping
 
@@ -32,7 +33,10 @@ from udfs.config import Allowed, Section, validate  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
 from udfs.training.settings import (TRAINING_EXPERIMENT, Column, NullIsEmpty, RegisterSection,  # noqa: E402
                                     TrainOptions, TrainSettings)
-from udfs.training.train import dumps, result_summary, train  # noqa: E402
+from jobs.cli import config_help  # noqa: E402
+from jobs.tracking import job_run  # noqa: E402
+from udfs.models.registry import resolve  # noqa: E402
+from udfs.training.train import base_reference, dumps, result_summary, train  # noqa: E402
 
 INPUT_ALLOWED = "a mapping: {path, format, text_column}, {dataset} or {datasets: [{dataset}, ...]}"
 
@@ -133,14 +137,19 @@ def _dataset(one: DatasetInput):
 
 
 def run(job: TrainJob, *, spark=None):
-    """Train and register; returns the udfs.training.train.TrainResult."""
+    """Train and register, in one MLflow run from the job's start (``train <name> <start>``); returns the
+    udfs.training.train.TrainResult. A base model that does not resolve fails before the run opens."""
+    started = time.time()
     setup_environment()
-    spark = spark or get_spark(job.spark.profile, conf=job.spark.conf)
-    return train(read_table(spark, job), job.settings)
+    base = resolve(base_reference(job.settings))
+    with job_run("train", job.settings.experiment, job.settings.name, started=started, models=[base.label],
+                 tags={"textspark.job": "train_classifier"}) as tracked:
+        spark = spark or get_spark(job.spark.profile, conf=job.spark.conf)
+        return train(read_table(spark, job), job.settings, run_id=tracked.run_id)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv)
+    args = parse_args(__doc__, argv, epilog=config_help(TrainJob))
     return run_cli(lambda: run(load_train_job(args.conf)), lambda result: print(dumps(result_summary(result))),
                    source=args.conf)
 

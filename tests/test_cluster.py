@@ -2,6 +2,7 @@
 terms, c-TF-IDF keywords naming the clusters, MLflow run and registered centroids that assign new rows without
 refitting, bad input and bad config named clearly."""
 import math
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -100,7 +101,12 @@ def test_fit_logs_an_mlflow_run_and_registers_the_centroids(fitted):
     from udfs.models.registry import client
 
     summary, conf, _ = fitted
-    r = mlflow.get_run(summary["run_id"])
+    r = client().get_run(summary["run_id"])
+    started = datetime.fromtimestamp(r.info.start_time / 1000).isoformat(timespec="seconds")
+    assert (r.info.run_name, r.info.status) == (f"cluster {conf.output.path} {started}", "FINISHED")
+    assert (r.data.tags["textspark.job"], r.data.tags["textspark.model_versions"]) == \
+        ("cluster", ",".join(sorted([summary["embedding_model"], *([summary["language_model"]]
+                                                                    if summary["language_model"] else [])])))
     assert r.data.params["k"] == "3" and r.data.params["embedding_model"] == "tiny-encoder/1"
     m = r.data.metrics
     assert (m["k"], m["nmi"], m["purity"], m["rows_assigned"]) == (3, 1.0, 1.0, 15)

@@ -2,6 +2,7 @@
 support; the alias moves only on a win larger than the margin; every decision is recorded; unseen labels and
 bad configs fail clearly."""
 import json
+from datetime import datetime
 
 import mlflow
 import numpy as np
@@ -138,6 +139,7 @@ def test_bad_configs_fail_naming_the_key(table, versions, tiny_encoder):
 def test_evaluate_job_on_a_table(spark, versions, tmp_path, monkeypatch):
     from jobs import evaluate
 
+    mlc = client()
     path = tmp_path / "labeled.parquet"
     spark.createDataFrame(labeled_rows(8), "id int, text string, label string").toPandas().to_parquet(path)
     job = evaluate.parse_evaluate_job({"model": "tiny-eval", "input": {"path": str(path)}, "where": "id < 12",
@@ -145,3 +147,11 @@ def test_evaluate_job_on_a_table(spark, versions, tmp_path, monkeypatch):
     summary = evaluate.run(job, spark=spark)
     assert {e["counts"]["rows"] for e in summary["evaluations"].values()} == {12}
     assert summary["decision"]["applied"] is False
+    # the job's one run: named for the job, FINISHED, linked to the logged model of every version it evaluated
+    run = mlc.get_run(summary["run_id"])
+    started = datetime.fromtimestamp(run.info.start_time / 1000).isoformat(timespec="seconds")
+    assert (run.info.run_name, run.info.status) == (f"evaluate tiny-eval {started}", "FINISHED")
+    labels = sorted(f"tiny-eval/{v}" for v in summary["evaluations"])
+    assert (run.data.tags["textspark.job"], run.data.tags["textspark.model_versions"]) == ("evaluate", ",".join(labels))
+    assert sorted(m.model_id for m in run.inputs.model_inputs) == \
+        sorted(mlc.get_model_version("tiny-eval", v).source.removeprefix("models:/") for v in summary["evaluations"])

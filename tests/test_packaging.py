@@ -96,10 +96,12 @@ def test_wheel_ships_the_configuration_and_no_tests(wheel):
     with zipfile.ZipFile(wheel) as whl:
         names = set(whl.namelist())
         script_mode = whl.getinfo("udfs/conf/spark/gpu_discovery.sh").external_attr >> 16
+        entry_points = next(whl.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert SHIPPED <= names
-    assert "jobs/datasets.py" in names and "udfs/config.py" in names
+    assert {"jobs/datasets.py", "jobs/cli.py", "jobs/tracking.py", "udfs/config.py"} <= names
     assert not any(n.startswith(("tests/", "bench/", "notebooks/")) for n in names)
     assert script_mode & 0o111, "the discovery script must stay executable"
+    assert entry_points.split() == ["[console_scripts]", "textspark", "=", "jobs.cli:main"]  # textspark <command>
 
 
 @pytest.mark.slow

@@ -142,8 +142,10 @@ def compare_and_promote(df, *, name: str, candidates: Sequence[str], task: str, 
                         metric: str = "macro_f1", margin: float = 0.0, promote: bool = True,
                         text_column: str = "text", label_column: str = "label",
                         options: Mapping[str, Any] | None = None, unseen_labels: str = "error",
-                        experiment: str = EVALUATION_EXPERIMENT, data_description: str = "") -> dict[str, Any]:
-    """Evaluate @alias and ``candidates`` (references to versions of ``name``) on ``df``; maybe move ``alias``."""
+                        experiment: str = EVALUATION_EXPERIMENT, data_description: str = "",
+                        run_id: str | None = None) -> dict[str, Any]:
+    """Evaluate @alias and ``candidates`` (references to versions of ``name``) on ``df``; maybe move ``alias``.
+    ``run_id``: record into that run (the evaluate job's, jobs/tracking.py), else a new run ``evaluate <name>``."""
     if metric not in METRICS:
         raise ConfigError("metric", metric, METRICS)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
@@ -178,12 +180,14 @@ def compare_and_promote(df, *, name: str, candidates: Sequence[str], task: str, 
                                    **{k: e.metrics[k] for k in ("accuracy", "macro_f1", "weighted_f1", "per_class")}}
                                for v, e in evaluations.items()},
                "decision": asdict(decision)}
-    summary["run_id"] = _record(summary, evaluations, decision, experiment)
+    summary["run_id"] = _record(summary, evaluations, decision, experiment, run_id)
     return summary
 
 
-def _record(summary: dict, evaluations: dict[str, Evaluation], decision: Decision, experiment: str) -> str:
-    with mlflow.start_run(experiment_id=get_experiment_id(experiment), run_name=f"evaluate {decision.model}") as run:
+def _record(summary: dict, evaluations: dict[str, Evaluation], decision: Decision, experiment: str,
+            run_id: str | None = None) -> str:
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else get_experiment_id(experiment),
+                          run_name=None if run_id else f"evaluate {decision.model}") as run:
         mlflow.log_params({"model": decision.model, "alias": decision.alias, "metric": decision.metric,
                            "margin": decision.margin, "versions": ",".join(evaluations),
                            "data": summary["data"][:500]})

@@ -52,9 +52,10 @@ class TrainResult:
         return f"models:/{self.name}/{self.version}"
 
 
-def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
-    """Prepare ``df``, fit by ``s.method``, log the run, register a new version; returns what happened."""
-    base_ref = s.base_model or _default_base(catalog)
+def train(df, s: TrainSettings, *, catalog=None, run_id: str | None = None) -> TrainResult:
+    """Prepare ``df``, fit by ``s.method``, log the run, register a new version; returns what happened.
+    ``run_id``: log into that run (the training job's, jobs/tracking.py), else a new run ``train <name>``."""
+    base_ref = base_reference(s, catalog)
     base = resolve(base_ref)  # fail before any Spark work on a bad reference
     if s.method == "head" and base.kind != "hf_encoder":
         raise ConfigError("base_model", base_ref, f"an embedding model (kind hf_encoder); got kind {base.kind!r}")
@@ -76,7 +77,8 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
         if s.label_map:
             params["label_map"] = dict(s.label_map)
         m = classification_metrics(test_true, test_pred, data.labels)
-        with mlflow.start_run(experiment_id=get_experiment_id(s.experiment), run_name=f"train {s.name}") as run:
+        with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else get_experiment_id(s.experiment),
+                              run_name=None if run_id else f"train {s.name}") as run:
             mlflow.log_params({"method": s.method, "task": s.task, "base_model": base.label,
                                "labels": ",".join(data.labels), "test_fraction": s.test_fraction, "seed": s.seed,
                                "max_rows": s.max_rows, "split_column": s.split_column,
@@ -103,8 +105,9 @@ def train(df, s: TrainSettings, *, catalog=None) -> TrainResult:
                        aliases=_aliases(s.name))
 
 
-def _default_base(catalog) -> str:
-    return (catalog or load_catalog()).default_reference("embed")
+def base_reference(s: TrainSettings, catalog=None) -> str:
+    """The model ``s`` trains on: ``base_model``, else the catalog's embed default."""
+    return s.base_model or (catalog or load_catalog()).default_reference("embed")
 
 
 def _register(s: TrainSettings, kind: str, params: dict, stage: Path, run_id: str, m: dict, data: Prepared):
