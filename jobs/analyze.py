@@ -16,41 +16,51 @@ import time
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import InputError, check_input, manifest_json, parse_args, read_input, run_cli, task_rates  # noqa: E402
+from jobs.common import (InputError, check_input, job_spark, manifest_json, parse_args, preflight,  # noqa: E402
+                         read_input, run_cli, task_rates)
 from jobs.config import JobConf, load_job  # noqa: E402
 from jobs.output import MANIFEST, Output, writer_lease  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from jobs.report import figure, tally  # noqa: E402
 from jobs.stream import run_stream  # noqa: E402
+from jobs.cli import config_help  # noqa: E402
+from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.runtime.guard import shown  # noqa: E402
 from udfs.tasks.table import TASK_DEFS  # noqa: E402
-from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime.parallelism import inference_partitions  # noqa: E402
+from udfs.runtime.progress import QUIET, progress  # noqa: E402
 from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa: E402
 
 
 def run(conf: JobConf, *, spark=None) -> dict:
     """Run the job; returns the summary it prints. Config, input and output errors raise before any model
     runs; the output is committed atomically (jobs/output.py)."""
+    started = time.time()  # the MLflow run's start: it opens once the checks pass, dated from here
     setup_environment()
     planned = plan_tasks(conf.tasks)
+    preflight(t.plan for t in planned)  # every backend installed: one line, exit 3, before Spark starts
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
+    models = used_models(t.plan for t in planned)
     if conf.input.stream is not None:  # Structured Streaming: Spark's file sink commits each micro-batch
-        spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
-        with writer_lease(conf.output, spark, source=conf.source):  # one writer per output path
-            summary = run_stream(conf, planned, spark)
-        _log_run(conf, summary)
+        spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
+        with job_run("analyze", conf.experiment, conf.output.path, started=started, models=models) as tracked:
+            with writer_lease(conf.output, spark, source=conf.source):  # one writer per output path
+                summary = run_stream(conf, planned, spark)
+            _log_run(tracked, conf, summary)
         return summary
     with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
         if output.skip:
             return _skipped(conf)
-        spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
+        spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
         if output.bind(spark).skip:
             return _skipped(conf)
-        summary, dists = _run_batch(conf, planned, output, spark)
-    _log_run(conf, summary, dists)
+        with job_run("analyze", conf.experiment, conf.output.path, started=started, models=models) as tracked:
+            summary, dists = _run_batch(conf, planned, output, spark)
+            output.close()  # the lease is released before the run is logged
+            _log_run(tracked, conf, summary, dists)
     return summary
 
 
@@ -66,8 +76,10 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
     partitions = inference_partitions(spark, df, conf.inference.partitions)  # enough to use every core
     profile = resource_profile(conf.inference) if use_profile else None
     incremental = None
+    # rows scored per task, live on stderr during the write; the plans carry its counters
+    meter = progress(spark, planned, skip_nulls=conf.output.mode == "incremental")
     if conf.output.mode == "incremental":  # reuse the committed output's results where nothing changed
-        inc = Incremental(df, planned, output.previous(), text_column=conf.input.text_column,
+        inc = Incremental(df, meter.tasks, output.previous(), text_column=conf.input.text_column,
                           id_column=conf.input.id_column, profile=profile, partitions=partitions,
                           retry_errors=conf.incremental.retry_errors, previous_at=conf.output.path,
                           source=conf.source)
@@ -75,16 +87,18 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
         check_ids(df, conf.input.id_column, source=conf.source, counted=inc.id_counts)
         out = inc.output(incremental)  # a task with nothing to compute does not run
         input_rows = incremental["rows"]
+        meter.total_rows = {column: c["computed"] for column, c in incremental["tasks"].items()}
     else:
-        out = apply_tasks(df, conf.input.text_column, planned, partitions=partitions, profile=profile)
-        input_rows = df.count()
+        out = apply_tasks(df, conf.input.text_column, meter.tasks, partitions=partitions, profile=profile)
+        input_rows = meter.total_rows = df.count()
     if conf.output.partitions:
         out = out.repartition(conf.output.partitions)
     output.check_append(out)
     output.check_ids(df, conf.input.id_column)
     with output.staging() as stage:
         inferring = time.time()  # the write runs the read, every task (fused in one stage) and the write
-        out.write.mode("error").format(conf.output.format).save(stage)  # "error": Connect has no "errorifexists"
+        with meter:
+            out.write.mode("error").format(conf.output.format).save(stage)  # "error": Connect has no "errorifexists"
         inference_seconds = round(time.time() - inferring, 1)
         written = spark.read.format(conf.output.format).load(stage)
         row, dists = tally(written, planned)  # this run's rows only
@@ -135,9 +149,7 @@ def _skipped(conf: JobConf) -> dict:
     return {"output": conf.output.path, "mode": "ignore", "rows": 0, "skipped": True, "tasks": []}
 
 
-def _log_run(conf: JobConf, summary: dict, dists: dict | None = None) -> None:
-    import mlflow
-
+def _log_run(tracked: JobRun, conf: JobConf, summary: dict, dists: dict | None = None) -> None:
     metrics = {k: summary[k] for k in ("rows", "output_rows", "seconds", "micro_batches") if k in summary}
     metrics.update({f"errors.{t['column']}": t["null_with_reason"] for t in summary["tasks"] if "null_with_reason" in t})
     metrics.update({f"rows_per_language.{code}": n
@@ -148,14 +160,12 @@ def _log_run(conf: JobConf, summary: dict, dists: dict | None = None) -> None:
         metrics.update({f"computed.{column}": c["computed"], f"reused.{column}": c["reused"],
                         f"dropped.{column}": c["dropped"],
                         **{f"computed.{column}.{why}": n for why, n in c["computed_because"].items()}})
-    with mlflow.start_run(experiment_id=get_experiment_id(conf.experiment), run_name="analyze"):
-        mlflow.log_params({"input": conf.input.path, "output": conf.output.path, "mode": summary["mode"],
-                           **{f"model.{t['column']}": t["model"] for t in summary["tasks"]}})
-        mlflow.log_metrics(metrics)
-        if dists:
-            mlflow.log_figure(figure(dists), "task_distributions.png")
-        mlflow.log_dict(summary, "textspark_manifest.json")
-        mlflow.set_tags({"textspark.job": "analyze"})
+    tracked.log_params({"input": conf.input.path, "output": conf.output.path, "mode": summary["mode"],
+                        **{f"model.{t['column']}": t["model"] for t in summary["tasks"]}})
+    tracked.log_metrics(metrics)
+    if dists:
+        tracked.log_figure(figure(dists), "task_distributions.png")
+    tracked.log_dict(summary, "textspark_manifest.json")
 
 
 def print_summary(summary: dict) -> None:
@@ -200,7 +210,9 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv)
+    args = parse_args(__doc__, argv, epilog=config_help(JobConf))
+    if args.quiet:  # no progress or model-load lines (workers inherit the environment); the summary stays
+        os.environ[QUIET] = "1"
     return run_cli(lambda: run(load_job(args.conf)), print_summary, source=args.conf)
 
 

@@ -18,15 +18,19 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import check_input, manifest_json, parse_args, read_input, run_cli  # noqa: E402
+from jobs.common import (check_input, job_spark, manifest_json, parse_args, preflight, read_input,  # noqa: E402
+                         run_cli)
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
 from jobs.storage import is_connect, join  # noqa: E402
+from jobs.cli import config_help  # noqa: E402
+from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.clustering import describe  # noqa: E402
 from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402
 from udfs.clustering.features import prepare  # noqa: E402
@@ -36,7 +40,8 @@ from udfs.clustering.metrics import label_scores  # noqa: E402
 from udfs.clustering.model import Clustering, assign, load_registered, register  # noqa: E402
 from udfs.clustering.plot import projection_png, projection_sample  # noqa: E402
 from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
-from udfs.platform import get_experiment_id, get_spark, setup_environment  # noqa: E402
+from udfs.platform import setup_environment  # noqa: E402
+from udfs.runtime.progress import QUIET, progress  # noqa: E402
 from udfs.tasks.embed import embed_plan  # noqa: E402
 
 
@@ -96,7 +101,9 @@ def _language_plan(cc: ClusterConf, clustering: Clustering | None):
 
 
 def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
-    """Run the job; returns its summary. Config and model-reference errors raise before Spark work."""
+    """Run the job; returns its summary. Config and model-reference errors raise before Spark work (and before
+    the job's MLflow run opens)."""
+    job_start = time.time()
     setup_environment()
     clustering = resolved = None
     if cc.mode == "assign":
@@ -111,13 +118,18 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
     else:
         plan = _embed_plan(cc, cc.embedding_model)
     language_plan, language_note = _language_plan(cc, clustering)
+    preflight([plan, language_plan])  # every backend installed: one line, exit 3, before Spark starts
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
-    with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
+    # the output's lease and the MLflow run (open from here to the end of the job, dated from its start)
+    with Output(conf.output, source=conf.source) as output, ExitStack() as stack:
         if output.skip:
             return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
-        spark = spark or get_spark(conf.spark.profile, conf=conf.spark.conf)
+        spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
         if output.bind(spark).skip:
             return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
+        models = [*used_models([plan, language_plan]), *([resolved.label] if resolved else [])]
+        tracked = stack.enter_context(job_run("cluster", conf.experiment, conf.output.path, started=job_start,
+                                              models=models))
         started = time.time()
         df = read_input(spark, conf.input, source=conf.source)
         for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column),
@@ -128,15 +140,24 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
 
         from pyspark import StorageLevel
 
+        chunk_words = clustering.chunk_words if clustering else cc.chunk_words
+        embedding = f"embedding ({chunk_words}-word windows)" if chunk_words else "embedding"
+        meter = progress(spark, {name: p for name, p in ((embedding, plan), ("language", language_plan)) if p})
         prepared = prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
-                           label_column=cc.label_column, embedding_column=cc.embedding_column, embed_plan=plan,
+                           label_column=cc.label_column, embedding_column=cc.embedding_column,
+                           embed_plan=meter.tasks.get(embedding),
                            dim=clustering.embedding_dim if clustering else None,
                            distance=clustering.distance if clustering else cc.distance,
                            chunk_words=clustering.chunk_words if clustering else cc.chunk_words,
                            max_chunks=clustering.max_chunks if clustering else cc.max_chunks,
-                           language_plan=language_plan).persist(StorageLevel.MEMORY_AND_DISK)
+                           language_plan=meter.tasks.get("language")).persist(StorageLevel.MEMORY_AND_DISK)
         assigned = None
         try:
+            if meter.names and not meter.quiet:  # score every row now (cached), with live progress lines
+                rows = df.count()
+                meter.total_rows = {embedding: None if chunk_words else rows, "language": rows}
+                with meter:
+                    prepared.count()
             embedding_label = plan.model.label if plan else None
             if cc.mode == "fit":
                 result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None,
@@ -177,7 +198,7 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
                 png = projection_png(vectors, labels, clustering.centroids, Path(tmp) / "projection.png",
                                      title=f"{conf.input.path.rsplit('/', 1)[-1]}: {len(vectors)} sampled rows, "
                                            f"k={clustering.k}", distance=clustering.distance, names=names)
-                run_id = _log_run(conf, cc, clustering, summary, png)
+                run_id = _log_run(tracked, conf, cc, clustering, summary, png)
                 summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
                 summary["model_uri"] = f"models:/{summary['model']}"
                 summary["run_id"] = run_id
@@ -193,41 +214,38 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
         return summary
 
 
-def _log_run(conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: dict, png: Path) -> str:
-    """One MLflow run per job; a fit also registers the clustering inside it (sets ``clustering.label``)."""
-    import mlflow
-
-    with mlflow.start_run(experiment_id=get_experiment_id(conf.experiment), run_name=f"cluster {cc.mode}") as run:
-        params = {"mode": cc.mode, "input": conf.input.path, "output": conf.output.path, "distance": clustering.distance,
-                  "embedding_model": summary["embedding_model"], "embedding_column": cc.embedding_column}
-        if cc.mode == "fit":
-            params.update(k=cc.k, k_range=cc.k_range, seed=cc.seed, max_iter=cc.max_iter, sample_size=cc.sample_size,
-                          label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
-                          max_chunks=clustering.max_chunks, lexical_weight=cc.lexical_weight,
-                          lexical_weight_used=clustering.lexical_weight, lexical_dims=clustering.lexical_dims,
-                          lexical_decision=summary.get("lexical_note"), k_selection=cc.k_selection,
-                          center_languages=cc.center_languages, language_centering=summary.get("centering_note"),
-                          languages=summary.get("languages"), stop_word_languages=summary.get("stop_word_languages"))
-        else:
-            params.update(model=cc.model, language_centering=summary.get("centering_note"))
-        params.update(language_model=summary.get("language_model"))
-        mlflow.log_params({k: str(v) for k, v in params.items()})
-        metrics = {"k": clustering.k, **{f"size.{c}": n for c, n in summary["sizes"].items()}}
-        for key in ("silhouette", "nmi", "purity"):
-            if summary.get(key) is not None:
-                metrics[key] = summary[key]
-        metrics.update({f"{cc.k_selection}.k{k}": s for k, s in (summary.get("candidates") or {}).items() if s is not None})
-        metrics["rows_assigned"] = sum(summary["sizes"].values())
-        mlflow.log_metrics(metrics)
-        mlflow.log_artifact(str(png))
-        mlflow.log_dict({"keywords": summary["keywords"], "sizes": summary["sizes"]}, "clusters.json")
-        mlflow.set_tags({"textspark.job": "cluster"})
-        run_id = run.info.run_id
-    if cc.mode == "fit":  # register_folder reopens the run to log the model into it
-        register(clustering, name=cc.name, alias=cc.alias, run_id=run_id,
+def _log_run(tracked: JobRun, conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: dict,
+             png: Path) -> str:
+    """Log into the job's run; a fit also registers the clustering inside it (sets ``clustering.label``)."""
+    params = {"mode": cc.mode, "input": conf.input.path, "output": conf.output.path, "distance": clustering.distance,
+              "embedding_model": summary["embedding_model"], "embedding_column": cc.embedding_column}
+    if cc.mode == "fit":
+        params.update(k=cc.k, k_range=cc.k_range, seed=cc.seed, max_iter=cc.max_iter, sample_size=cc.sample_size,
+                      label_column=cc.label_column, name=cc.name, n_init=cc.n_init, chunk_words=clustering.chunk_words,
+                      max_chunks=clustering.max_chunks, lexical_weight=cc.lexical_weight,
+                      lexical_weight_used=clustering.lexical_weight, lexical_dims=clustering.lexical_dims,
+                      lexical_decision=summary.get("lexical_note"), k_selection=cc.k_selection,
+                      center_languages=cc.center_languages, language_centering=summary.get("centering_note"),
+                      languages=summary.get("languages"), stop_word_languages=summary.get("stop_word_languages"))
+    else:
+        params.update(model=cc.model, language_centering=summary.get("centering_note"))
+    params.update(language_model=summary.get("language_model"))
+    tracked.log_params(params)
+    metrics = {"k": clustering.k, **{f"size.{c}": n for c, n in summary["sizes"].items()}}
+    for key in ("silhouette", "nmi", "purity"):
+        if summary.get(key) is not None:
+            metrics[key] = summary[key]
+    metrics.update({f"{cc.k_selection}.k{k}": s for k, s in (summary.get("candidates") or {}).items() if s is not None})
+    metrics["rows_assigned"] = sum(summary["sizes"].values())
+    tracked.log_metrics(metrics)
+    tracked.log_artifact(str(png))
+    tracked.log_dict({"keywords": summary["keywords"], "sizes": summary["sizes"]}, "clusters.json")
+    if cc.mode == "fit":  # register_folder reopens the run by id to log the model into it, and ends it
+        register(clustering, name=cc.name, alias=cc.alias, run_id=tracked.run_id,
                  description=f"k-means (k={clustering.k}, {clustering.distance}) on {conf.input.path}")
-        mlflow.MlflowClient().set_tag(run_id, "textspark.model", clustering.label)
-    return run_id
+        tracked.running()  # the job goes on: the outputs are written next
+        tracked.set_tags({"textspark.model": clustering.label})
+    return tracked.run_id
 
 
 def _write_outputs(spark, output: Output, conf: JobConf, assigned, clustering: Clustering, keywords, sizes,
@@ -283,7 +301,9 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv)
+    args = parse_args(__doc__, argv, epilog=config_help(JobConf, ClusterConf, exclude=("tasks",)))
+    if args.quiet:  # no progress or model-load lines (workers inherit the environment); the summary stays
+        os.environ[QUIET] = "1"
     try:
         return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, source=args.conf,
                        input_errors=(ClusteringError,))

@@ -10,7 +10,7 @@ cells = [
         "Runs wherever textspark is installed, in the notebook's Spark session (Databricks') or Spark local mode, "
         "against `MLFLOW_TRACKING_URI`'s registry (else the workspace's on Databricks, else the per-user "
         "`~/.local/share/textspark/mlflow.db`). On Databricks set the `wheel` widget to the textspark wheel first."),
-    install_cell("lid", "bbc", "tweets"),
+    install_cell(),
     *parameter_cells(workdir=WORKDIR, articles=(10, "BBC articles in the sample"),
                      n_tweets=(10, "tweets in the sample")),
     nbf.v4.new_code_cell(

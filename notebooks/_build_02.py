@@ -9,7 +9,7 @@ CELLS = [
         "A topic classifier trained from a labeled Spark table (BBC news, a small real sample), two versions "
         "registered in MLflow, evaluated on the same held-out rows, the better one promoted to `@champion` only "
         "if it wins by the margin, then used by the `classify` UDF. The notebook only calls `jobs.*` / `udfs.*`."),
-    install_cell("lid", "bbc"),
+    install_cell(),
     *parameter_cells(workdir=WORKDIR),
     new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A labeled table: 20 articles per topic, with a `text` and a `label` column."),

@@ -12,7 +12,7 @@ CELLS = [
         "-> clusters named by class-based TF-IDF keywords, with the texts closest to each centroid. "
         "The fit is logged to MLflow and registered, so new rows are assigned later without refitting. "
         "Everything here calls `jobs.cluster` / `udfs.clustering`; the notebook holds no logic."),
-    install_cell("lid", "bbc"),
+    install_cell(),
     *parameter_cells(workdir=WORKDIR),
     new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A small real sample: 8 articles per topic (each embedded as the mean of its 150-word windows "

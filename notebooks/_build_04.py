@@ -11,7 +11,7 @@ cells = [
         "Runs wherever textspark is installed (on Databricks: set the `wheel` widget first), in the notebook's "
         "Spark session or Spark local mode, against `MLFLOW_TRACKING_URI`'s registry (else the workspace's on "
         "Databricks, else the per-user one)."),
-    install_cell("lid", "bergamot", "bbc", "tweets"),
+    install_cell(),
     nbf.v4.new_code_cell(
         "from jobs import register_models\n"
         "from udfs import detect_language, summarize, translate\n"

@@ -11,7 +11,7 @@ cells = [
         "the task's model version and options are unchanged, and computes the rest. Day 1 -> analyze; day 2 adds "
         "rows and edits some texts -> only those are computed; an encoder's alias moves -> only the task using "
         "it is computed again."),
-    install_cell("lid", "tweets"),
+    install_cell(),
     *parameter_cells(workdir=WORKDIR, rows=(150, "tweets on day 1"), new_rows=(20, "rows added on day 2"),
                      edited=(5, "texts edited on day 2")),
     nbf.v4.new_code_cell(SETUP_SOURCE),

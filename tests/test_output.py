@@ -187,8 +187,9 @@ def test_ignore_on_an_existing_output_writes_nothing_and_logs_no_run(monkeypatch
     out = tmp_path / "out"
     analyze.run(job(tables["a"], out), spark=spark)
     before = tree(out)
-    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: pytest.fail("Spark started"))
+    monkeypatch.setattr(analyze, "job_spark", lambda *a, **k: pytest.fail("Spark started"))
     monkeypatch.setattr(analyze, "_log_run", lambda *a, **k: pytest.fail("an MLflow run was logged"))
+    monkeypatch.setattr(analyze, "job_run", lambda *a, **k: pytest.fail("an MLflow run was opened"))
     summary = analyze.run(job(tables["b"], out, mode="ignore"))
     analyze.print_summary(summary)
     assert (summary["rows"], summary["skipped"]) == (0, True) and tree(out) == before

@@ -163,7 +163,7 @@ def test_the_commit_refuses_when_fewer_rows_were_written_than_read(spark, tiny_e
                                                                "model": tiny_encoder}],
                     inference={"partitions": 2})
     monkeypatch.setattr(DataFrameWriter, "save", lossy_save)
-    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: spark)
+    monkeypatch.setattr(analyze, "job_spark", lambda *a, **k: spark)
     assert analyze.main(["--conf", job]) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"input error: {job}: output.path: got '{tmp_path / 'out'}'; this run wrote ")
@@ -215,7 +215,7 @@ def test_duplicate_ids_in_the_previous_output_are_named_as_the_previous_outputs(
     out = tmp_path / "out"
     job = write_job(tmp_path, table, out, mode="incremental",
                     tasks=[{"task": "embed", "column": "vec", "model": tiny_encoder}])
-    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: spark)
+    monkeypatch.setattr(analyze, "job_spark", lambda *a, **k: spark)
     assert analyze.main(["--conf", job]) == 0
     capsys.readouterr()
     import pyarrow.compute as pc
@@ -261,7 +261,7 @@ def test_a_corrupt_parquet_file_with_intact_magic_bytes_is_one_line_before_spark
     (inp / "part-0.parquet").write_bytes(bytes(data))
     job = write_job(tmp_path, inp, tmp_path / "out", tasks=[{"task": "language", "column": "lang"}])
     monkeypatch.setattr(analyze, "plan_tasks", lambda tasks: [])
-    monkeypatch.setattr(analyze, "get_spark", lambda *a, **k: pytest.fail("Spark started"))
+    monkeypatch.setattr(analyze, "job_spark", lambda *a, **k: pytest.fail("Spark started"))
     assert analyze.main(["--conf", job]) == 3
     assert capsys.readouterr().err.strip() == (
         f"input error: {job}: input.path: got '{inp}'; {inp}/part-0.parquet is a corrupt Parquet file (OSError: "

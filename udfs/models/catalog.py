@@ -14,6 +14,7 @@ from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.convert import check_convert_source
 from udfs.models.kinds import BUILDERS
+from udfs.models.packages import require
 from udfs.models.reference import LANGUAGES_RULE, checked_languages
 from udfs.platform import CONF_DIR
 
@@ -64,11 +65,8 @@ class CatalogEntry(Section):
     def source_dir(self) -> Path | None:
         """Local folder holding the weights, or None for a hub id, a converted or a trained model."""
         if "package" in self.source:
-            spec = importlib.util.find_spec(self.source["package"])
-            if spec is None or spec.origin is None:
-                raise ConfigError(f"models.{self.name}.source.package", self.source["package"],
-                                  "an installed package (run `make run` or pip install it)")
-            return Path(spec.origin).parent / self.source.get("subdir", "")
+            require(self.source["package"], f"{self.catalog_file}: models.{self.name}.source.package")
+            return Path(importlib.util.find_spec(self.source["package"]).origin).parent / self.source.get("subdir", "")
         if "path" in self.source:
             return self._local(self.source["path"])
         return None

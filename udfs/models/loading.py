@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from udfs.errors import ModelReferenceError
+from udfs.errors import ModelLoadError, ModelReferenceError
 from udfs.models import model_cache
 from udfs.models.kinds import BUILDERS
 from udfs.models.reference import ResolvedModel
@@ -235,4 +235,16 @@ def build(folder: Path, *, device: str, precision: str, options: dict[str, Any] 
 def load(model: ResolvedModel, *, device: str, precision: str = "fp32") -> Any:
     """The worker's shared instance of ``model`` on ``device`` (loaded once per Python worker)."""
     key = (model.name, model.version, model.fingerprint, device, precision)
-    return model_cache.get(key, lambda: build(local_folder(model), device=device, precision=precision))
+    return model_cache.get(key, lambda: _build(model, device=device, precision=precision))
+
+
+def _build(model: ResolvedModel, *, device: str, precision: str) -> Any:
+    """``build`` of the version's local folder; a failure names the version (ModelLoadError): the job prints
+    it as its one line (jobs.common.worker_error), not a backend's message alone."""
+    folder = local_folder(model)  # its ModelReferenceError already names the version
+    try:
+        return build(folder, device=device, precision=precision)
+    except Exception as exc:  # noqa: BLE001 - any backend's failure: transformers, torch, fastText, a native engine
+        problem = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:400]  # its first line
+        raise ModelLoadError(f"{model.label} (kind {model.kind}) did not load on {device}: "
+                             f"{type(exc).__name__}: {problem}") from exc

@@ -39,11 +39,8 @@ def converter(name: str) -> Callable[..., Path]:
 
 def run_converter(source: dict[str, str], out_dir: Path) -> Path:
     """Write ``source``'s converted folder into ``out_dir``; a missing source package is one line."""
-    import importlib.util
+    from udfs.models.packages import require
 
     options = {k: v for k, v in source.items() if k != "convert"}
-    package = CONVERTERS[source["convert"]][1]
-    if importlib.util.find_spec(package) is None:
-        raise ConfigError("source.convert", source["convert"],
-                          f"an installed {package} package (pip install {package}; `make run` installs it)")
+    require(CONVERTERS[source["convert"]][1], f"converter {source['convert']}")
     return converter(source["convert"])(out_dir, **options)
