@@ -1,7 +1,10 @@
-"""Shared test helpers: whole-frame comparison, a registered model run directly, catalog registration."""
+"""Shared test helpers: whole-frame comparison, a registered model run directly, catalog registration, a free
+port."""
 from __future__ import annotations
 
 import math
+import socket
+from contextlib import closing
 from typing import Any, Iterator
 
 from pyspark.sql import DataFrame
@@ -55,3 +58,11 @@ def register_catalog_entry(name: str) -> str:
     entry = load_catalog()[name]
     register_entry(entry)
     return entry.reference
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, picked by the OS (a bind to port 0), for a server a test starts: a
+    fixed port (Spark Connect's default 15002) fails the tests whenever another server already holds it."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

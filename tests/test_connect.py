@@ -1,21 +1,81 @@
 """Spark Connect (what Databricks shared clusters and serverless run): the public API over a local Connect
-server gives the same rows as a classic session. The Connect client runs in a subprocess with
-SPARK_REMOTE=local[2], as a user's process would; this process keeps its classic session."""
+server gives the same rows as a classic session. One Connect server per module, on a free port (another
+server on the default 15002 must not matter); its clients run in subprocesses with SPARK_REMOTE pointing at
+it, as a user's process would; this process keeps its classic session."""
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_frame_equal
+from tests.helpers import assert_frame_equal, free_port
 from udfs import embed, register_sql_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Shares rose after strong profits.", "The match ended in a draw.", None, "   "]
+
+DEFAULT_PORT = 15002  # Spark Connect's: another server may hold it
+SERVER = """
+import sys
+from udfs.platform import get_spark
+
+# what pyspark sets for SPARK_REMOTE=local[N], on the port given
+spark = get_spark("local", conf={"spark.master": "local[2]", "spark.connect.grpc.binding.port": sys.argv[1],
+                                 "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+                                 "spark.sql.artifact.isolation.enabled": "true",
+                                 "spark.sql.artifact.isolation.alwaysApplyClassloader": "true"})
+sys.stdin.read()  # serves until the test closes stdin
+spark.stop()
+"""
+
+
+def _listening(port: int) -> bool:
+    with closing(socket.socket()) as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def connect_server(mlflow_registry, tmp_path_factory):
+    """A local Spark Connect server (local[2], the local profile's settings) on a free port, for this module's
+    clients; returns its ``sc://127.0.0.1:<port>``. While it runs this fixture holds port 15002 itself when
+    nothing else does, so the module's tests pass only with 15002 taken."""
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", DEFAULT_PORT))
+        held.listen()
+    except OSError:  # already taken: the same test
+        held.close()
+    port = free_port()
+    folder = tmp_path_factory.mktemp("connect-server")
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED")}
+    env.update(PYSPARK_PYTHON=sys.executable, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    with open(folder / "server.log", "wb") as server_log:
+        server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=folder, env=env,
+                                  stdin=subprocess.PIPE, stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        while not _listening(port):
+            assert server.poll() is None and time.monotonic() < deadline, \
+                (folder / "server.log").read_text(errors="replace")[-3000:]
+            time.sleep(1)
+        yield f"sc://127.0.0.1:{port}"
+    finally:
+        server.stdin.close()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        held.close()
+
 
 CLIENT = """
 import json, sys
@@ -39,9 +99,9 @@ spark.stop()
 
 
 @pytest.fixture(scope="module")
-def connect_result(tiny_encoder, mlflow_registry, tmp_path_factory):
+def connect_result(tiny_encoder, mlflow_registry, connect_server, tmp_path_factory):
     rows = [[i, t] for i, t in enumerate(TEXTS)]
-    env = {**os.environ, "SPARK_REMOTE": "local[2]", "PYSPARK_PYTHON": sys.executable}
+    env = {**os.environ, "SPARK_REMOTE": connect_server, "PYSPARK_PYTHON": sys.executable}
     out = subprocess.run([sys.executable, "-c", CLIENT, json.dumps(rows), tiny_encoder], cwd=tmp_path_factory.mktemp("c"),
                          env=env, capture_output=True, text=True, timeout=600)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -72,9 +132,13 @@ CLUSTER_GROUPS = {"sport": "The match ended in a draw after a late goal.",
                   "film": "The film won three awards at the festival."}
 JOBS_CLIENT = """
 import sys
+from pyspark.sql import SparkSession
 from jobs import analyze, cluster
 codes = [analyze.main(["--conf", sys.argv[1]]), cluster.main(["--conf", sys.argv[2]])]
-print("CODES", *codes)
+print("CODES", *codes, flush=True)
+# jobs/cluster.py stops only a local[N] Connect session; on a server's (sc://) the fitted models' server-side
+# objects hang the interpreter's exit (pyspark 4.3) unless the session is stopped first
+SparkSession.getActiveSession().stop()
 """
 
 
@@ -87,9 +151,9 @@ def _analyze_job(table, out, encoder, language) -> dict:
 
 
 @pytest.fixture(scope="module")
-def connect_jobs(tiny_encoder, mlflow_registry, tmp_path_factory):
+def connect_jobs(tiny_encoder, mlflow_registry, connect_server, tmp_path_factory):
     """jobs/analyze.py and jobs/cluster.py run by their command-line entry points in one client process with
-    SPARK_REMOTE=local[2] (one Connect server for both): what a user's shell would run."""
+    SPARK_REMOTE at the module's Connect server: what a user's shell would run."""
     import pandas as pd
     import yaml
 
@@ -111,7 +175,7 @@ def connect_jobs(tiny_encoder, mlflow_registry, tmp_path_factory):
                          "name": "connect-clusters", "examples": 2}}
     for name, conf in confs.items():
         (folder / f"{name}.yml").write_text(yaml.safe_dump(conf))
-    env = {**os.environ, "SPARK_REMOTE": "local[2]", "PYSPARK_PYTHON": sys.executable,
+    env = {**os.environ, "SPARK_REMOTE": connect_server, "PYSPARK_PYTHON": sys.executable,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", JOBS_CLIENT, str(folder / "analyze.yml"), str(folder / "cluster.yml")],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=900)
@@ -223,3 +287,49 @@ def test_gpu_checks_read_the_session_settings_through_spark_conf_alone():
     assert check_cluster_conf(session({**cluster, "spark.dynamicAllocation.enabled": "true"}), wanted) is False
     with pytest.raises(ConfigError, match=rf"{EXECUTOR_GPUS_KEY}: got None; allowed: a number of GPUs per executor"):
         check_cluster_conf(session({"spark.master": "yarn"}), wanted)
+
+
+# ---- the session's settings over Spark Connect; the module's server port ------------------------------
+SETTINGS_CLIENT = """
+import json
+from udfs.platform import get_spark
+
+spark = get_spark("local", conf={"spark.sql.shuffle.partitions": 3, "spark.ui.enabled": False,
+                                 "spark.driver.memory": "1g", "spark.sql.session.timeZone": "Europe/Lisbon"})
+print("RESULT " + json.dumps([spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone",
+                                                          "spark.ui.enabled", "spark.master")]))
+spark.stop()
+"""
+
+
+@pytest.mark.slow  # a Spark Connect server: a second JVM (the module's)
+def test_get_spark_over_connect_sets_what_it_can_and_names_the_rest_in_one_line(connect_server, tmp_path):
+    """The server refuses static settings: no CANNOT_MODIFY_CONFIG error per key on stderr, one line naming
+    the skipped keys; the runtime settings are set."""
+    env = {**os.environ, "SPARK_REMOTE": connect_server, "PYSPARK_PYTHON": sys.executable}
+    out = subprocess.run([sys.executable, "-c", SETTINGS_CLIENT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, out.stderr[-3000:]
+    # set: the two runtime settings; the server's own: its UI (off, as the profile started it) and master
+    assert json.loads(line.removeprefix("RESULT ")) == ["3", "Europe/Lisbon", "false", "local[2]"]
+    assert "CANNOT_MODIFY_CONFIG" not in out.stderr
+    assert [x for x in out.stderr.splitlines() if "skipped" in x] == [
+        f"Spark Connect session {connect_server}: skipped spark.driver.memory, spark.ui.enabled (static settings: the "
+        "server fixed them when it started; set them where it is launched)"], out.stderr[-3000:]
+
+
+def test_free_port_is_a_port_a_server_can_bind():
+    port = free_port()
+    assert port != DEFAULT_PORT and not _listening(port)
+    with closing(socket.socket()) as server:
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        assert _listening(port)
+
+
+@pytest.mark.slow  # a Spark Connect server: a second JVM (the module's)
+def test_the_connect_server_listens_on_its_own_port_while_15002_is_taken(connect_server):
+    port = int(connect_server.rpartition(":")[2])
+    assert connect_server == f"sc://127.0.0.1:{port}" and port != DEFAULT_PORT
+    assert _listening(DEFAULT_PORT) and _listening(port)

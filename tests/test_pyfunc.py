@@ -140,4 +140,36 @@ def test_predict_gives_no_result_for_rows_without_text(tiny_encoder, task_models
     assert list(labelled.columns) == ["label", "score", "scores"]
     assert labelled["label"].tolist()[1:] == [None, None] and labelled["scores"].tolist()[1:] == [{}, {}]
     assert labelled["label"][0] in ("negative", "neutral", "positive") and np.isnan(labelled["score"][1:]).all()
-    assert mlflow.pyfunc.load_model(task_models["translate"]).predict(texts)[1:] == [None, None]
+    assert mlflow.pyfunc.load_model(task_models["translate"]).predict(texts).tolist()[1:] == [None, None]
+
+
+def test_spark_udf_gives_null_for_rows_without_text(spark, task_models):
+    """A null, an empty and a blank row give null string fields through spark_udf, in a batch with rows that
+    have text (MLflow casts string results with ``str``: they were the text 'None' / 'nan') and in one without;
+    score is null and scores {} there, and rows with text keep predict's values."""
+    from tests.helpers import assert_frame_equal
+    from udfs.models.pyfunc import RESULT_TYPES
+
+    tasks = ["sentiment", "classify", "summarize", "translate"]
+    mixed = [(0, SPARK_TEXTS[0]), (1, None), (2, ""), (3, "   "), (4, SPARK_TEXTS[1])]
+    missing = [(5, None), (6, "")]
+    # one partition (one Arrow batch) each: a batch mixing rows with and without text, and one without any
+    df = spark.createDataFrame(mixed, "id int, text string").coalesce(1) \
+        .union(spark.createDataFrame(missing, "id int, text string").coalesce(1))
+    out = df.select("id", *[mlflow.pyfunc.spark_udf(spark, task_models[t])("text").alias(t) for t in tasks])
+
+    predicted = {t: mlflow.pyfunc.load_model(task_models[t]).predict(pd.DataFrame({"text": [SPARK_TEXTS[0],
+                                                                                            SPARK_TEXTS[1]]}))
+                 for t in tasks}
+    no_result = {"sentiment": (None, None, {}), "classify": (None, None, {}), "summarize": None, "translate": None}
+
+    def value(task: str, k: int):
+        found = predicted[task]
+        return list(found.itertuples(index=False))[k] if isinstance(found, pd.DataFrame) else list(found)[k]
+
+    with_text = {0: 0, 4: 1}  # id -> row of predict's result
+    rows = [(i, *[value(t, with_text[i]) if i in with_text else no_result[t] for t in tasks])
+            for i, _ in mixed + missing]
+    expected = spark.createDataFrame(rows, "id int, " + ", ".join(f"{t} {RESULT_TYPES[t]}" for t in tasks))
+    assert_frame_equal(out, expected, atol=1e-5)
+    assert all(isinstance(v, str) and v for t in ("summarize", "translate") for v in predicted[t])  # not None

@@ -1,10 +1,8 @@
 """The embedded platform: offline environment, MLflow URIs and the Spark session builder.
 
-Everything here is explicit: callers pass a Spark profile name or path. The shipped configuration (model
-catalog, Spark profiles, discovery script, sample job configs) is ``udfs/conf``: a link to the checkout's
-``conf/`` in the source tree, a copy inside an installed wheel; ``TEXTSPARK_HOME`` points at another folder
-holding a ``conf/``.
-"""
+Callers pass a Spark profile name or path. The shipped configuration (catalog, Spark profiles, discovery
+script, sample job configs) is ``udfs/conf``: a link to the checkout's ``conf/``, a copy inside a wheel;
+``TEXTSPARK_HOME`` points at another folder holding a ``conf/``."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +11,8 @@ import re
 import shlex
 import sqlite3
 import sys
-from contextlib import closing, contextmanager
+import warnings
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -193,11 +192,10 @@ def get_spark(profile: str | os.PathLike | None = None, *, conf: Mapping[str, An
     A session that already exists (a notebook's, Databricks') is returned as it is. With ``SPARK_REMOTE`` set
     (``local[2]``, ``sc://host:15002``), the session is a Spark Connect one: ``local[...]`` starts a local
     Connect server with the profile's settings; a remote server keeps its owner's settings, and only ``conf``
-    (the job's own ``spark.conf``) is applied, as session settings it accepts. Under ``spark-submit``, what
-    its command line (``--master``, ``--conf k=v``, ``--driver-memory``...), a ``--properties-file`` or
-    spark-defaults.conf set wins over the profile; the profile gives the rest, except driver launch settings
-    (memory, JVM options), which only spark-submit can give: a warning says so.
-    """
+    (the job's own ``spark.conf``) is applied, as session settings it accepts (one line names the others).
+    Under ``spark-submit``, what its command line (``--master``, ``--conf k=v``, ``--driver-memory``...), a
+    ``--properties-file`` or spark-defaults.conf set wins over the profile; the profile gives the rest, except
+    driver launch settings (memory, JVM options), which only spark-submit can give: a warning says so."""
     setup_environment()
     from pyspark.sql import SparkSession
 
@@ -226,24 +224,45 @@ def get_spark(profile: str | os.PathLike | None = None, *, conf: Mapping[str, An
                         "pass it to spark-submit (--conf %s=%s)", key, value, key, value)
             continue
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _static_settings_already_set() if remote else nullcontext():
+        spark = builder.getOrCreate()
     if not remote:  # a Connect client has no SparkContext; its server's log level is its own
         spark.sparkContext.setLogLevel(settings["log_level"])
     return spark
 
 
 def _remote_session(url: str, app_name: str, conf: Mapping[str, str]):
-    """A session on a remote Spark Connect server (Databricks, a shared cluster): the job's own settings are
-    set where the server allows it; the ones it refuses are named in a warning and the job goes on."""
+    """A session on a remote Spark Connect server (Databricks, a shared cluster): the job's own settings are set
+    where the server allows it; the ones it refuses are named in one warning line, and the job goes on."""
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+    skipped: dict[str, list[str]] = {}  # why -> keys
     for key, value in conf.items():
         try:
             spark.conf.set(key, value)
         except Exception as exc:  # noqa: BLE001 - the server decides which settings a client may change
-            log.warning("Spark Connect server refused %s=%s: %s", key, value, str(exc).splitlines()[0])
+            skipped.setdefault(_refusal(exc), []).append(key)
+    if skipped:
+        log.warning("Spark Connect session %s: skipped %s", url,
+                    "; ".join(f"{', '.join(sorted(keys))} ({why})" for why, keys in skipped.items()))
     return spark
+
+
+def _refusal(exc: BaseException) -> str:
+    """Why a Connect server refused a setting: a static one (fixed when the server started), or its first line."""
+    if getattr(exc, "getCondition", lambda: None)() == "CANNOT_MODIFY_CONFIG" or "CANNOT_MODIFY_CONFIG" in str(exc):
+        return "static settings: the server fixed them when it started; set them where it is launched"
+    return first_line(exc)
+
+
+@contextmanager
+def _static_settings_already_set() -> Iterator[None]:
+    """SPARK_REMOTE=local[N]: pyspark starts the server with every setting, then sets each again on the session,
+    where the static ones (already in force) warn "Failed to set ... CANNOT_MODIFY_CONFIG": wrongly, so dropped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Failed to set .*CANNOT_MODIFY_CONFIG", category=UserWarning)
+        yield
 
 
 def _submitted_settings() -> set[str]:

@@ -8,10 +8,10 @@ textspark UDF's (sentiment labels canonical through the version's ``label_map``)
 - embed: a float32 array (rows x dim); a row without a result is NaN (spark_udf has no null array<float>).
 - sentiment, classify: a DataFrame ``label``, ``score``, ``scores`` (``{}`` where no result).
 - language: a DataFrame ``language``, ``confidence``.
-- summarize, translate: a list of strings (None for an empty summary, as the UDF gives null).
+- summarize, translate: a Series of strings (None for an empty summary, as the UDF gives null).
 
-A row without a result (null, empty or invisible text) is None / NaN here; spark_udf turns a None string
-into the text ``'None'`` when other rows of its batch have one (MLflow casts with ``str``).
+A row without a result (null, empty or invisible text) is None / NaN here, and null through spark_udf: string
+values are :class:`NullableStrings`, which MLflow's ``str`` cast leaves missing.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from pandas.api.types import pandas_dtype
 
 from udfs.models.labels import canonical_scores
 from udfs.models.loading import build
@@ -61,6 +62,43 @@ def text_column(frame: pd.DataFrame) -> pd.Series:
     return frame[strings[0]]
 
 
+class NullableStrings(pd.arrays.StringArray):
+    """A pandas string column (dtype ``string``) whose missing values stay missing through spark_udf.
+
+    MLflow's spark_udf casts every value of a string result with ``str`` (``DataFrame.map(str)`` for a
+    ``string`` result, ``Series.astype(str)`` for a struct's string field), so a None became the text
+    ``'None'`` and a NaN ``'nan'``: no value of a plain column comes out null. Here both casts leave a missing
+    value None, which Spark writes as null; iterating (``tolist()``) gives None for it too, as predict says."""
+
+    @classmethod
+    def of(cls, values) -> "NullableStrings":
+        return cls(np.array([pd.NA if v is None else v for v in values], dtype=object))
+
+    def __iter__(self):
+        return (None if v is pd.NA else v for v in super().__iter__())
+
+    def tolist(self) -> list:
+        return list(self)
+
+    def astype(self, dtype, copy=True):
+        dtype = pandas_dtype(dtype)
+        if isinstance(dtype, np.dtype) and dtype.kind == "U":
+            return self._objects()
+        return super().astype(dtype, copy=copy)
+
+    def map(self, mapper, na_action=None):
+        """``mapper`` of each present value; a missing one stays None (whatever ``na_action``)."""
+        out = self._objects()
+        present = ~self.isna()
+        out[present] = [mapper(v) for v in out[present]]
+        return out
+
+    def _objects(self) -> np.ndarray:
+        out = np.asarray(self, dtype=object).copy()
+        out[self.isna()] = None
+        return out
+
+
 class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
     """Loads the ``textspark/`` artifact folder by kind; ``predict`` takes texts, returns the task output."""
 
@@ -94,7 +132,7 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
         for i, value in zip(ok, self._model.predict(rows) if len(ok) else []):
             empty = self._task == "summarize" and not value.strip()  # the UDF gives no empty summary: null
             out[i] = None if empty else value
-        return out
+        return pd.Series(NullableStrings.of(out))
 
     def _labelled(self, rows: list[str]) -> dict[str, list]:
         """label, score, scores per row; a sentiment model's labels reach the canonical ones as
@@ -109,11 +147,12 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def _spread(fields: dict[str, list], ok: np.ndarray, n: int, empty: dict) -> pd.DataFrame:
-    """A DataFrame of ``n`` rows: ``fields`` at rows ``ok``, ``empty``'s values elsewhere."""
+    """A DataFrame of ``n`` rows: ``fields`` at rows ``ok``, ``empty``'s values elsewhere; string fields
+    (the ones whose empty value is None) as NullableStrings, so spark_udf gives null where there is none."""
     columns = {}
     for name, values in fields.items():
         column = [empty[name]] * n
         for i, value in zip(ok, values):
             column[i] = value
-        columns[name] = column
+        columns[name] = NullableStrings.of(column) if empty[name] is None else column
     return pd.DataFrame(columns)
