@@ -27,12 +27,11 @@ def select_device(requested: str = "auto") -> str:
     machine without CUDA runs on the CPU and logs one warning per worker.
     """
     global _warned
-    if requested == "cpu":
-        return "cpu"
-    import torch
-
+    torch = _torch()
+    if requested == "cpu" or (torch is None and not requested.startswith("cuda")):
+        return "cpu"  # without torch (a worker serving only fastText / Bergamot / lingua models): the CPU
     if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
+        if torch is None or not torch.cuda.is_available():
             raise RuntimeError(f"device: got {requested!r} but CUDA is not available on this worker")
         return requested
     addresses = assigned_gpus()
@@ -45,6 +44,15 @@ def select_device(requested: str = "auto") -> str:
             _warned = True
         return "cpu"
     return "cuda:0" if torch.cuda.is_available() and os.environ.get("TEXTSPARK_USE_UNASSIGNED_GPU") else "cpu"
+
+
+def _torch():
+    """torch, or None where it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
 
 
 def assigned_device(addresses: list[str]) -> str | None:
@@ -63,12 +71,12 @@ def _local_index(address: str) -> int:
 
 def configure_threads() -> int:
     """One torch thread per task CPU (spark.task.cpus, default 1): more oversubscribes the cores."""
-    import torch
     from pyspark import TaskContext
 
     ctx = TaskContext.get()
     n = int(os.environ.get("TEXTSPARK_TORCH_THREADS") or (ctx.cpus() if ctx is not None else 1) or 1)
-    if torch.get_num_threads() != n:
+    torch = _torch()
+    if torch is not None and torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
 
