@@ -13,7 +13,7 @@ from types import UnionType
 from typing import Any, Literal, Sequence, Union, get_args, get_origin
 
 COMMANDS = {"analyze": "jobs.analyze", "cluster": "jobs.cluster", "train": "jobs.train_classifier",
-            "evaluate": "jobs.evaluate", "register": "jobs.register_models"}
+            "evaluate": "jobs.evaluate", "register": "jobs.register_models", "shadow": "jobs.shadow"}
 
 
 def main(argv: list[str] | None = None) -> int:

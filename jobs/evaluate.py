@@ -10,9 +10,15 @@ Config keys: ``model`` (registered name), ``candidates`` (references to its vers
 keyword arguments, e.g. label_map). The rows: either ``holdout_of: <training config>`` (exactly the held-out
 split that training used), or ``input`` (like the analyze job's, or ``{dataset: ...}``) with
 ``label_column`` and an optional SQL ``where`` filter.
+
+``gate: {shadow_report: <a shadow job's output folder or its manifest>, max_flip_rate: 0.05}`` (optional): the
+alias moves only to the challenger that shadow report compared with the champion (jobs/shadow.py), and only
+when its flip rate is at most ``max_flip_rate``; otherwise the decision is "kept" with the gate's reason
+(exit 0, as any decision not to promote). Without a gate the decision is the evaluation's alone.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -24,7 +30,8 @@ if __package__ in (None, ""):
 from pydantic import Field, ValidationInfo, field_validator, model_validator  # noqa: E402
 
 from jobs.common import parse_args, run_cli  # noqa: E402
-from jobs.config import MlflowSection, SparkSection, read_yaml, resolve_path  # noqa: E402
+from jobs.config import GateSection, MlflowSection, SparkSection, read_yaml, resolve_path  # noqa: E402
+from jobs.shadow import gate_problem, load_report  # noqa: E402
 from jobs.train_classifier import TableInput, TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.config import Allowed, Section, validate  # noqa: E402
 from jobs.cli import config_help  # noqa: E402
@@ -53,6 +60,8 @@ class EvaluateOptions(Section):
     unseen_labels: UnseenLabels = "error"
     options: Annotated[dict[str, Any], NullIsEmpty, Allowed("a mapping of task keyword arguments")] = \
         Field(default_factory=dict)
+    gate: Annotated[GateSection | None, Allowed("a mapping {shadow_report: <shadow output>, max_flip_rate: 0.05}")] = \
+        None
 
     @model_validator(mode="before")
     @classmethod
@@ -139,16 +148,47 @@ def run(job: EvaluateJob, *, spark=None) -> dict[str, Any]:
     setup_environment()
     for reference in job.candidates:
         resolve(reference, task=job.task)
+    report = load_report(job.gate.shadow_report) if job.gate is not None else None  # exit 3 before the run opens
     with job_run("evaluate", job.experiment, job.model, started=started) as tracked:
         spark = spark or get_spark(job.data.spark.profile, conf=job.data.spark.conf)
         df, text_column = evaluation_rows(spark, job)
         summary = compare_and_promote(
             df, name=job.model, candidates=list(job.candidates), task=job.task, alias=job.alias, metric=job.metric,
-            margin=job.margin, promote=job.promote, text_column=text_column, label_column=job.label_column,
-            options=job.options, unseen_labels=job.unseen_labels, experiment=job.experiment,
-            data_description=job.description, run_id=tracked.run_id)
+            margin=job.margin, promote=job.promote and report is None, text_column=text_column,
+            label_column=job.label_column, options=job.options, unseen_labels=job.unseen_labels,
+            experiment=job.experiment, data_description=job.description, run_id=tracked.run_id)
         tracked.link_models(f"{job.model}/{version}" for version in summary["evaluations"])
+        if report is not None:
+            _apply_gate(summary, job, report, tracked)
     return summary
+
+
+def _apply_gate(summary: dict[str, Any], job: EvaluateJob, report: dict, tracked) -> None:
+    """The gate's verdict on a decision taken with promotion off: the alias moves (with ``promote``) only when
+    the evaluation would promote the report's challenger and the report's flip rate is within the limit. The
+    decision is recorded again (run tags, ``decision.json``, the model's and the candidate's tags)."""
+    from udfs.models.registry import client
+
+    d = summary["decision"]
+    problem = gate_problem(report, f"{d['model']}/{d['candidate_version']}", job.gate.max_flip_rate)
+    summary["gate"] = {"shadow_report": job.gate.shadow_report, "champion": report.get("champion"),
+                       "challenger": report.get("challenger"), "flip_rate": report.get("flip_rate"),
+                       "max_flip_rate": job.gate.max_flip_rate, "passed": problem is None, "reason": problem}
+    mlc = client()
+    if d["promoted"] and problem is not None:
+        d["reason"] = f"refused by the gate: {problem} (the evaluation alone: {d['reason']})"
+    elif d["promoted"] and job.promote:
+        mlc.set_registered_model_alias(d["model"], d["alias"], d["candidate_version"])
+        d["applied"] = True
+    tracked.set_tags({"textspark.decision": "promoted" if d["applied"] else "kept",
+                      "textspark.reason": d["reason"][:5000], "textspark.gate": "passed" if problem is None else
+                      f"refused: {problem}"[:5000]})
+    tracked.log_metrics({"promoted": float(d["applied"]),
+                         **({"gate.flip_rate": report["flip_rate"]} if report.get("flip_rate") is not None else {})})
+    tracked.log_dict(summary, "decision.json")
+    record = json.dumps({**d, "run_id": summary["run_id"], "gate": summary["gate"]}, default=str)
+    mlc.set_registered_model_tag(d["model"], "textspark.last_decision", record)
+    mlc.set_model_version_tag(d["model"], d["candidate_version"], "textspark.decision", record)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -156,6 +196,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"\n{summary['model']}: {summary['metric']} on {summary['data']}")
     for version, e in summary["evaluations"].items():
         print(f"  v{version:<4} accuracy={e['accuracy']:.4f} macro_f1={e['macro_f1']:.4f} rows={e['counts']['rows']}")
+    gate = summary.get("gate")
+    if gate is not None:
+        print(f"gate: {'passed' if gate['passed'] else 'refused'} -- shadow report {gate['shadow_report']} "
+              f"({gate['champion']} vs {gate['challenger']}, flip rate {gate['flip_rate']}, "
+              f"max {gate['max_flip_rate']})")
     print(f"decision: {'PROMOTED' if d['applied'] else 'kept'} -- {d['reason']} (run {summary['run_id']})")
 
 

@@ -31,10 +31,10 @@ def test_textspark_help_lists_the_commands_and_the_job_each_runs():
     lines = out.stdout.splitlines()
     assert lines[0] == "usage: textspark [-h] <command> ..."
     commands = [line.split()[0] for line in lines[lines.index("positional arguments:") + 2:lines.index("options:") - 1]]
-    assert commands == ["analyze", "cluster", "train", "evaluate", "register"]
+    assert commands == ["analyze", "cluster", "train", "evaluate", "register", "shadow"]
     modules = [line.split()[-1] for line in lines if line.startswith("    ")]
     assert modules == ["(jobs.analyze)", "(jobs.cluster)", "(jobs.train_classifier)", "(jobs.evaluate)",
-                       "(jobs.register_models)"]
+                       "(jobs.register_models)", "(jobs.shadow)"]
 
 
 def test_analyze_help_lists_the_configuration_keys_with_their_defaults():
@@ -80,12 +80,12 @@ def test_an_unknown_command_exits_2():
     out = textspark("analyse", "--conf", "job.yml")
     assert (out.returncode, out.stdout, out.stderr.splitlines()[-1]) == (
         2, "", "textspark: error: argument <command>: invalid choice: 'analyse' (choose from 'analyze', 'cluster', "
-               "'train', 'evaluate', 'register')")
+               "'train', 'evaluate', 'register', 'shadow')")
 
 
 @pytest.mark.parametrize("command, module", [("analyze", "jobs.analyze"), ("cluster", "jobs.cluster"),
                                              ("train", "jobs.train_classifier"), ("evaluate", "jobs.evaluate"),
-                                             ("register", "jobs.register_models")])
+                                             ("register", "jobs.register_models"), ("shadow", "jobs.shadow")])
 def test_a_command_runs_its_jobs_main_with_the_rest_of_the_line_and_returns_its_status(monkeypatch, command,
                                                                                         module):
     import importlib

@@ -10,6 +10,7 @@ from udfs.tasks.sentiment import sentiment
 from udfs.tasks.sql import register_sql_functions
 from udfs.tasks.summarize import summarize
 from udfs.tasks.translate import translate
+from udfs.training.shadow import shadow
 
 __all__ = ["embed", "sentiment", "classify", "summarize", "translate", "detect_language", "register_sql_functions",
-           "analyze"]
+           "analyze", "shadow"]
