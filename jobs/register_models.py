@@ -12,9 +12,12 @@ import sys
 from pathlib import Path
 
 from jobs.common import run_cli
-from jobs.train_classifier import load_train_job, run
+from jobs.datasets import PACKAGES
+from jobs.train_classifier import DatasetInput, DatasetsInput, load_train_job, run
 from udfs.errors import ConfigError
 from udfs.models.catalog import CatalogEntry, load_catalog
+from udfs.models.convert import CONVERTERS
+from udfs.models.packages import require
 from udfs.models.reference import languages_tag
 from udfs.models.registry import client, record_languages, register_folder
 from udfs.platform import setup_environment
@@ -93,6 +96,26 @@ def build_trained(entry: CatalogEntry) -> tuple[str, bool]:
     return result.version, True
 
 
+def packages_needed(entry: CatalogEntry) -> list[tuple[str, str]]:
+    """(package, what needs it) for what registering ``entry`` reads: the package shipping its weights, its
+    converter's, or, when it will be trained (its alias is absent), the packages holding its datasets."""
+    where = f"{entry.catalog_file}: models.{entry.name}.source"
+    if "package" in entry.source:
+        return [(entry.source["package"], f"{where}.package")]
+    if "convert" in entry.source:
+        return [(CONVERTERS[entry.source["convert"]][1], f"{where}.convert")]
+    if "train" not in entry.source:
+        return []
+    found = client().search_registered_models(filter_string=f"name='{entry.name}'")
+    if found and entry.alias in (found[0].aliases or {}):  # build_trained keeps it: no data read
+        return []
+    job = load_train_job(entry.train_config(), name=entry.name, task=entry.task,
+                         label_map=entry.params.get("label_map"))
+    inputs = job.input.datasets if isinstance(job.input, DatasetsInput) else [job.input]
+    return [(PACKAGES[one.dataset], f"{entry.name} (trained from the {one.dataset} dataset of {entry.source['train']})")
+            for one in inputs if isinstance(one, DatasetInput)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", help="catalog YAML (default: conf/models.yml)")
@@ -106,6 +129,9 @@ def register_all(catalog_path: str | None, only: list[str] | None) -> list[str]:
     setup_environment()
     catalog = load_catalog(catalog_path)
     entries = [catalog[name] for name in only or catalog.entries]  # unknown names fail before any work
+    for entry in entries:  # every package the registration reads is installed: one line, exit 3, before any work
+        for package, needed_by in packages_needed(entry):
+            require(package, needed_by)
     lines = []
     for entry in entries:
         version, created = register_entry(entry)

