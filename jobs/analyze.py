@@ -4,7 +4,9 @@
     python -m jobs.analyze --conf conf/jobs/sample.yml
 
 The output folder also gets ``_textspark_manifest.json`` (tasks, model versions, this run's row and error
-counts); the same facts are logged to an MLflow run. The output is written into a staging folder next to it
+counts, each task's cost and the job's wall split: udfs/runtime/costs.py); the same facts are logged to an
+MLflow run, and the costs to the cost store that ``--plan`` reads: ``python -m jobs.analyze --conf ... --plan``
+prints the job's estimated time from them and runs nothing. The output is written into a staging folder next to it
 and committed atomically (jobs/output.py): a crash leaves the previous complete output or the new one.
 """
 from __future__ import annotations
@@ -16,8 +18,8 @@ import time
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import (InputError, check_input, job_spark, manifest_json, parse_args, preflight,  # noqa: E402
-                         read_input, run_cli, task_rates)
+from jobs.common import (InputError, check_input, job_spark, manifest_json, parse_args, plan_lines,  # noqa: E402
+                         preflight, read_input, run_cli, task_rates)
 from jobs.config import JobConf, load_job  # noqa: E402
 from jobs.output import MANIFEST, Output, writer_lease  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
@@ -30,7 +32,8 @@ from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.runtime.guard import shown  # noqa: E402
 from udfs.tasks.table import TASK_DEFS  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
-from udfs.runtime.parallelism import inference_partitions  # noqa: E402
+from udfs.runtime import costs  # noqa: E402
+from udfs.runtime.parallelism import cluster_parallelism, inference_partitions  # noqa: E402
 from udfs.runtime.progress import QUIET, progress  # noqa: E402
 from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa: E402
 
@@ -54,20 +57,34 @@ def run(conf: JobConf, *, spark=None) -> dict:
     with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
         if output.skip:
             return _skipped(conf)
+        asked = time.time()
         spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
+        clock = {"started": started, "asked": asked, "ready": time.time()}  # the wall split (udfs/runtime/costs.py)
         if output.bind(spark).skip:
             return _skipped(conf)
         with job_run("analyze", conf.experiment, conf.output.path, started=started, models=models) as tracked:
-            summary, dists = _run_batch(conf, planned, output, spark)
+            summary, dists = _run_batch(conf, planned, output, spark, clock)
             output.close()  # the lease is released before the run is logged
             _log_run(tracked, conf, summary, dists)
+    costs.record("analyze", summary)  # the cost store --plan reads
     return summary
 
 
-def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dict]:
+def plan(conf: JobConf) -> str:
+    """``--plan``: the job's estimated time from the recorded costs (jobs.common.plan_lines); loads no model,
+    and starts no Spark session for a local Parquet input."""
+    setup_environment()
+    planned = plan_tasks(conf.tasks)
+    return plan_lines("analyze", conf, [(t.column, t.plan) for t in planned],
+                      lambda: job_spark(conf.spark.profile, conf=conf.spark.conf))
+
+
+def _run_batch(conf: JobConf, planned, output: Output, spark, clock: dict | None = None) -> tuple[dict, dict]:
     """Read, run every task, stage and commit ``output`` (whose lease this run holds); the summary and the
-    task distributions."""
+    task distributions. ``clock``: the job's start, when it asked for Spark and when Spark was ready (the
+    wall split's setup and spark_start: udfs/runtime/costs.py)."""
     started = time.time()
+    clock = clock or {"started": started, "asked": started, "ready": started}
     df = read_input(spark, conf.input, source=conf.source)
     for key, col in (("input.text_column", conf.input.text_column), ("input.id_column", conf.input.id_column)):
         if col is not None and col not in df.columns:
@@ -77,7 +94,7 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
     profile = resource_profile(conf.inference) if use_profile else None
     incremental = None
     # rows scored per task, live on stderr during the write; the plans carry its counters
-    meter = progress(spark, planned, skip_nulls=conf.output.mode == "incremental")
+    meter = progress(spark, planned, skip_nulls=conf.output.mode == "incremental", costs=True)
     if conf.output.mode == "incremental":  # reuse the committed output's results where nothing changed
         inc = Incremental(df, meter.tasks, output.previous(), text_column=conf.input.text_column,
                           id_column=conf.input.id_column, profile=profile, partitions=partitions,
@@ -99,7 +116,8 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
         inferring = time.time()  # the write runs the read, every task (fused in one stage) and the write
         with meter:
             out.write.mode("error").format(conf.output.format).save(stage)  # "error": Connect has no "errorifexists"
-        inference_seconds = round(time.time() - inferring, 1)
+        inferred = time.time()
+        inference_seconds = round(inferred - inferring, 1)
         written = spark.read.format(conf.output.format).load(stage)
         row, dists = tally(written, planned)  # this run's rows only
         if row["rows"] != input_rows:  # every input row is written once, or nothing is committed
@@ -128,6 +146,13 @@ def _run_batch(conf: JobConf, planned, output: Output, spark) -> tuple[dict, dic
         }
         if incremental is not None:
             summary["incremental"] = incremental
+        cores = cluster_parallelism(spark)
+        summary["costs"] = meter.costs()  # per task: loads, compute, rows (none over Spark Connect)
+        now = time.time()
+        parts = {"setup": clock["asked"] - clock["started"], "spark_start": clock["ready"] - clock["asked"],
+                 "read": inferring - clock["ready"], "stage": inferred - inferring, "commit": now - inferred}
+        summary["wall"] = costs.account(parts, now - clock["started"], summary["costs"],
+                                        min(cores or partitions or 1, partitions or cores or 1), cores)
         output.commit(manifest_json(**summary))
     return summary, dists
 
@@ -162,7 +187,7 @@ def _log_run(tracked: JobRun, conf: JobConf, summary: dict, dists: dict | None =
                         **{f"computed.{column}.{why}": n for why, n in c["computed_because"].items()}})
     tracked.log_params({"input": conf.input.path, "output": conf.output.path, "mode": summary["mode"],
                         **{f"model.{t['column']}": t["model"] for t in summary["tasks"]}})
-    tracked.log_metrics(metrics)
+    tracked.log_metrics({**metrics, **costs.metrics(summary)})  # cost.<column>.<figure>, wall.<part>
     if dists:
         tracked.log_figure(figure(dists), "task_distributions.png")
     tracked.log_dict(summary, "textspark_manifest.json")
@@ -204,7 +229,7 @@ def print_summary(summary: dict) -> None:
         print(f"  {column:<12} computed {c['computed']} ({why}), reused {c['reused']}, dropped {c['dropped']}")
     if (summary.get("incremental") or {}).get("full_recompute"):
         print(f"  every row computed: {summary['incremental']['full_recompute']}")
-    for line in task_rates(summary):  # rows done and rows/s per task
+    for line in task_rates(summary) + costs.lines(summary):  # rows/s per task; each task's cost, the wall split
         print(line)
     print(f"manifest: {summary['output']}/{MANIFEST}")
 
@@ -213,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv, epilog=config_help(JobConf))
     if args.quiet:  # no progress or model-load lines (workers inherit the environment); the summary stays
         os.environ[QUIET] = "1"
+    if args.plan:  # the estimate from recorded costs: nothing runs
+        return run_cli(lambda: plan(load_job(args.conf)), print, source=args.conf)
     return run_cli(lambda: run(load_job(args.conf)), print_summary, source=args.conf)
 
 

@@ -10,7 +10,9 @@ models:/<name>@<alias> and logs an MLflow run. mode: assign puts new rows into t
 clustering (model: models:/<name>@<alias>) without refitting, centered as the fitted rows were.
 Both write <output.path>/assignments (every input row: id, cluster, distance, error, model versions),
 <output.path>/clusters (cluster, name, size, keywords, examples, example_ids), _projection.png and
-_textspark_manifest.json, staged next to the output and committed together (jobs/output.py).
+_textspark_manifest.json, staged next to the output and committed together (jobs/output.py). The manifest
+and the MLflow run also get each model's cost and the job's wall split (udfs/runtime/costs.py), which go to
+the cost store ``--plan`` reads (``python -m jobs.cluster --conf ... --plan``: the estimate; nothing runs).
 """
 from __future__ import annotations
 
@@ -24,8 +26,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import (check_input, job_spark, manifest_json, parse_args, preflight, read_input,  # noqa: E402
-                         run_cli)
+from jobs.common import (check_input, job_spark, manifest_json, parse_args, plan_lines, preflight,  # noqa: E402
+                         read_input, run_cli)
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
 from jobs.storage import is_connect, join  # noqa: E402
@@ -41,6 +43,8 @@ from udfs.clustering.model import Clustering, assign, load_registered, register 
 from udfs.clustering.plot import projection_png, projection_sample  # noqa: E402
 from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
+from udfs.runtime import costs  # noqa: E402
+from udfs.runtime.parallelism import cluster_parallelism  # noqa: E402
 from udfs.runtime.progress import QUIET, progress  # noqa: E402
 from udfs.tasks.embed import embed_plan  # noqa: E402
 
@@ -124,7 +128,9 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
     with Output(conf.output, source=conf.source) as output, ExitStack() as stack:
         if output.skip:
             return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
+        asked = time.time()
         spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
+        clock = {"setup": asked - job_start, "spark_start": time.time() - asked}  # the wall split (costs.account)
         if output.bind(spark).skip:
             return {"mode": cc.mode, "output": conf.output.path, "rows": 0, "skipped": True}
         models = [*used_models([plan, language_plan]), *([resolved.label] if resolved else [])]
@@ -142,7 +148,8 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
 
         chunk_words = clustering.chunk_words if clustering else cc.chunk_words
         embedding = f"embedding ({chunk_words}-word windows)" if chunk_words else "embedding"
-        meter = progress(spark, {name: p for name, p in ((embedding, plan), ("language", language_plan)) if p})
+        meter = progress(spark, {name: p for name, p in ((embedding, plan), ("language", language_plan)) if p},
+                         costs=True)
         prepared = prepare(df, id_column=conf.input.id_column, text_column=conf.input.text_column,
                            label_column=cc.label_column, embedding_column=cc.embedding_column,
                            embed_plan=meter.tasks.get(embedding),
@@ -153,11 +160,15 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
                            language_plan=meter.tasks.get("language")).persist(StorageLevel.MEMORY_AND_DISK)
         assigned = None
         try:
-            if meter.names and not meter.quiet:  # score every row now (cached), with live progress lines
+            inferring = time.time()
+            clock["read"] = inferring - asked - clock["spark_start"]
+            if meter.names:  # score every row now (cached), with live progress lines unless quiet; timed
                 rows = df.count()
                 meter.total_rows = {embedding: None if chunk_words else rows, "language": rows}
                 with meter:
                     prepared.count()
+            clock["stage"] = time.time() - inferring
+            task_costs = {"embedding" if name == embedding else name: c for name, c in meter.costs().items()}
             embedding_label = plan.model.label if plan else None
             if cc.mode == "fit":
                 result = fit(prepared, cc, embedding_model=plan.model.uri if plan else None,
@@ -202,16 +213,33 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
                 summary["model"] = clustering.label if cc.mode == "fit" else resolved.label
                 summary["model_uri"] = f"models:/{summary['model']}"
                 summary["run_id"] = run_id
+                clock["fit"] = time.time() - inferring - clock["stage"]
                 with output.staging():
                     _write_outputs(spark, output, conf, assigned, clustering, keywords, sizes, examples, summary, png)
                     summary.update(seconds=round(time.time() - started, 1), write_id=output.run_id,
-                                   recovered=output.recovered)
+                                   recovered=output.recovered, costs=task_costs)
+                    cores, now = cluster_parallelism(spark), time.time()
+                    clock["commit"] = now - inferring - clock["stage"] - clock["fit"]
+                    summary["wall"] = costs.account(clock, now - job_start, task_costs, cores or 1, cores)
                     output.commit(manifest_json(**summary))
+                tracked.log_metrics(costs.metrics(summary))  # cost.<model>.<figure>, wall.<part>
         finally:
             if assigned is not None:
                 assigned.unpersist()
             prepared.unpersist()
+        costs.record("cluster", summary)  # the cost store --plan reads
         return summary
+
+
+def plan(conf: JobConf, cc: ClusterConf) -> str:
+    """``--plan``: the estimated time from the recorded costs (jobs.common.plan_lines): the embedding model's
+    and the language model's; the fit is among the fixed costs (a fit with k_range takes longer on more rows)."""
+    setup_environment()
+    clustering = load_registered(cc.model)[0] if cc.mode == "assign" else None
+    plan_ = _embed_plan(cc, clustering.embedding_model if clustering else cc.embedding_model)
+    language_plan = _language_plan(cc, clustering)[0]
+    return plan_lines("cluster", conf, [("embedding", plan_), ("language", language_plan)],
+                      lambda: job_spark(conf.spark.profile, conf=conf.spark.conf))
 
 
 def _log_run(tracked: JobRun, conf: JobConf, cc: ClusterConf, clustering: Clustering, summary: dict,
@@ -297,6 +325,8 @@ def print_summary(summary: dict) -> None:
     for c, words in summary["keywords"].items():
         print(f"  cluster {c:>3} {summary['names'].get(c, '')!r:<32} size={summary['sizes'].get(c, 0):<6} "
               f"{', '.join(words[:8])}")
+    for line in costs.lines(summary):  # each model's cost, the job's wall split
+        print(line)
     print(f"manifest: {summary['output']}/{MANIFEST}  plot: {summary['output']}/_projection.png")
 
 
@@ -305,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:  # no progress or model-load lines (workers inherit the environment); the summary stays
         os.environ[QUIET] = "1"
     try:
+        if args.plan:  # the estimate from recorded costs: nothing runs
+            return run_cli(lambda: plan(*load_cluster_job(args.conf)), print, source=args.conf)
         return run_cli(lambda: run(*load_cluster_job(args.conf)), print_summary, source=args.conf,
                        input_errors=(ClusteringError,))
     finally:

@@ -22,6 +22,7 @@ def parse_args(description: str, argv: list[str] | None, epilog: str | None = No
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conf", required=True, help="job config YAML, e.g. conf/jobs/sample.yml")
     parser.add_argument("--quiet", action="store_true", help="no progress or model-load lines (the summary stays)")
+    parser.add_argument("--plan", action="store_true", help="print the estimated time from recorded costs; run nothing")
     return parser.parse_args(argv)
 
 
@@ -211,3 +212,35 @@ def task_rates(summary: dict) -> list[str]:
 
 def manifest_json(**fields: Any) -> str:
     return json.dumps(fields, indent=2, sort_keys=True, default=str)
+
+
+def plan_lines(job: str, conf, tasks: list[tuple[str, Any]], start_spark: Callable[[], Any]) -> str:
+    """``--plan``: the job's estimated time on this cluster from the cost store (udfs.runtime.costs.estimate),
+    one line per task (``tasks``: column, UdfPlan) and a total; no model loads, and no Spark session for a
+    local Parquet input (its footers give the row count; ``start_spark()`` counts other inputs). The cores are
+    the Spark profile's (udfs.runtime.parallelism), the workers as many of them as the rows keep busy."""
+    import pyarrow.parquet as pq
+
+    from udfs.platform import load_spark_profile
+    from udfs.runtime import costs
+    from udfs.runtime.parallelism import MIN_ROWS_PER_PARTITION, parallelism_from_conf
+
+    inp = conf.input
+    if inp.format == "parquet" and inp.path.startswith("/"):
+        check_parquet_files(inp.path, source=conf.source)
+        files = [inp.path] if os.path.isfile(inp.path) else \
+            [os.path.join(inp.path, rel) for rel in LocalStorage().files(inp.path) if not hidden(rel)]
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    else:
+        rows = read_input(start_spark(), inp, source=conf.source).count()
+    profile = load_spark_profile(conf.spark.profile)
+    settings = {**profile["conf"], **{k: str(v) for k, v in conf.spark.conf.items()}}
+    cores = parallelism_from_conf({"spark.master": profile["master"], **settings}) or 1
+    workers = max(min(cores, conf.inference.partitions or cores, rows // MIN_ROWS_PER_PARTITION), 1)
+    gpu = conf.inference.wants_gpu or any(str(p.device).startswith("cuda") for _, p in tasks if p is not None)
+    device = "gpu" if gpu else "cpu"
+    lines, _ = costs.estimate(job, [(c, p.model.label) for c, p in tasks if p is not None], rows, workers, device,
+                              cores, costs.records())
+    head = (f"plan for {conf.source or job}: {rows:,} input rows on {workers} parallel worker(s) of {cores} "
+            f"core(s) ({profile['master']}), {device}; costs recorded in {costs.store_path()}")
+    return "\n".join([head, *lines])

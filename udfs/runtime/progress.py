@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Mapping
 
+from udfs.runtime import costs as cost
+
 QUIET = "TEXTSPARK_QUIET"  # "1": no progress and no model-load lines (jobs' --quiet sets it; workers inherit it)
 INTERVAL = "TEXTSPARK_PROGRESS_SECONDS"  # seconds between progress lines (default DEFAULT_INTERVAL)
 DEFAULT_INTERVAL = 5.0
@@ -34,19 +36,26 @@ def say(line: str) -> None:
 class RowCounter:
     """Pickled into a task's UDF (``UdfPlan.progress``): the worker calls :meth:`add` after each Arrow batch."""
 
-    def __init__(self, accumulator, channel: tuple[str, int, str] | None, index: int, skip_nulls: bool):
+    def __init__(self, accumulator, channel: tuple[str, int, str] | None, index: int, skip_nulls: bool, costs=None):
         self.accumulator, self.channel, self.index, self.skip_nulls = accumulator, channel, index, skip_nulls
+        self.costs = costs  # (the task's cost accumulator, the job's start) (udfs.runtime.costs), or None
 
-    def add(self, texts) -> None:
+    def add(self, texts, clock: cost.Clock | None = None) -> None:
         """Count a batch (an Arrow array of texts; ``skip_nulls``: its non-null rows, the rows computed by an
-        incremental run)."""
+        incremental run); ``clock``: started before the batch, its cost."""
         n = len(texts) - (texts.null_count if self.skip_nulls else 0)
         if n <= 0:
             return
+        if self.costs is not None and clock is not None:
+            self.costs[0].add(clock.spent(n, texts))
         if self.accumulator is not None:
             self.accumulator.add(n)
         if self.channel is not None:
             _send(self.channel, self.index, n)
+
+    def loaded(self, seconds: float, device: str) -> None:
+        if self.costs is not None:
+            self.costs[0].add(cost.load_vector(seconds, device))
 
 
 _sent: dict[tuple, int] = {}  # worker side: (token, task index, stage, partition, attempt) -> rows so far
@@ -81,10 +90,12 @@ class Progress:
 
     ``tasks``: PlannedTasks (named by their column) or a mapping name -> UdfPlan. Build the DataFrame from
     :attr:`tasks` (the same, each plan carrying its counter); ``total_rows`` (an int, or name -> int/None)
-    may be set any time before ``with``. A task whose total is 0 is not shown."""
+    may be set any time before ``with``. A task whose total is 0 is not shown. ``costs``: also each task's
+    model loads and compute (:meth:`costs`), quiet or not."""
 
     def __init__(self, spark, tasks, total_rows: int | Mapping[str, int | None] | None = None, *,
-                 interval: float | None = None, quiet: bool | None = None, skip_nulls: bool = False):
+                 interval: float | None = None, quiet: bool | None = None, skip_nulls: bool = False,
+                 costs: bool = False):
         self.total_rows = total_rows
         self.interval = float(interval if interval is not None else os.environ.get(INTERVAL) or DEFAULT_INTERVAL)
         self.quiet = is_quiet() if quiet is None else bool(quiet)
@@ -97,13 +108,15 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._started = time.monotonic()  # restarted by ``with``
-        self.tasks = tasks
-        if self.quiet or self.remote or not self.names:
+        self.tasks, self._costs = tasks, []
+        if (self.quiet and not costs) or self.remote or not self.names:
             return
         sc = spark.sparkContext
-        self._accumulators = [sc.accumulator(0) for _ in self.names]
-        channel = self._listen(sc)
-        counters = [RowCounter(a, channel, i, skip_nulls) for i, a in enumerate(self._accumulators)]
+        self._costs = cost.accumulators(sc, len(self.names)) if costs else [None] * len(self.names)
+        self._accumulators = [] if self.quiet else [sc.accumulator(0) for _ in self.names]
+        channel = None if self.quiet else self._listen(sc)
+        counters = [RowCounter(a, channel, i, skip_nulls, c and (c, time.time())) for i, (a, c) in
+                    enumerate(zip(self._accumulators or [None] * len(self.names), self._costs))]
         if isinstance(tasks, Mapping):
             self.tasks = {name: _counted(p, c) for (name, p), c in zip(tasks.items(), counters)}
         else:
@@ -148,6 +161,12 @@ class Progress:
     def accumulated(self) -> list[int]:
         """Rows per task in the accumulators: exact, merged as each Spark task ends."""
         return [int(a.value) for a in self._accumulators]
+
+    def costs(self) -> dict[str, dict]:
+        """Per task: its ``costs`` entry (udfs.runtime.costs.entry), exact once the Spark tasks end."""
+        plans = self.tasks.values() if isinstance(self.tasks, Mapping) else [t.plan for t in self.tasks]
+        return {name: cost.entry(c.value, p.model.label)
+                for name, c, p in zip(self.names, self._costs, plans) if c is not None}
 
     def live(self) -> list[int]:
         """Rows per task from the workers' datagrams: within running Spark tasks too (best effort)."""
@@ -244,10 +263,9 @@ def _counted(plan, counter: RowCounter):
     return dataclasses.replace(plan, progress=counter)
 
 
-def progress(spark, tasks, total_rows: int | Mapping[str, int | None] | None = None, *,
-             interval: float | None = None, quiet: bool | None = None, skip_nulls: bool = False) -> Progress:
-    """See :class:`Progress`."""
-    return Progress(spark, tasks, total_rows, interval=interval, quiet=quiet, skip_nulls=skip_nulls)
+def progress(spark, tasks, total_rows: int | Mapping[str, int | None] | None = None, **options) -> Progress:
+    """See :class:`Progress` (``options``: interval, quiet, skip_nulls, costs)."""
+    return Progress(spark, tasks, total_rows, **options)
 
 
 class Steps:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from udfs.models import model_cache
 from udfs.models.loading import load
+from udfs.runtime.costs import Clock, worker_start
 from udfs.runtime.device import configure_threads, resolve_precision, select_device
 from udfs.runtime.progress import say
 from udfs.runtime.guard import withheld
@@ -27,6 +28,10 @@ if TYPE_CHECKING:  # the plan module builds UDFs that call this one
 
 def worker_model(p: UdfPlan):
     """Configure this worker (threads, device) and return its cached model."""
+    if p.progress is not None and p.progress.costs is not None:  # udfs.runtime.costs: this worker's start
+        start = worker_start(since=p.progress.costs[1])
+        if start is not None:
+            p.progress.costs[0].add(start)
     configure_threads()
     device = select_device(p.device)
     precision = resolve_precision(p.precision, device)  # auto: bf16 where this worker's hardware has it
@@ -34,7 +39,10 @@ def worker_model(p: UdfPlan):
     started = time.perf_counter()
     model = load(p.model, device=device, precision=precision)
     if model_cache.loads_here():  # this call loaded it: one line per load per worker process
-        say(f"loaded {p.model.label} ({p.model.kind}, {device}, {precision}) in {time.perf_counter() - started:.1f} s")
+        seconds = time.perf_counter() - started
+        say(f"loaded {p.model.label} ({p.model.kind}, {device}, {precision}) in {seconds:.1f} s")
+        if p.progress is not None:  # udfs.runtime.costs: the task's load seconds
+            p.progress.loaded(seconds, device)
     return model
 
 
@@ -50,9 +58,10 @@ def run_arrow_batch(p: UdfPlan, model: Any, texts, result_type, *, only: str | N
                     large_types: bool = False):
     """One Arrow batch of the text column -> the task's result (the struct, or the field ``only``) as an
     Arrow array of the Spark type ``result_type``, rows in input order."""
+    clock = Clock() if p.progress is not None else None  # udfs.runtime.costs: the batch's CPU/wall/GPU seconds
     frame = run_batch(p, model, arrow_texts(texts))
     if p.progress is not None:  # udfs.runtime.progress: the driver's live count of this task's rows
-        p.progress.add(texts)
+        p.progress.add(texts, clock)
     return to_arrow(frame[only] if only else frame, result_type, large_types=large_types)
 
 
