@@ -101,3 +101,15 @@ def test_a_command_runs_its_jobs_main_with_the_rest_of_the_line_and_returns_its_
     assert cli.main([command, "--conf", "job.yml", "--quiet"]) == 3
     assert calls == [(["--conf", "job.yml", "--quiet"], f"textspark {command}")]  # its usage line names it
     assert sys.argv[0] == program
+
+
+def test_make_run_says_what_each_step_does_before_it_runs():
+    """Each command of the Makefile's run target is preceded by a line naming the step and how long it
+    usually takes (the first `make run` trains for about half an hour and printed nothing before)."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\nrun: venv\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    steps = [line.strip() for line in recipe]
+    assert [s.startswith("@echo ") for s in steps] == [True, False] * 4
+    assert [s.split('"')[1].split(" ")[1] for s in steps[::2]] == ["1/4", "2/4", "3/4", "4/4"]
+    assert [s.split()[2] for s in steps[1::2]] == ["jobs.register_models", "jobs.make_sample", "jobs.make_sample",
+                                                   "jobs.analyze"]
