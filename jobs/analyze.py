@@ -34,7 +34,7 @@ from udfs.tasks.table import TASK_DEFS  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime import costs  # noqa: E402
 from udfs.runtime.parallelism import cluster_parallelism, inference_partitions  # noqa: E402
-from udfs.runtime.progress import QUIET, progress  # noqa: E402
+from udfs.runtime.progress import progress  # noqa: E402
 from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa: E402
 
 
@@ -235,9 +235,7 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, epilog=config_help(JobConf))
-    if args.quiet:  # no progress or model-load lines (workers inherit the environment); the summary stays
-        os.environ[QUIET] = "1"
+    args = parse_args(__doc__, argv, epilog=config_help(JobConf), plan=True)
     if args.plan:  # the estimate from recorded costs: nothing runs
         return run_cli(lambda: plan(load_job(args.conf)), print, source=args.conf)
     return run_cli(lambda: run(load_job(args.conf)), print_summary, source=args.conf)

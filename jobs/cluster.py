@@ -45,7 +45,7 @@ from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime import costs  # noqa: E402
 from udfs.runtime.parallelism import cluster_parallelism  # noqa: E402
-from udfs.runtime.progress import QUIET, progress  # noqa: E402
+from udfs.runtime.progress import progress  # noqa: E402
 from udfs.tasks.embed import embed_plan  # noqa: E402
 
 
@@ -331,9 +331,7 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, epilog=config_help(JobConf, ClusterConf, exclude=("tasks",)))
-    if args.quiet:  # no progress or model-load lines (workers inherit the environment); the summary stays
-        os.environ[QUIET] = "1"
+    args = parse_args(__doc__, argv, epilog=config_help(JobConf, ClusterConf, exclude=("tasks",)), plan=True)
     try:
         if args.plan:  # the estimate from recorded costs: nothing runs
             return run_cli(lambda: plan(*load_cluster_job(args.conf)), print, source=args.conf)

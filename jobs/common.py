@@ -13,17 +13,24 @@ from jobs.storage import LocalStorage, hidden
 from udfs.errors import ConfigError, InputError, MissingPackageError, ModelReferenceError  # noqa: F401 - InputError: the jobs raise it
 from udfs.models.packages import check_models
 from udfs.platform import get_spark
-from udfs.runtime.progress import is_connect
+from udfs.runtime.progress import QUIET, is_connect
 
 
-def parse_args(description: str, argv: list[str] | None, epilog: str | None = None) -> argparse.Namespace:
-    """``epilog``: what ``--help`` adds after the options (jobs.cli.config_help: the configuration keys)."""
+def parse_args(description: str, argv: list[str] | None, epilog: str | None = None, *,
+               plan: bool = False) -> argparse.Namespace:
+    """``epilog``: what ``--help`` adds after the options (jobs.cli.config_help: the configuration keys);
+    ``plan``: the job takes ``--plan``. ``--quiet`` sets TEXTSPARK_QUIET, which the workers inherit."""
     parser = argparse.ArgumentParser(description=description, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conf", required=True, help="job config YAML, e.g. conf/jobs/sample.yml")
     parser.add_argument("--quiet", action="store_true", help="no progress or model-load lines (the summary stays)")
-    parser.add_argument("--plan", action="store_true", help="print the estimated time from recorded costs; run nothing")
-    return parser.parse_args(argv)
+    if plan:
+        parser.add_argument("--plan", action="store_true", help="print the estimated time from recorded costs; "
+                                                                "run nothing")
+    args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ[QUIET] = "1"
+    return args
 
 
 def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *, source: str | None = None,

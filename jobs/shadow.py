@@ -37,7 +37,6 @@ from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime.parallelism import inference_partitions  # noqa: E402
-from udfs.runtime.progress import QUIET  # noqa: E402
 from udfs.training.shadow import OVERLAP_K, plan_shadow, shadow, summary as diff_summary  # noqa: E402
 
 PLOT = "_shadow_confusion.png"
@@ -223,8 +222,6 @@ def print_summary(summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv, epilog=config_help(ShadowConf))
-    if args.quiet:
-        os.environ[QUIET] = "1"
     return run_cli(lambda: run(load_shadow_job(args.conf)), print_summary, source=args.conf)
 
 
