@@ -14,7 +14,7 @@ from pathlib import Path
 from jobs.common import run_cli
 from jobs.datasets import PACKAGES
 from jobs.train_classifier import DatasetInput, DatasetsInput, load_train_job, run
-from udfs.errors import ConfigError
+from udfs.errors import ConfigError, InputError
 from udfs.models.catalog import CatalogEntry, load_catalog
 from udfs.models.convert import CONVERTERS
 from udfs.models.packages import require
@@ -32,13 +32,26 @@ def register_entry(entry: CatalogEntry) -> tuple[str, bool]:
         return register_converted(entry)
     weights = entry.source_dir()
     if weights is None:  # a hub id: only on machines that reach the hub
-        from huggingface_hub import snapshot_download
-
-        weights = Path(snapshot_download(entry.source["hf_id"]))  # a str
+        weights = hub_snapshot(entry)
     if not weights.is_dir():
         raise ConfigError(f"models.{entry.name}.source", entry.source, "a folder that exists",
                           source=entry.catalog_file)
     return register_weights(entry, weights)
+
+
+def hub_snapshot(entry: CatalogEntry) -> Path:
+    """The local snapshot of a ``source: {hf_id: ...}`` entry (downloaded, or Hugging Face's cache); a hub this
+    machine cannot reach, or an id it does not hold, is one line (InputError, exit 3), not a traceback."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(entry.source["hf_id"]))  # a str
+    except (OSError, ValueError) as exc:  # LocalEntryNotFoundError (offline, not cached), HTTP errors...
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise InputError(f"models.{entry.name}.source.hf_id", entry.source["hf_id"],
+                         f"the Hugging Face hub did not give it ({type(exc).__name__}: {first[:300]}); allowed: an "
+                         "id this machine can download or has cached, or source: {path: <a local folder>}",
+                         source=entry.catalog_file) from None
 
 
 def register_weights(entry: CatalogEntry, weights: Path) -> tuple[str, bool]:

