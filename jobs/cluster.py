@@ -57,6 +57,9 @@ def parse_cluster_job(data: dict, *, source: str | None = None) -> tuple[JobConf
     if not conf.input.id_column:
         raise ConfigError("input.id_column", None, "the column that identifies a row (assignments are keyed by it)",
                           source=source)
+    if conf.output.table is not None:  # its output is a folder of tables, a plot and a manifest
+        raise ConfigError("output.table", conf.output.table, "output.path (a cluster job writes a folder)",
+                          source=source)
     return conf, parse_cluster_conf(data, source=source)
 
 

@@ -134,18 +134,67 @@ class InputConf(Section):
 
 
 class OutputConf(Section):
-    """``output:``: where the result table goes and how an existing one is treated."""
+    """``output:``: where the result goes and how an existing one is treated: a folder (``path``, Parquet,
+    committed atomically: jobs/output.py) or a catalog table (``table``: ``[catalog.]schema.name``, written
+    through the session's catalog: jobs/tables.py); exactly one of them.
 
-    path: Annotated[Name, Allowed("a folder path")]
-    format: Literal["parquet"] = "parquet"
+    ``format``: a folder's is parquet; a table's is the engine's default when absent (``.using()`` is passed
+    only when given). ``mode: incremental`` on a table MERGEs into it, so it needs a format that can (delta,
+    iceberg); ``delete_missing: true`` (incremental tables only) deletes the ids the input no longer holds."""
+
+    path: Annotated[Name | None, Allowed("a folder path; exactly one of output.path and output.table")] = None
+    table: Annotated[Name | None, Allowed("a table name: [catalog.]schema.name; exactly one of output.path and "
+                                          "output.table")] = None
+    format: Annotated[Literal["parquet", "delta", "iceberg"] | None,
+                      Allowed("parquet, delta, iceberg (a folder: parquet; a table: the engine's default when "
+                              "absent)")] = None
     mode: Literal["overwrite", "error", "errorifexists", "append", "ignore", "incremental"] = "overwrite"
+    delete_missing: Annotated[bool, Allowed("true, false (an incremental table: delete the ids the input no "
+                                            "longer holds)")] = False
     partitions: PositiveInt | None = None
     lease_timeout: Annotated[int, Field(ge=10), Allowed("seconds, at least 10")] = 600
 
+    @model_validator(mode="before")
+    @classmethod
+    def _path_or_table(cls, data: Any) -> Any:
+        """Exactly one of ``path`` and ``table``; a folder's format is parquet."""
+        if not isinstance(data, dict):
+            return data
+        path, table = data.get("path"), data.get("table")
+        if (path is None) == (table is None):
+            raise ConfigError("path", path,
+                              "exactly one of output.path (a folder) and output.table (a table name)")
+        if path is not None and data.get("format", "parquet") != "parquet":
+            raise ConfigError("format", data["format"], "parquet (a folder's format; delta and iceberg are for "
+                              "output.table)")
+        if table is not None and isinstance(table, str) and not TABLE_NAME.fullmatch(table):
+            raise ConfigError("table", table, "a table name: [catalog.]schema.name or name (letters, digits, _; "
+                              "a part may be `back-quoted`)")
+        return {**data, "format": "parquet"} if path is not None else data
+
+    @model_validator(mode="after")
+    def _modes_fit_the_format(self) -> "OutputConf":
+        if self.table is not None and self.mode == "incremental" and self.format == "parquet":
+            raise ConfigError("mode", "incremental", "overwrite, append, error, ignore for format parquet "
+                              "(incremental MERGEs into the table: format delta or iceberg)")
+        if self.delete_missing and not (self.table is not None and self.mode == "incremental"):
+            raise ConfigError("delete_missing", True, "false (true deletes ids missing from the input: only "
+                              "with output.table and output.mode incremental)")
+        return self
+
     @field_validator("path")
     @classmethod
-    def _resolve(cls, path: str) -> str:
-        return resolve_path(path)
+    def _resolve(cls, path: str | None) -> str | None:
+        return None if path is None else resolve_path(path)
+
+    @property
+    def target(self) -> str:
+        """What the job writes: the folder path or the table name."""
+        return self.path if self.path is not None else self.table
+
+
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
+TABLE_NAME = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
 
 
 class TaskConf(Section):
@@ -242,7 +291,8 @@ class JobConf(Section):
             raise ConfigError("input.id_column", None, "a column name (output.mode incremental keys rows by id)")
         if self.input.stream is not None and self.output.mode != "append":
             raise ConfigError("output.mode", self.output.mode, "append (input.stream appends each micro-batch)")
-        if self.input.format != "table" and _overlap(self.input.path, self.output.path):
+        if self.output.path is not None and self.input.format != "table" \
+                and _overlap(self.input.path, self.output.path):
             raise ConfigError("output.path", self.output.path, f"a folder that is neither input.path "
                               f"({self.input.path}), nor inside it, nor holding it (the commit replaces the folder)")
         return self
@@ -342,6 +392,8 @@ class ShadowConf(Section):
             raise ConfigError("input.id_column", None, "a column name (the diff table is keyed by it)")
         if self.input.stream is not None:
             raise ConfigError("input.stream", "(a stream)", "no stream: a shadow job scores a table once")
+        if self.output.table is not None:
+            raise ConfigError("output.table", self.output.table, "output.path (a shadow job writes a folder)")
         if self.output.mode not in ("overwrite", "error", "errorifexists", "ignore"):
             raise ConfigError("output.mode", self.output.mode, "overwrite, error, errorifexists, ignore")
         if self.input.format != "table" and _overlap(self.input.path, self.output.path):

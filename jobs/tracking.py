@@ -85,6 +85,26 @@ class JobRun:
             self.client.log_inputs(self.run_id, models=[LoggedModelInput(model_id=m) for m in model_ids])
         self.set_tags({MODEL_VERSIONS_TAG: ",".join(used)})
 
+    def log_dataset(self, context: str, *, path: str | None = None, table: str | None = None,
+                    fingerprint: Any = None) -> None:
+        """Lineage: the folder ``path`` or the catalog ``table`` the job read (``context`` "input") or wrote
+        ("output"), as an MLflow dataset of the run (``get_run(run_id).inputs.dataset_inputs``, the
+        ``mlflow.data.context`` tag telling which). A meta dataset, its source a ``SparkDatasetSource``: no Spark
+        job runs for it, on any engine. ``fingerprint``: what makes its digest (e.g. rows, format, run)."""
+        import hashlib
+        import json
+
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.spark_dataset_source import SparkDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        source = SparkDatasetSource(table_name=table) if table is not None else SparkDatasetSource(path=path)
+        digest = hashlib.sha256(json.dumps([source.to_dict(), fingerprint], sort_keys=True, default=str).encode())
+        dataset = MetaDataset(source, name=table if table is not None else path, digest=digest.hexdigest()[:16])
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
     def running(self) -> None:
         """Back to RUNNING after library code reopened the run by id and ended it (the job goes on)."""
         self.client.update_run(self.run_id, status="RUNNING")

@@ -469,6 +469,14 @@ def test_bad_config_names_key_value_and_allowed(texts_table, workdir, keys, mess
         parse_cluster_job(_job(path, workdir / "never", **keys))
 
 
+def test_a_table_output_is_refused_in_one_line(texts_table, workdir):
+    path, _ = texts_table
+    job = {**_job(path, workdir / "never", k=2), "output": {"table": "default.clusters"}}
+    with pytest.raises(ConfigError, match=r"^output.table: got 'default.clusters'; allowed: output.path \(a cluster "
+                                          r"job writes a folder\)$"):
+        parse_cluster_job(job)
+
+
 def test_id_column_is_required_and_columns_must_exist(spark, texts_table, workdir, tiny_encoder):
     path, _ = texts_table
     job = _job(path, workdir / "never", k=2)
