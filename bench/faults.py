@@ -190,7 +190,8 @@ def run_job(conf: Path, logs: Path, *, fault=None, timeout: float = 600) -> dict
     started, injected = time.time(), None
     with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "jobs.analyze", "--conf", str(conf)], cwd=ROOT,
-                                stdout=out, stderr=err, env=os.environ.copy(), start_new_session=True)
+                                stdout=out, stderr=err, start_new_session=True,
+                                env={**os.environ, "TEXTSPARK_TASK_LOGS": "1"})  # Spark's "Lost task" lines
         while proc.poll() is None:
             if fault is not None and injected is None:
                 injected = fault(proc.pid)

@@ -68,16 +68,17 @@ def run_cli(execute: Callable[[], Any], report: Callable[[Any], None], *, source
 
 # Spark's loggers that print a failed task's Java and Python trace, once per attempt (1,100 lines for one model
 # that does not load): a job prints the first worker error in one line instead (worker_error). The Spark UI and
-# event log keep the traces.
+# event log keep the traces; TEXTSPARK_TASK_LOGS=1 keeps them on stderr too (bench/faults.py reads "Lost task").
+TASK_LOGS = "TEXTSPARK_TASK_LOGS"
 TASK_FAILURE_LOGGERS = ("org.apache.spark.executor.Executor", "org.apache.spark.scheduler.TaskSetManager",
                         "org.apache.spark.util.Utils", "org.apache.spark.sql.execution.datasources.FileFormatWriter")
 
 
 def job_spark(profile: str | None, conf: dict | None = None):
     """The job's session (udfs.platform.get_spark) with Spark's per-attempt task-failure traces off, on a
-    classic session (over Spark Connect they are the server's log)."""
+    classic session (over Spark Connect they are the server's log), unless TEXTSPARK_TASK_LOGS=1."""
     spark = get_spark(profile, conf=conf)
-    if not is_connect(spark):
+    if not is_connect(spark) and os.environ.get(TASK_LOGS, "") in ("", "0"):
         jvm = spark.sparkContext._jvm
         level = jvm.org.apache.logging.log4j.Level.OFF
         for name in TASK_FAILURE_LOGGERS:

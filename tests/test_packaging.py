@@ -140,9 +140,10 @@ def job_run(installed, tiny_encoder, tmp_path_factory):
 
 
 def manifest(path: Path) -> dict:
-    """A job's manifest without what differs from run to run (where, when, how long)."""
+    """A job's manifest without what differs from run to run (where, when, how long, what it cost)."""
     data = json.loads((path / "_textspark_manifest.json").read_text())
-    return {k: v for k, v in data.items() if k not in ("output", "write_id") and not k.endswith("seconds")}
+    return {k: v for k, v in data.items()
+            if k not in ("output", "write_id", "costs", "wall") and not k.endswith("seconds")}
 
 
 @pytest.mark.slow

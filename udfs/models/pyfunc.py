@@ -132,7 +132,9 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
         for i, value in zip(ok, self._model.predict(rows) if len(ok) else []):
             empty = self._task == "summarize" and not value.strip()  # the UDF gives no empty summary: null
             out[i] = None if empty else value
-        return pd.Series(NullableStrings.of(out))
+        if self._task in ("summarize", "translate"):  # strings: null through spark_udf, not 'None'
+            return pd.Series(NullableStrings.of(out))
+        return out  # a clustering's assignments: one dict per row
 
     def _labelled(self, rows: list[str]) -> dict[str, list]:
         """label, score, scores per row; a sentiment model's labels reach the canonical ones as
