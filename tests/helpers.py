@@ -1,10 +1,14 @@
 """Shared test helpers: whole-frame comparison, a registered model run directly, catalog registration, a free
-port."""
+port, the wheel, a local-cluster profile."""
 from __future__ import annotations
 
 import math
+import shutil
 import socket
+import subprocess
+import sys
 from contextlib import closing
+from pathlib import Path
 from typing import Any, Iterator
 
 from pyspark.sql import DataFrame
@@ -66,3 +70,29 @@ def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def build_wheel(out: Path) -> Path:
+    """textspark's wheel, built into ``out`` from a copy of the checkout (links kept): no build/ is left in
+    the checkout and no stale build/ of the checkout's ends up in the wheel."""
+    source = out / "source"
+    shutil.copytree(Path(__file__).resolve().parents[1], source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "output", "data", "mlruns", "spark-warehouse"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(source)], check=True, cwd=out)
+    return next(out.glob("textspark-*.whl"))
+
+
+def cluster_profile(batch_rows: int) -> str:
+    """A Spark profile for a local-cluster of 2 workers of 1 core (master, worker and executor JVMs), Arrow
+    batches of ``batch_rows``."""
+    return f"""master: local-cluster[2,1,1024]
+log_level: WARN
+conf:
+  spark.ui.enabled: false
+  spark.ui.showConsoleProgress: false
+  spark.executor.memory: 900m
+  spark.python.worker.reuse: true
+  spark.sql.shuffle.partitions: 4
+  spark.sql.execution.arrow.maxRecordsPerBatch: {batch_rows}
+"""

@@ -36,7 +36,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import build_wheel, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAIL_PINS = ("pysail==0.7.2", "pyspark-client==4.2.0")
@@ -110,17 +110,6 @@ def source_hash() -> str:
         for file in files:
             h.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes())
     return h.hexdigest()
-
-
-def build_wheel(out: Path) -> Path:
-    """textspark's wheel built from a copy of the checkout (links kept), as tests/test_packaging.py does: no
-    build/ is left in the checkout and no stale build/ of the checkout's ends up in the wheel."""
-    source = out / "source"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "output", "data", "mlruns", "spark-warehouse"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(source)], check=True, cwd=out)
-    return next(out.glob("textspark-*.whl"))
 
 
 def server_env(venv: Path) -> dict[str, str]:

@@ -12,19 +12,11 @@ from bench.faults import kill_driver, kill_executor, kill_worker, run_job, write
 from jobs import analyze
 from jobs.config import parse_job
 from jobs.output import MANIFEST, STAGING
+from tests.helpers import cluster_profile
 
 ROWS = 12000  # 4 inference partitions of 3,000 rows: a task computes for seconds, so a kill lands mid-task
 WORDS = "markets rose after the match while the film festival opened and shares fell in early trading".split()
-CLUSTER_PROFILE = """master: local-cluster[2,1,1024]
-log_level: WARN
-conf:
-  spark.ui.enabled: false
-  spark.ui.showConsoleProgress: false
-  spark.executor.memory: 900m
-  spark.python.worker.reuse: true
-  spark.sql.shuffle.partitions: 4
-  spark.sql.execution.arrow.maxRecordsPerBatch: 256
-"""
+CLUSTER_PROFILE = cluster_profile(256)
 
 
 def tasks(model):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import assert_frame_equal
+from tests.helpers import assert_frame_equal, build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"udfs/conf/models.yml", "udfs/conf/spark/local.yml", "udfs/conf/spark/gpu.yml",
@@ -41,13 +40,7 @@ NOT_INHERITED = ("PYTHONPATH", "TEXTSPARK_HOME", "TEXTSPARK_MODELS", "TEXTSPARK_
 def wheel(tmp_path_factory) -> Path:
     """The wheel built from a copy of the source tree (links kept), so no build/ is left in the checkout and
     no stale build/ of the checkout's ends up in it."""
-    out = tmp_path_factory.mktemp("wheel")
-    source = out / "source"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "output", "data", "mlruns", "spark-warehouse"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(source)], check=True, cwd=out)
-    return next(out.glob("textspark-*.whl"))
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def fresh_venv(path: Path, wheel: Path | None) -> Path:

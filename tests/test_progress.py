@@ -8,6 +8,7 @@ import types
 import pandas as pd
 import pytest
 
+from tests.helpers import cluster_profile
 from udfs.models import model_cache
 from udfs.runtime import driver, worker
 from udfs.runtime.progress import CONNECT_NOTE, QUIET, Steps, describe, progress
@@ -172,16 +173,7 @@ def test_quiet_flag_sets_the_environment_the_workers_inherit(tmp_path, monkeypat
         assert sys.modules["os"].environ.get(QUIET) == "1"
 
 
-CLUSTER_PROFILE = """master: local-cluster[2,1,1024]
-log_level: WARN
-conf:
-  spark.ui.enabled: false
-  spark.ui.showConsoleProgress: false
-  spark.executor.memory: 900m
-  spark.python.worker.reuse: true
-  spark.sql.shuffle.partitions: 4
-  spark.sql.execution.arrow.maxRecordsPerBatch: 128
-"""
+CLUSTER_PROFILE = cluster_profile(128)
 LOADED = r"textspark: loaded tiny-encoder/\d+ \(hf_encoder, cpu, fp32\) in \d+\.\d s"
 
 
