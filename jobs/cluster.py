@@ -30,7 +30,7 @@ from jobs.common import (check_input, job_spark, manifest_json, parse_args, plan
                          read_input, run_cli)
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
-from jobs.storage import is_connect, join  # noqa: E402
+from jobs.storage import join  # noqa: E402
 from jobs.cli import config_help  # noqa: E402
 from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.clustering import describe  # noqa: E402
@@ -45,7 +45,7 @@ from udfs.errors import ConfigError, ModelReferenceError  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime import costs  # noqa: E402
 from udfs.runtime.parallelism import cluster_parallelism  # noqa: E402
-from udfs.runtime.progress import progress  # noqa: E402
+from udfs.runtime.progress import is_connect, progress  # noqa: E402
 from udfs.tasks.embed import embed_plan  # noqa: E402
 
 

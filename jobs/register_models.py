@@ -20,7 +20,7 @@ from udfs.models.convert import CONVERTERS
 from udfs.models.packages import require
 from udfs.models.reference import languages_tag
 from udfs.models.registry import client, record_languages, register_folder
-from udfs.platform import setup_environment
+from udfs.platform import first_line, setup_environment
 from udfs.training.settings import KIND_OF_METHOD
 
 
@@ -47,9 +47,8 @@ def hub_snapshot(entry: CatalogEntry) -> Path:
     try:
         return Path(snapshot_download(entry.source["hf_id"]))  # a str
     except (OSError, ValueError) as exc:  # LocalEntryNotFoundError (offline, not cached), HTTP errors...
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise InputError(f"models.{entry.name}.source.hf_id", entry.source["hf_id"],
-                         f"the Hugging Face hub did not give it ({type(exc).__name__}: {first[:300]}); allowed: an "
+                         f"the Hugging Face hub did not give it ({type(exc).__name__}: {first_line(exc)}); allowed: an "
                          "id this machine can download or has cached, or source: {path: <a local folder>}",
                          source=entry.catalog_file) from None
 

@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+from udfs.runtime.progress import is_connect
+
 ATOMIC_SCHEMES = ("hdfs", "viewfs", "file")  # Hadoop filesystems whose folder rename is atomic
 
 
@@ -33,11 +35,6 @@ def is_local(path: str) -> bool:
 def os_path(path: str) -> str:
     """``file:///x`` and ``file:/x`` as the plain path ``/x``; other paths unchanged."""
     return "/" + path.removeprefix("file:").lstrip("/") if path.startswith("file:/") else path
-
-
-def is_connect(spark) -> bool:
-    """A Spark Connect session (no SparkContext, no JVM on the client)."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def connect_problem(path: str, spark) -> str | None:

@@ -33,6 +33,7 @@ from jobs.common import InputError
 from jobs.config import OutputConf
 from jobs.output import schema_mismatch
 from udfs.errors import ConfigError
+from udfs.runtime.progress import is_connect
 from udfs.tasks.incremental import TASK_KEYS, TEXT_HASH, Incremental, task_key
 
 RUN_ID, SCORED_AT = "textspark_run_id", "scored_at"
@@ -43,11 +44,6 @@ CHANGED = "__ts_changed"  # the MERGE source's flag: the row was computed by thi
 SOURCE_VIEW = "__textspark_merge_source"
 TIME_ZONE = "spark.sql.session.timeZone"
 UTC_ALIASES = ("ETC/UTC", "ETC/UCT", "ETC/GMT", "ETC/ZULU", "GMT", "UCT", "ZULU", "Z", "UNIVERSAL", "ETC/UNIVERSAL")
-
-
-def is_classic(spark) -> bool:
-    """A JVM (py4j) session, not a Spark Connect one."""
-    return not type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def quoted(column: str) -> str:
@@ -66,9 +62,9 @@ class TableOutput:
         # what the table is (or will be) stored as: the given format, the existing table's, the engine's default
         self.format = conf.format or self.provider or \
             (spark.conf.get("spark.sql.sources.default", None) or "parquet").lower()
-        self.v1 = is_classic(spark) and self.format not in MERGE_FORMATS
+        self.v1 = not is_connect(spark) and self.format not in MERGE_FORMATS
         self._check()
-        if self.format == "iceberg" and not is_classic(spark) and \
+        if self.format == "iceberg" and not not is_connect(spark) and \
                 (spark.conf.get(TIME_ZONE, None) or "").upper() in UTC_ALIASES:
             spark.conf.set(TIME_ZONE, "UTC")  # Sail 0.7.2 writes Iceberg timestamps (scored_at) only in "UTC"
 
@@ -82,7 +78,7 @@ class TableOutput:
 
     def _check(self) -> None:
         mode = self.conf.mode
-        if self.conf.format in MERGE_FORMATS and is_classic(self.spark) and not self._has_source(self.conf.format):
+        if self.conf.format in MERGE_FORMATS and not is_connect(self.spark) and not self._has_source(self.conf.format):
             raise ConfigError("output.format", self.conf.format, "parquet (this Spark session has no "
                               f"{self.conf.format} data source: add its package to the session, or run on an "
                               "engine that has it)", source=self.source)

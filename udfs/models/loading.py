@@ -23,6 +23,7 @@ from udfs.errors import ModelLoadError, ModelReferenceError
 from udfs.models import model_cache
 from udfs.models.kinds import BUILDERS
 from udfs.models.reference import ResolvedModel
+from udfs.platform import first_line
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,5 @@ def _build(model: ResolvedModel, *, device: str, precision: str) -> Any:
     try:
         return build(folder, device=device, precision=precision)
     except Exception as exc:  # noqa: BLE001 - any backend's failure: transformers, torch, fastText, a native engine
-        problem = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:400]  # its first line
         raise ModelLoadError(f"{model.label} (kind {model.kind}) did not load on {device}: "
-                             f"{type(exc).__name__}: {problem}") from exc
+                             f"{type(exc).__name__}: {first_line(exc)}") from exc
