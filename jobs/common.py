@@ -222,11 +222,14 @@ def manifest_json(**fields: Any) -> str:
     return json.dumps(fields, indent=2, sort_keys=True, default=str)
 
 
-def plan_lines(job: str, conf, tasks: list[tuple[str, Any]], start_spark: Callable[[], Any]) -> str:
+def plan_lines(job: str, conf, tasks: list[tuple[str, Any]], start_spark: Callable[[], Any], *,
+               max_rows: int | None = None) -> str:
     """``--plan``: the job's estimated time on this cluster from the cost store (udfs.runtime.costs.estimate),
     one line per task (``tasks``: column, UdfPlan) and a total; no model loads, and no Spark session for a
     local Parquet input (its footers give the row count; ``start_spark()`` counts other inputs). The cores are
-    the Spark profile's (udfs.runtime.parallelism), the workers as many of them as the rows keep busy."""
+    the Spark profile's (udfs.runtime.parallelism), the workers as many of them as the rows keep busy.
+    ``max_rows``: the job scores at most that many (a sample). A conf without ``inference`` (the shadow job's)
+    spreads its rows over every core, on the CPU unless a task's device says otherwise."""
     import pyarrow.parquet as pq
 
     from udfs.platform import load_spark_profile
@@ -241,11 +244,14 @@ def plan_lines(job: str, conf, tasks: list[tuple[str, Any]], start_spark: Callab
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     else:
         rows = read_input(start_spark(), inp, source=conf.source).count()
+    rows = rows if max_rows is None else min(rows, max_rows)
+    inference = getattr(conf, "inference", None)
     profile = load_spark_profile(conf.spark.profile)
     settings = {**profile["conf"], **{k: str(v) for k, v in conf.spark.conf.items()}}
     cores = parallelism_from_conf({"spark.master": profile["master"], **settings}) or 1
-    workers = max(min(cores, conf.inference.partitions or cores, rows // MIN_ROWS_PER_PARTITION), 1)
-    gpu = conf.inference.wants_gpu or any(str(p.device).startswith("cuda") for _, p in tasks if p is not None)
+    workers = max(min(cores, (inference and inference.partitions) or cores, rows // MIN_ROWS_PER_PARTITION), 1)
+    gpu = (inference is not None and inference.wants_gpu) or \
+        any(str(p.device).startswith("cuda") for _, p in tasks if p is not None)
     device = "gpu" if gpu else "cpu"
     lines, _ = costs.estimate(job, [(c, p.model.label) for c, p in tasks if p is not None], rows, workers, device,
                               cores, costs.records())

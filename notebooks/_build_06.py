@@ -53,8 +53,8 @@ cells = [
     nbf.v4.new_markdown_cell(
         "## The shadow job: the diff table, its report and an MLflow run\n"
         "The same as `python -m jobs.shadow --conf shadow.yml` (or `textspark shadow --conf shadow.yml`) with "
-        "this configuration. The report is the output's manifest; the confusion matrix is also a figure in the "
-        "output folder and in the run, and the challenger version gets the tag `textspark.shadow`."),
+        "this configuration. The report is the output's manifest (with each model's cost); the confusion matrix is "
+        "also a figure in the output folder and in the run."),
     nbf.v4.new_code_cell(
         "import pandas as pd\n"
         "from jobs import shadow as shadow_job\n"
@@ -68,6 +68,20 @@ cells = [
         "c = report['confusion']\n"
         "pd.DataFrame(c['counts'], index=[f'champion {x}' for x in c['labels']],\n"
         "             columns=[f'challenger {x}' for x in c['labels']])"),
+    nbf.v4.new_markdown_cell(
+        "## The report on the challenger's page\n"
+        "The challenger version links to the logged model it was registered from (its `models:/m-...` source). "
+        "The job logs the report's numbers (`shadow.flip_rate`, per class and per language, ...) with that "
+        "model's id, so they show on its page in the MLflow UI beside the run that measured them, and tags both the "
+        "version and the logged model with `textspark.shadow`: the run, the report and the `runs:/` URIs of "
+        "the report and the confusion figure. (`python -m jobs.shadow --conf shadow.yml --plan` estimates such a "
+        "run's time from the costs earlier runs recorded, before anything runs.)"),
+    nbf.v4.new_code_cell(
+        "import json\n"
+        "from udfs.models.registry import client\n\n"
+        "model = client().get_logged_model(report['challenger_model_id'])\n"
+        "print({m.key: round(m.value, 4) for m in model.metrics})\n"
+        "json.loads(model.tags['textspark.shadow'])"),
     nbf.v4.new_markdown_cell(
         "## A promotion decided by the report\n"
         "`jobs.evaluate` measures both versions on labeled rows (tweets neither was trained on) and would move "

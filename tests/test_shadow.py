@@ -18,6 +18,7 @@ from udfs import shadow
 from udfs.errors import ConfigError
 from udfs.models.backends.heads import forward
 from udfs.models.registry import client, register_folder, resolve
+from udfs.runtime import costs
 from udfs.text import EMPTY_INPUT, NULL_INPUT
 from udfs.training.head import register_head
 from udfs.training.shadow import neighbour_overlap, summary
@@ -188,8 +189,10 @@ def shadow_conf(tmp_path, input_path, **keys):
                          "output": {"path": str(tmp_path / "shadow")}, **keys})
 
 
-def test_the_job_writes_the_diff_manifest_plot_and_run(spark, table, heads, tmp_path):
+def test_the_job_writes_the_diff_manifest_plot_and_run(spark, table, heads, tmp_path, monkeypatch):
     from jobs import shadow as job
+
+    monkeypatch.setenv(costs.COSTS_ENV, str(tmp_path / "costs.jsonl"))
 
     path = tmp_path / "in.parquet"
     table.toPandas().to_parquet(path)
@@ -207,13 +210,32 @@ def test_the_job_writes_the_diff_manifest_plot_and_run(spark, table, heads, tmp_
     assert manifest["confusion"] == {"labels": ["negative", "positive"], "counts": [[0, 0], [texts, 0]]}
     assert (out / "_shadow_confusion.png").read_bytes()[:4] == b"\x89PNG"
     run = client().get_run(found["run_id"])
-    assert (run.data.tags["textspark.job"], run.info.status, run.data.metrics["flip_rate"]) == \
+    assert (run.data.tags["textspark.job"], run.info.status, run.data.metrics["shadow.flip_rate"]) == \
         ("shadow", "FINISHED", 1.0)
-    artifacts = {a.path for a in client().list_artifacts(found["run_id"])}
-    assert {"shadow_confusion.png", "shadow_report.json"} <= artifacts
+    assert {a.path for a in client().list_artifacts(found["run_id"])} == {"shadow_confusion.png", "shadow_report.json"}
+    # the challenger's page: its logged model holds the shadow metrics, from this run, and both carry the tag
     name, version = manifest["challenger"].split("/")
-    tag = json.loads(client().get_model_version(name, version).tags["textspark.shadow"])
-    assert (tag["run_id"], tag["flip_rate"]) == (found["run_id"], 1.0)
+    mv = client().get_model_version(name, version)
+    model_id = mv.source.removeprefix("models:/")
+    assert manifest["challenger_model_id"] == model_id and model_id.startswith("m-")
+    logged = client().get_logged_model(model_id)
+    assert {m.key: m.value for m in logged.metrics} == {
+        "shadow.rows": 5.0, "shadow.compared": texts, "shadow.flipped": texts, "shadow.flip_rate": 1.0,
+        "shadow.flip_rate.class.positive": 1.0}
+    assert {m.run_id for m in logged.metrics} == {found["run_id"]}
+    tag = json.loads(mv.tags["textspark.shadow"])
+    assert tag == {"run_id": found["run_id"], "report": str(out / "_textspark_manifest.json"),
+                   "champion": manifest["champion"], "flip_rate": 1.0, "rows": 5, "model_id": model_id,
+                   "metrics": "shadow.*", "artifacts": [f"runs:/{found['run_id']}/shadow_report.json",
+                                                        f"runs:/{found['run_id']}/shadow_confusion.png"]}
+    assert json.loads(logged.tags["textspark.shadow"]) == tag
+    # each version's cost, and the cost store's records of this run
+    assert set(manifest["costs"]) == {"champion", "challenger"}
+    assert [manifest["costs"][c]["rows"] for c in ("champion", "challenger")] == [5, 5]
+    assert [(r["kind"], r.get("column"), r["job"]) for r in costs.records()] == [
+        ("task", "champion", "shadow"), ("task", "challenger", "shadow"), ("job", None, "shadow")]
+    parts = ("setup", "spark_start", "read", "stage", "commit", "other")
+    assert sum(manifest["wall"][k] for k in parts) == pytest.approx(manifest["wall"]["total"], abs=0.05)
     ids = sorted(r.id for r in written.collect())
     again = job.run(conf, spark=spark)  # the same seed scores the same rows
     assert sorted(r.id for r in spark.read.parquet(str(out)).collect()) == ids and again["rows"] == 5
@@ -310,3 +332,214 @@ def test_the_evaluate_gate_refuses_above_the_limit_or_for_another_version_and_pr
     run_tags = client().get_run(promoted["run_id"]).data.tags
     assert (run_tags["textspark.decision"], run_tags["textspark.gate"]) == ("promoted", "passed")
     assert math.isclose(client().get_run(promoted["run_id"]).data.metrics["gate.flip_rate"], 16 / 24)
+
+
+# ---- clusterings (udfs.training.shadow_clusters) ----
+
+def test_matching_on_a_contingency_table_with_known_splits_and_merges():
+    from udfs.training.shadow_clusters import match
+
+    # champion 0 (30 rows) goes 20 / 10 to challenger 0 and 1: a split; champion 1 and 2 both go to challenger 2:
+    # a merge; champion 3 keeps 9 of its 10 rows in challenger 3 (1 row, 10%, is no split)
+    counts = {(0, 0): 20, (0, 1): 10, (1, 2): 8, (2, 2): 6, (3, 3): 9, (3, 1): 1}
+    assert match(counts) == {
+        "contingency": {"champion": [0, 1, 2, 3], "challenger": [0, 1, 2, 3],
+                        "counts": [[20, 10, 0, 0], [0, 0, 8, 0], [0, 0, 6, 0], [0, 1, 0, 9]]},
+        "matching": {0: 0, 1: 2, 3: 3}, "splits": [{"champion": 0, "rows": 30, "into": {0: 20, 1: 10}}],
+        "merges": [{"challenger": 2, "rows": 14, "from": {1: 8, 2: 6}}], "split_share": 0.25}
+    assert match(counts, split_share=0.4)["splits"] == []  # 10 of 30 is below a 40% share
+    # ids renamed, nothing else changed: a one-to-one matching, no split, no merge
+    assert match({(0, 5): 3, (1, 4): 2, (2, 6): 7}) == {
+        "contingency": {"champion": [0, 1, 2], "challenger": [4, 5, 6], "counts": [[0, 3, 0], [2, 0, 0], [0, 0, 7]]},
+        "matching": {0: 5, 1: 4, 2: 6}, "splits": [], "merges": [], "split_share": 0.25}
+    assert match({})["matching"] == {} and match({})["contingency"]["counts"] == []
+
+
+# x of each row's vector [x, 0]: groups a (5 rows around 0), b (3 around 10), c (4 around 20), d (2 around 30)
+GROUPS = {"a": [0.0, 1.0, -1.0, 2.0, -2.0], "b": [10.0, 11.0, 9.0], "c": [20.0, 21.0, 19.0, 22.0], "d": [30.0, 31.0]}
+CHAMPION_X = [5.0, 20.0, 30.0]       # a and b -> 0, c -> 1, d -> 2
+CHALLENGER_X = [26.0, 0.0, 10.0]     # a -> 1, b -> 2, c and d -> 0: champion 0 splits, champion 1 and 2 merge
+CLUSTER_RESULT = "struct<cluster:int,distance:double,model:string,error:string>"
+
+
+@pytest.fixture(scope="module")
+def vector_clusterings(spark):
+    """Two versions of 'shadow-vectors' (euclidean, fitted on the column ``vec``) and the table of GROUPS, plus
+    a row without a vector."""
+    from udfs.clustering.model import Clustering, register
+
+    refs = []
+    for xs, alias in ((CHAMPION_X, "champion"), (CHALLENGER_X, None)):
+        version, _ = register(Clustering(centroids=np.array([[x, 0.0] for x in xs]), distance="euclidean",
+                                         embedding_column="vec"), name="shadow-vectors", alias=alias)
+        refs.append(f"models:/shadow-vectors/{version}")
+    rows = [(i, f"row {i}", [x, 0.0]) for i, x in enumerate(x for g in "abcd" for x in GROUPS[g])]
+    df = spark.createDataFrame(rows + [(len(rows), "no vector", None)], "id int, text string, vec array<double>")
+    return {"champion": refs[0], "challenger": refs[1], "table": df}
+
+
+def test_clusters_that_split_and_merge_between_two_clusterings(spark, vector_clusterings):
+    v = vector_clusterings
+    diff = shadow(v["table"], task="cluster", champion=v["champion"], challenger=v["challenger"], id_column="id",
+                  settings={"embedding_column": "vec"})
+
+    def nearest(x, centroids):
+        j = min(range(len(centroids)), key=lambda k: abs(x - centroids[k]))
+        return j, abs(x - centroids[j])
+
+    # the matching pairs champion 0 with challenger 1 (5 rows of a, not b's 3) and champion 1 with challenger 0
+    # (c's 4 rows, not d's 2); champion 2 has no partner left: b's and d's rows flip
+    partner = {0: 1, 1: 0}
+    rows = []
+    for i, x in enumerate(x for g in "abcd" for x in GROUPS[g]):
+        (c, dc), (h, dh) = nearest(x, CHAMPION_X), nearest(x, CHALLENGER_X)
+        rows.append((i, (c, dc, label(v["champion"]), None), (h, dh, label(v["challenger"]), None),
+                     partner.get(c) != h, dh - dc))
+    rows.append((14, (None, None, label(v["champion"]), "null embedding"),
+                 (None, None, label(v["challenger"]), "null embedding"), None, None))
+    expected = spark.createDataFrame(rows, f"id int, champion {CLUSTER_RESULT}, challenger {CLUSTER_RESULT}, "
+                                           "flipped boolean, score_delta double")
+    assert_frame_equal(diff, expected, atol=1e-9)
+    assert [r[3] for r in rows[:14]] == [False] * 5 + [True] * 3 + [False] * 4 + [True] * 2
+    assert summary(diff, "cluster") == {
+        "task": "cluster", "rows": 15, "compared": 14, "flipped": 5, "flip_rate": 5 / 14,
+        "no_result": {"champion": 1, "challenger": 1},
+        "per_class": {"0": {"compared": 8, "flipped": 3, "flip_rate": 3 / 8},
+                      "1": {"compared": 4, "flipped": 0, "flip_rate": 0.0},
+                      "2": {"compared": 2, "flipped": 2, "flip_rate": 1.0}},
+        "per_language": None, "confusion": None,
+        "contingency": {"champion": [0, 1, 2], "challenger": [0, 1, 2], "counts": [[0, 5, 3], [4, 0, 0], [2, 0, 0]]},
+        "matching": {"0": 1, "1": 0}, "split_share": 0.25,
+        "splits": [{"champion": 0, "rows": 8, "into": {"1": 5, "2": 3}}],
+        "merges": [{"challenger": 0, "rows": 6, "from": {"1": 4, "2": 2}}]}
+    # a stricter split share: b's 3 of 8 rows (37.5%) no longer make champion 0 a split
+    assert summary(diff, "cluster", split_share=0.4)["splits"] == []
+
+
+def test_the_same_clustering_twice_gives_no_flips_splits_or_merges(spark, vector_clusterings):
+    v = vector_clusterings
+    diff = shadow(v["table"], task="cluster", champion=v["champion"], challenger=v["champion"], id_column="id",
+                  settings={"embedding_column": "vec"})
+    assert [(r.id, r.flipped, r.score_delta) for r in diff.orderBy("id").collect()] == \
+        [(i, False, 0.0) for i in range(14)] + [(14, None, None)]
+    found = summary(diff, "cluster")
+    assert (found["flipped"], found["flip_rate"], found["splits"], found["merges"], found["matching"]) == \
+        (0, 0.0, [], [], {"0": 0, "1": 1, "2": 2})
+    assert found["contingency"]["counts"] == [[8, 0, 0], [0, 4, 0], [0, 0, 2]]
+
+
+TEXT_ORDER = [3, 5, 0, 1, 4, 2]  # the challenger's centroids: the champion's, in this order
+
+
+@pytest.fixture(scope="module")
+def text_clusterings(tiny_encoder):
+    """Two versions of 'shadow-texts' on the tiny encoder (cosine): the champion's centroids are the vectors of
+    TEXTS (text i is cluster i), the challenger's the same vectors in TEXT_ORDER (text i is cluster
+    TEXT_ORDER.index(i)): the same clustering with other ids."""
+    from udfs.clustering.model import Clustering, register
+
+    vectors = load_direct(tiny_encoder).embed(TEXTS).astype(np.float64)
+    encoder = resolve(tiny_encoder).uri
+    refs = []
+    for rows, alias in ((list(range(len(TEXTS))), "champion"), (TEXT_ORDER, None)):
+        version, _ = register(Clustering(centroids=vectors[rows], embedding_model=encoder), name="shadow-texts",
+                              alias=alias)
+        refs.append(f"models:/shadow-texts/{version}")
+    return refs
+
+
+def test_the_cluster_job_matches_renamed_clusters_in_one_embedding_pass(spark, table, text_clusterings, tmp_path,
+                                                                        monkeypatch):
+    from jobs import shadow as job
+
+    monkeypatch.setenv(costs.COSTS_ENV, str(tmp_path / "costs.jsonl"))
+    path = tmp_path / "in.parquet"
+    table.toPandas().to_parquet(path)
+    champion, challenger = text_clusterings
+    found = job.run(job.parse_shadow_job({"input": {"path": str(path), "id_column": "id"}, "task": "cluster",
+                                          "champion": champion, "challenger": challenger,
+                                          "output": {"path": str(tmp_path / "shadow")}}), spark=spark)
+    out = tmp_path / "shadow"
+    written = spark.read.parquet(str(out))
+    assert written.columns == ["id", "champion", "challenger", "flipped", "score_delta"]
+    assert [(r.id, r.champion.cluster, r.challenger.cluster, r.flipped) for r in written.orderBy("id").collect()] == \
+        [(i, i, TEXT_ORDER.index(i), False) for i in range(len(TEXTS))] + [(6, None, None, None), (7, None, None, None)]
+    manifest = json.loads((out / "_textspark_manifest.json").read_text())
+    matching = {str(i): TEXT_ORDER.index(i) for i in range(len(TEXTS))}
+    assert {k: manifest[k] for k in ("task", "rows", "compared", "flipped", "flip_rate", "matching", "splits",
+                                     "merges", "plot")} == {
+        "task": "cluster", "rows": 8, "compared": 6, "flipped": 0, "flip_rate": 0.0, "matching": matching,
+        "splits": [], "merges": [], "plot": "_shadow_clusters.png"}
+    assert (out / "_shadow_clusters.png").read_bytes()[:4] == b"\x89PNG"
+    # both clusterings assign the same vectors: the encoder ran once per row
+    assert set(manifest["costs"]) == {"embedding"} and manifest["costs"]["embedding"]["rows"] == 8
+    name, version = label(challenger).split("/")
+    mv = client().get_model_version(name, version)
+    logged = client().get_logged_model(mv.source.removeprefix("models:/"))
+    assert {m.key: m.value for m in logged.metrics} == {
+        "shadow.rows": 8, "shadow.compared": 6, "shadow.flipped": 0, "shadow.flip_rate": 0.0, "shadow.splits": 0,
+        "shadow.merges": 0, **{f"shadow.flip_rate.class.{i}": 0.0 for i in range(len(TEXTS))}}
+    assert {a.path for a in client().list_artifacts(found["run_id"])} == {"shadow_clusters.png", "shadow_report.json"}
+    tag = json.loads(mv.tags["textspark.shadow"])
+    assert (tag["splits"], tag["merges"], tag["artifacts"]) == (0, 0, [f"runs:/{found['run_id']}/shadow_report.json",
+                                                                      f"runs:/{found['run_id']}/shadow_clusters.png"])
+    run_inputs = {m.model_id for m in client().get_run(found["run_id"]).inputs.model_inputs}
+    assert logged.model_id in run_inputs
+
+
+def test_a_cluster_shadow_needs_a_champion_and_clusterings(tmp_path, text_clusterings, heads):
+    from udfs.training.shadow import plan_shadow
+
+    with pytest.raises(ConfigError, match=r"^champion: got None; allowed: a registered clustering"):
+        plan_shadow("cluster", None, text_clusterings[1])
+    with pytest.raises(ConfigError, match=r"^challenger: got 'models:/shadow-sentiment/1'; allowed: a registered "
+                                          r"clustering \(task cluster\)"):
+        plan_shadow("cluster", text_clusterings[0], heads["positive"])
+    with pytest.raises(ConfigError, match=r"^settings.split_share: got 0.7; allowed: a number in \(0, 0.5\]$"):
+        plan_shadow("cluster", text_clusterings[0], text_clusterings[1], {"split_share": 0.7})
+    with pytest.raises(ConfigError, match=r"^settings.labels: got \['a'\]; allowed: keys device, precision, "
+                                          r"fail_on_error, embedding_column, split_share$"):
+        plan_shadow("cluster", text_clusterings[0], text_clusterings[1], {"labels": ["a"]})
+
+
+# ---- --plan ----
+
+def test_plan_estimates_the_shadow_job_from_the_recorded_costs_without_spark(heads, tmp_path, monkeypatch, capsys):
+    import pandas as pd
+    import yaml
+
+    from jobs import shadow as job
+
+    champion, challenger = label(heads["positive"]), label(heads["negative"])
+    store = tmp_path / "costs.jsonl"
+    at = "2026-01-01T00:00:00"
+    store.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"kind": "task", "at": at, "job": "shadow", "column": "champion", "model": champion, "device": "cpu",
+         "cores": 2, "workers": 2, "seconds_per_1000_rows": 10.0, "load_seconds": 3.0, "rows": 500, "mean_chars": 40.0},
+        {"kind": "task", "at": at, "job": "shadow", "column": "challenger", "model": challenger, "device": "cpu",
+         "cores": 2, "workers": 2, "seconds_per_1000_rows": 2.0, "load_seconds": 0.5, "rows": 500, "mean_chars": 40.0},
+        {"kind": "job", "at": at, "job": "shadow", "cores": 2, "workers": 2, "rows": 500, "total_seconds": 14.0,
+         "spark_start_seconds": 5.0, "fixed_seconds": 1.0}]))
+    monkeypatch.setenv(costs.COSTS_ENV, str(store))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--plan started a Spark session")
+
+    monkeypatch.setattr(job, "job_spark", refuse)
+    monkeypatch.setattr("udfs.platform.get_spark", refuse)
+    pd.DataFrame({"id": range(3000), "text": [f"text {i}" for i in range(3000)]}).to_parquet(tmp_path / "in.parquet")
+    conf = tmp_path / "shadow.yml"
+    conf.write_text(yaml.safe_dump({"spark": {"profile": "local"}, "task": "sentiment", "champion": heads["positive"],
+                                    "challenger": heads["negative"], "sample": {"rows": 2000, "seed": 1},
+                                    "input": {"path": str(tmp_path / "in.parquet"), "id_column": "id"},
+                                    "output": {"path": str(tmp_path / "out")}}))
+    assert job.main(["--conf", str(conf), "--plan"]) == 0
+    # the sample's 2,000 rows: 10 s per 1,000 rows / 2 workers + 3 s load = 13 s; 2 / 2 + 0.5 = 2.5 s; + 5 + 1 s
+    assert capsys.readouterr().out.splitlines() == [
+        f"plan for {conf}: 2,000 input rows on 2 parallel worker(s) of 2 core(s) (local[2,4]), cpu; costs recorded "
+        f"in {store}",
+        f"  champion     {champion}: 2,000 rows x 10.00 s per 1,000 rows / 2 worker(s) + 3.0 s load = 13.0 s",
+        f"  challenger   {challenger}: 2,000 rows x 2.00 s per 1,000 rows / 2 worker(s) + 0.5 s load = 2.5 s",
+        f"  Spark start 5.0 s + reading, writing and other fixed costs 1.0 s (the shadow run of {at})",
+        "  total: 21.5 s"]
+    assert not (tmp_path / "out").exists()

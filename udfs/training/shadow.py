@@ -11,9 +11,9 @@ champion's label minus the champion's score; for ``embed`` the cosine distance o
 matrix champion label x challenger label, and for ``embed`` the drift (cosine similarity mean / p50 / p90 and
 the overlap of each row's 10 nearest neighbours in both spaces, on at most 1,000 rows, on the driver).
 
-Clustering models are not compared here (which clusters split or merge between two fitted clusterings):
-that needs both clusterings' assignments of the same rows and a matching of their clusters, which is more
-than a cheap addition to this pass.
+For ``cluster`` (two registered clusterings) :mod:`udfs.training.shadow_clusters` scores the rows and
+matches the clusters (``flipped``: the row left its champion cluster's matched partner), and :func:`summary`
+adds the contingency table, the matching and the clusters that split or merge.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ import numpy as np
 
 from udfs.errors import ConfigError
 from udfs.tasks.pipeline import PlannedTask, apply_tasks, plan_tasks
+from udfs.training.shadow_clusters import SPLIT_SHARE, ClusterPlan, cluster_shadow, cluster_summary, plan_clusters
 from udfs.tasks.table import TASK_DEFS
 
-TASKS = ("classify", "embed", "sentiment")
+TASKS = ("classify", "cluster", "embed", "sentiment")
 COLUMNS = ("champion", "challenger")
 LANGUAGE = "_language"          # the language task's column inside the stage (the diff names it ``language``)
 UNIDENTIFIED = "unidentified"   # rows without a detected language, in the per-language counts
@@ -44,9 +45,11 @@ class _Task:
 
 
 def plan_shadow(task: str, champion: str | None, challenger: str, settings: Mapping[str, Any] | None = None,
-                *, catalog=None) -> list[PlannedTask]:
+                *, catalog=None) -> list[PlannedTask] | ClusterPlan:
     """Both versions' plans (resolved here, on the driver; ConfigError keys ``champion``, ``challenger``,
-    ``settings.<key>``), struct results for every task, and the language task where a model is guarded."""
+    ``settings.<key>``), struct results for every task, and the language task where a model is guarded.
+    ``cluster``: both clusterings loaded (:class:`udfs.training.shadow_clusters.ClusterPlan`; ``champion``
+    required: a clustering has no catalog default)."""
     from udfs.models.catalog import load_catalog
     from udfs.tasks.language import language_plan
 
@@ -54,6 +57,11 @@ def plan_shadow(task: str, champion: str | None, challenger: str, settings: Mapp
         raise ConfigError("task", task, ", ".join(TASKS))
     if not challenger:
         raise ConfigError("challenger", challenger, "a model reference (models:/name@alias, models:/name/N)")
+    if task == "cluster":
+        if not champion:
+            raise ConfigError("champion", champion, "a registered clustering (models:/name@alias, models:/name/N); "
+                              "a clustering has no catalog default")
+        return plan_clusters(champion, challenger, settings)
     allowed = ("device", "precision", "fail_on_error") + TASK_DEFS[task].extra_keys
     for key, value in dict(settings or {}).items():
         if key not in allowed:
@@ -77,19 +85,26 @@ def plan_shadow(task: str, champion: str | None, challenger: str, settings: Mapp
 
 def shadow(df, *, task: str, champion: str | None = None, challenger: str, text_column: str = "text",
            id_column: str | None = None, settings: Mapping[str, Any] | None = None, partitions: int | None = None,
-           planned: list[PlannedTask] | None = None):
+           planned: list[PlannedTask] | ClusterPlan | None = None):
     """The diff DataFrame of ``champion`` (default: the task's catalog default) and ``challenger`` on ``df``.
 
     Columns: ``id_column`` (else ``text_column``), ``language`` (only where the task's models are
     language-guarded), ``champion``, ``challenger`` (the task's result structs), ``flipped`` (boolean),
     ``score_delta`` (double). ``settings``: the task's keys (``labels=`` for zero-shot classify, ...).
-    ``partitions``: spread the rows over this many partitions before scoring. Lazy, like any DataFrame."""
+    ``partitions``: spread the rows over this many partitions before scoring. Lazy, like any DataFrame, except
+    for ``cluster``: one Spark job scores the rows now (held by ``localCheckpoint``) to match the clusters;
+    ``champion`` and ``challenger`` are then struct<cluster, distance, model, error> and ``score_delta`` the
+    change in distance to the row's centroid (udfs.training.shadow_clusters)."""
     from pyspark.sql import functions as F
 
     planned = planned or plan_shadow(task, champion, challenger, settings)
     key = id_column or text_column
     if key not in df.columns:
         raise ConfigError("id_column", key, df.columns)
+    if isinstance(planned, ClusterPlan):
+        if partitions:
+            df = df.repartition(partitions)
+        return cluster_shadow(df, key, text_column, planned)
     kept = df.select(*[F.col(f"`{c}`") for c in dict.fromkeys([key, text_column])])
     scored = apply_tasks(kept, text_column, planned, partitions=partitions)
     c, h = F.col("champion"), F.col("challenger")
@@ -117,10 +132,14 @@ def _cosine(a, b):
     return F.when(F.size(a) == F.size(b), dot / (norm_a * norm_b))
 
 
-def summary(diff, task: str, *, key: str | None = None, seed: int = 0) -> dict[str, Any]:
-    """What the diff table says (one Spark aggregation; for ``embed`` a second one and a sample on the driver)."""
+def summary(diff, task: str, *, key: str | None = None, seed: int = 0,
+            split_share: float = SPLIT_SHARE) -> dict[str, Any]:
+    """What the diff table says (one Spark aggregation; for ``embed`` a second one and a sample on the driver;
+    for ``cluster`` udfs.training.shadow_clusters.cluster_summary, ``split_share`` its split threshold)."""
     if task == "embed":
         return _drift(diff, key or diff.columns[0], seed)
+    if task == "cluster":
+        return cluster_summary(diff, split_share)
     from pyspark.sql import functions as F
 
     language = F.col("language") if "language" in diff.columns else F.lit(None).cast("string")
