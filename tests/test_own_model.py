@@ -1,4 +1,4 @@
-"""README "Your own model", step by step on a tiny random Hugging Face sentiment model: a local folder ->
+"""docs/models.md "Your own model", step by step on a tiny random Hugging Face sentiment model: a local folder ->
 a catalog entry of the user's own -> register_models --catalog -> the Python API and the analyze job."""
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_register_a_catalog_of_your_own(my_catalog, capsys):
     first = capsys.readouterr().out
     assert register_models.main(["--catalog", str(my_catalog)]) == 0  # idempotent: no new version
     version = first.split("version ")[1].split()[0]
-    unrecorded = "reads not recorded (add languages: to the entry)"  # the README's entry says no languages
+    unrecorded = "reads not recorded (add languages: to the entry)"  # the docs' entry says no languages
     assert first.strip() == f"my-sentiment: registered new version {version} (@champion); task=sentiment; {unrecorded}"
     assert capsys.readouterr().out.strip() == f"my-sentiment: unchanged, kept version {version} (@champion); " \
                                               f"task=sentiment; {unrecorded}"

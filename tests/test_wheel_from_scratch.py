@@ -26,16 +26,19 @@ TEXTS = ["The match ended in a draw after a late goal. The fans sang until the e
          "Uwielbiam ten telefon, jest wspaniały i szybki."]
 
 
-def install_lines() -> list[list[str]]:
-    """The ``pip install`` lines of the README's install block (after ``<!-- install -->``), as argv."""
-    readme = (ROOT / "README.md").read_text()
+def install_lines(page: str = "README.md") -> list[list[str]]:
+    """The ``pip install`` lines of ``page``'s install block (after ``<!-- install -->``), as argv: the README's,
+    or docs/install.md's, which repeats them beside the explanation that moved there from the README."""
+    readme = (ROOT / page).read_text()
     block = readme.split("<!-- install -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     return [shlex.split(line.split("#", 1)[0]) for line in block.strip().splitlines()]
 
 
 def test_the_readme_install_lines_are_the_ones_the_preflight_names():
-    """The README's third line, the Makefile and the preflight's pip command install the same --no-deps pins."""
+    """The README's third line, the Makefile and the preflight's pip command install the same --no-deps pins;
+    docs/install.md shows the README's three lines as they are."""
     lines = install_lines()
+    assert install_lines("docs/install.md") == lines
     assert [line[:2] for line in lines] == [["pip", "install"]] * 3
     assert lines[1][2] == "textspark[spark]"
     no_deps = [f"{name}=={version}" for name, version in NO_DEPS.items()]

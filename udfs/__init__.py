@@ -1,6 +1,8 @@
 """textspark: transformer models over big text tables on Apache Spark, versioned in MLflow.
 
 Importing ``udfs`` is cheap: torch and transformers load inside Spark's Python workers, not here.
+The API reference (docs/api.md) is built from the docstrings of the names below; each factory's Examples
+run as doctests in ``make test`` (tests/test_docs.py).
 """
 from udfs.tasks.classify import classify
 from udfs.tasks.embed import embed

@@ -242,6 +242,43 @@ def analyze(df, tasks: Iterable[Any], *, previous=None, text_column: str = "text
     columns, so it can be the next run's ``previous``. Write the result to a new location (or through the job,
     which commits atomically) before reading it as the next ``previous``: Spark reads lazily.
     ``retry_errors``: compute again the rows whose previous result is a null with a model failure as reason.
+
+    Args:
+        df: the input DataFrame, holding ``text_column`` (and ``id_column``).
+        tasks: task entries as in a job YAML (``task``, optional ``column`` and ``model``, the task's options).
+        previous: an earlier output to reuse results from; default None: every row is computed.
+        text_column: the text column's name; default ``text``.
+        id_column: the row id's column (distinct, not null), required with ``previous``; default None.
+        catalog: the model catalog whose defaults apply; default None: conf/models.yml (or $TEXTSPARK_MODELS).
+        retry_errors: compute again rows whose previous result failed in the model; default True.
+
+    Returns:
+        DataFrame: every input row and column, one column per task (embed also ``<column>_error``) and the
+            bookkeeping columns ``_textspark_text_hash`` and ``_textspark_task_keys``. Lazy, like any DataFrame.
+
+    Raises:
+        ConfigError: ``previous`` without ``id_column``, or a task entry that is not valid.
+        InputError: null or repeated ids in ``df`` or ``previous``.
+
+    Examples:
+        On a local session ``spark``, with a tiny random encoder registered as ``tiny-encoder``; the first
+        output is written before it is read back as ``previous``:
+
+        >>> import tempfile
+        >>> from udfs import analyze
+        >>> tasks = [{"task": "embed", "column": "vec", "model": "models:/tiny-encoder@champion"}]
+        >>> day1 = spark.createDataFrame([(1, "The match ended in a draw."), (2, "Shares rose.")],
+        ...                              "id long, text string")
+        >>> first = analyze(day1, tasks, id_column="id")
+        >>> first.columns
+        ['id', 'text', 'vec', 'vec_error', '_textspark_text_hash', '_textspark_task_keys']
+        >>> path = tempfile.mkdtemp() + "/day1"
+        >>> first.write.parquet(path)
+        >>> day2 = spark.createDataFrame([(1, "The match ended in a draw."), (3, "A new phone.")],
+        ...                              "id long, text string")
+        >>> out = analyze(day2, tasks, previous=spark.read.parquet(path), id_column="id")
+        >>> [(r.id, len(r.vec)) for r in out.orderBy("id").collect()]
+        [(1, 32), (3, 32)]
     """
     if id_column is None and previous is not None:
         raise ConfigError("id_column", None, "a column name: reusing a previous output needs row ids")

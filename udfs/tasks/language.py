@@ -43,7 +43,7 @@ def language_plan(*, model: str | None = None, min_confidence: float = 0.0, devi
 
 def detect_language(column, *, model: str | None = None, min_confidence: float = 0.0, device: str = "auto",
                     precision: str | None = None, fail_on_error: bool = False):
-    """``df.withColumn("lang", detect_language("text"))`` -> struct<language, confidence, model, error>.
+    """``df.withColumn("lang", detect_language("text"))`` -> ``struct<language, confidence, model, error>``.
 
     ``language`` is the ISO 639-1 code (``en``, ``pt``; lid.176's three-letter code for the few languages
     without one). Rows with no letters, and rows whose best guess is below ``min_confidence``, get a null
@@ -56,6 +56,24 @@ def detect_language(column, *, model: str | None = None, min_confidence: float =
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+
+    Returns:
+        Column: ``struct<language, confidence, model, error>``.
+
+    Examples:
+        On a local session ``spark`` whose registry holds the catalog's default, ``textspark-lid176``
+        (fastText lid.176; ``python -m jobs.register_models`` registers it):
+
+        >>> from udfs import detect_language
+        >>> df = spark.createDataFrame([(1, "The weather is fine and the train was on time."),
+        ...                             (2, "O tempo está bom hoje e o trem chegou na hora certa."),
+        ...                             (3, "123 !!")], "id long, text string")
+        >>> out = df.withColumn("lang", detect_language("text"))
+        >>> out.schema["lang"].dataType.simpleString()
+        'struct<language:string,confidence:float,model:string,error:string>'
+        >>> [(r.id, r.lang.language, r.lang.model, r.lang.error) for r in out.orderBy("id").collect()]
+        [(1, 'en', 'textspark-lid176/1', None), (2, 'pt', 'textspark-lid176/1', None),
+         (3, None, 'textspark-lid176/1', 'no letters to identify a language')]
     """
     p = language_plan(model=model, min_confidence=min_confidence, device=device, precision=precision,
                       fail_on_error=fail_on_error)

@@ -76,7 +76,7 @@ def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | N
 
 def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] | None = None,
               device: str = "auto", precision: str | None = None, fail_on_error: bool = False, languages=None):
-    """``df.withColumn("s", sentiment("text"))`` -> struct<label, score, scores, model, error>.
+    """``df.withColumn("s", sentiment("text"))`` -> ``struct<label, score, scores, model, error>``.
 
     ``label``: negative | neutral | positive; ``score``: its probability; ``scores``: every canonical
     label the model covers -> probability; ``model``: the version that produced the row; ``error``: why a
@@ -91,6 +91,32 @@ def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] 
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
         languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
             records; default: the model's recorded languages (rows in others get a null and the reason).
+
+    Returns:
+        Column: ``struct<label, score, scores, model, error>``; ``label`` null and ``error`` the reason for a
+            row without a result.
+
+    Raises:
+        ConfigError: a ``label_map`` value that is not canonical, or one that leaves a model label unmapped;
+            raised here, on the driver, before Spark runs.
+
+    Examples:
+        On a local session ``spark``, with a random head on a tiny encoder registered as ``doc-sentiment``
+        (labels NEG / NEU / POS, its ``label_map`` stored with it; leave ``model=`` out for the catalog's
+        default):
+
+        >>> from udfs import sentiment
+        >>> df = spark.createDataFrame([(1, "I love this product!"), (2, "   ")], "id long, text string")
+        >>> out = df.withColumn("s", sentiment("text", model="models:/doc-sentiment@champion"))
+        >>> out.schema["s"].dataType.simpleString()
+        'struct<label:string,score:float,scores:map<string,float>,model:string,error:string>'
+        >>> [(r.id, r.s.label in ("negative", "neutral", "positive"), sorted(r.s.scores or {}), r.s.error)
+        ...  for r in out.orderBy("id").collect()]
+        [(1, True, ['negative', 'neutral', 'positive'], None), (2, False, [], 'empty input (no visible characters)')]
+        >>> sentiment("text", model="models:/doc-sentiment@champion", label_map={"NEG": "bad"})
+        Traceback (most recent call last):
+        ...
+        udfs.errors.ConfigError: label_map: got {'NEG': 'bad'}; allowed: values among negative, neutral, positive
     """
     p = sentiment_plan(model=model, label_map=label_map, device=device, precision=precision,
                        fail_on_error=fail_on_error, languages=languages)

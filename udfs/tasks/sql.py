@@ -23,6 +23,20 @@ def register_sql_functions(spark, tasks: Iterable[str] | None = None, *, models:
             ``{"classify": {"labels": [...]}, "embed": {"device": "cpu"}}``; default None: each task's defaults.
         catalog: the model catalog (:func:`udfs.models.catalog.load_catalog`) whose defaults apply; default
             None: conf/models.yml (or $TEXTSPARK_MODELS).
+
+    Returns:
+        list[str]: the names registered, in the order given.
+
+    Examples:
+        On a local session ``spark``, embed on a tiny random encoder registered as ``tiny-encoder`` and
+        language on the catalog's default (``textspark-lid176``):
+
+        >>> from udfs import register_sql_functions
+        >>> register_sql_functions(spark, ["embed", "language"], models={"embed": "models:/tiny-encoder@champion"})
+        ['embed', 'language']
+        >>> spark.createDataFrame([("The train was on time today.",)], "text string").createOrReplaceTempView("docs")
+        >>> spark.sql("SELECT size(embed(text)) AS dims, language(text).language AS lang FROM docs").collect()
+        [Row(dims=32, lang='en')]
     """
     models, options = dict(models or {}), dict(options or {})
     chosen = list(tasks) if tasks is not None else [

@@ -126,8 +126,8 @@ def summarize_plan(*, model: str | None = None, method: str = "auto", max_senten
 def summarize(column, *, model: str | None = None, method: str = "auto", max_sentences: int = 3,
               max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
               precision: str | None = None, fail_on_error: bool = False, languages=None):
-    """``df.withColumn("sum", summarize("text"))`` -> struct<summary, method, input_sentences,
-    summary_sentences, chunks, model, error>.
+    """``df.withColumn("sum", summarize("text"))`` -> ``struct<summary, method, input_sentences,
+    summary_sentences, chunks, model, error>``.
 
     The default model (an embedding model) summarizes extractively: at most ``max_sentences`` sentences
     (and ``max_words`` words, if given) chosen from the first ``max_input_sentences`` sentences. A seq2seq
@@ -146,6 +146,33 @@ def summarize(column, *, model: str | None = None, method: str = "auto", max_sen
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
         languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
             records; default: the model's recorded languages (rows in others get a null and the reason).
+
+    Returns:
+        Column: ``struct<summary, method, input_sentences, summary_sentences, chunks, model, error>``;
+            ``method`` is ``extractive`` or ``abstractive``, ``chunks`` the pieces an abstractive summary read.
+
+    Raises:
+        ConfigError: a ``method`` the model's kind does not serve, or an option out of range; raised here, on
+            the driver, before Spark runs.
+
+    Examples:
+        Extractive, on a local session ``spark``, with a tiny random encoder registered as ``tiny-encoder``
+        (leave ``model=`` out for the catalog's default):
+
+        >>> from udfs import summarize
+        >>> text = "The match ended in a draw. The fans sang until the end. Oil prices fell sharply this week."
+        >>> df = spark.createDataFrame([(1, text), (2, None)], "id long, text string")
+        >>> out = df.withColumn("s", summarize("text", model="models:/tiny-encoder@champion", max_sentences=2))
+        >>> out.schema["s"].dataType.simpleString()
+        'struct<summary:string,method:string,input_sentences:int,summary_sentences:int,chunks:int,model:string,error:string>'
+        >>> [(r.id, r.s.method, r.s.input_sentences, r.s.summary_sentences, r.s.error)
+        ...  for r in out.orderBy("id").collect()]
+        [(1, 'extractive', 3, 2, None), (2, None, None, None, 'null input')]
+        >>> summarize("text", model="models:/tiny-encoder@champion", method="abstractive")
+        Traceback (most recent call last):
+        ...
+        udfs.errors.ConfigError: method: got 'abstractive'; allowed: extractive for model tiny-encoder/1 (kind
+        hf_encoder); extractive needs an embedding model (hf_encoder), abstractive a seq2seq model (hf_seq2seq)
     """
     p = summarize_plan(languages=languages, model=model, method=method, max_sentences=max_sentences, max_words=max_words,
                        max_input_sentences=max_input_sentences, device=device, precision=precision,

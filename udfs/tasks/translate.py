@@ -130,8 +130,8 @@ def translate(column, *, target: str, source: str = "auto", model: str | None = 
               device: str = "auto", precision: str | None = None, fail_on_error: bool = False):
     """``df.withColumn("pt", translate("text", target="pt", source="en"))``.
 
-    -> struct<translation, source_language, target_language, source_confidence, translated, detector, model,
-    error>. ``source="auto"`` detects each row's language with the language model (``detector=``, default the
+    -> ``struct<translation, source_language, target_language, source_confidence, translated, detector,
+    model, error>``. ``source="auto"`` detects each row's language with the language model (``detector=``, default the
     catalog's); rows already in ``target`` pass through (``translated`` false).
 
     Args:
@@ -143,6 +143,33 @@ def translate(column, *, target: str, source: str = "auto", model: str | None = 
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
+
+    Returns:
+        Column: ``struct<translation, source_language, target_language, source_confidence, translated,
+            detector, model, error>``; ``translation`` null and ``error`` the reason for a row in a pair the
+            model does not serve, with no letters, or without text.
+
+    Raises:
+        ConfigError: a ``target`` the model does not serve, or a fixed ``source`` not paired with it; raised
+            here, on the driver, before Spark runs.
+
+    Examples:
+        On a local session ``spark``, with a tiny random Marian model registered for en->pt as
+        ``doc-marian-en-pt`` (its "translations" are gibberish; leave ``model=`` out for the catalog's
+        default, Bergamot en<->pt):
+
+        >>> from udfs import translate
+        >>> df = spark.createDataFrame([(1, "The weather is fine today."), (2, "😀😀")], "id long, text string")
+        >>> out = df.withColumn("pt", translate("text", target="pt", source="en",
+        ...                                     model="models:/doc-marian-en-pt@champion"))
+        >>> out.schema["pt"].dataType.simpleString()
+        'struct<translation:string,source_language:string,target_language:string,source_confidence:float,translated:boolean,detector:string,model:string,error:string>'
+        >>> [(r.id, r.pt.source_language, r.pt.translated, r.pt.error) for r in out.orderBy("id").collect()]
+        [(1, 'en', True, None), (2, None, None, 'no letters to translate')]
+        >>> translate("text", target="de", source="en", model="models:/doc-marian-en-pt@champion")
+        Traceback (most recent call last):
+        ...
+        udfs.errors.ConfigError: target: got 'de'; allowed: pt (model doc-marian-en-pt/1 supports en->pt)
     """
     p = translate_plan(target=target, source=source, model=model, detector=detector, device=device,
                        precision=precision, fail_on_error=fail_on_error)
