@@ -94,7 +94,32 @@ def shadow(df, *, task: str, champion: str | None = None, challenger: str, text_
     ``partitions``: spread the rows over this many partitions before scoring. Lazy, like any DataFrame, except
     for ``cluster``: one Spark job scores the rows now (held by ``localCheckpoint``) to match the clusters;
     ``champion`` and ``challenger`` are then struct<cluster, distance, model, error> and ``score_delta`` the
-    change in distance to the row's centroid (udfs.training.shadow_clusters)."""
+    change in distance to the row's centroid (udfs.training.shadow_clusters).
+
+    Returns:
+        DataFrame: one row per input row, the columns above; :func:`summary` turns it into the flip rates, the
+            confusion matrix between the versions, the drift of embeddings or the clusters that split or merge.
+
+    Raises:
+        ConfigError: an unknown task, a reference that does not resolve, a key column ``df`` lacks; raised
+            here, on the driver, before Spark runs.
+
+    Examples:
+        Two references to the same version (a random head ``doc-sentiment`` on the tiny test encoder) give no
+        flip; a null text has a result from neither:
+
+        >>> from udfs import shadow
+        >>> from udfs.training.shadow import summary
+        >>> df = spark.createDataFrame([(1, "I love it!"), (2, "Awful."), (3, None)], "id long, text string")
+        >>> diff = shadow(df, task="sentiment", champion="models:/doc-sentiment/1",
+        ...               challenger="models:/doc-sentiment@champion", id_column="id")
+        >>> diff.columns
+        ['id', 'champion', 'challenger', 'flipped', 'score_delta']
+        >>> [(r.id, r.flipped, r.score_delta) for r in diff.orderBy("id").collect()]
+        [(1, False, 0.0), (2, False, 0.0), (3, None, None)]
+        >>> {k: v for k, v in summary(diff, "sentiment").items() if k in ("rows", "compared", "flipped", "no_result")}
+        {'rows': 3, 'compared': 2, 'flipped': 0, 'no_result': {'champion': 1, 'challenger': 1}}
+    """
     from pyspark.sql import functions as F
 
     planned = planned or plan_shadow(task, champion, challenger, settings)
