@@ -31,10 +31,8 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,164 +41,8 @@ import pandas as pd
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import bench_registry, corpus  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def process_tree(root: int) -> dict[int, int]:
-    """Every live descendant of ``root`` (pid -> parent pid), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        for child in (c for c, p in parents.items() if p == pid):
-            tree[child] = pid
-            todo.append(child)
-    return tree
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def python_workers(root: int) -> dict[int, int]:
-    """The Python workers under ``root`` (pid -> parent): processes a ``pyspark.daemon`` forked (not the
-    daemon itself), or ``pyspark.worker`` processes started without a daemon."""
-    tree = process_tree(root)
-    return {pid: parent for pid, parent in tree.items()
-            if "pyspark.daemon" in cmdline(parent)
-            or ("pyspark.worker" in cmdline(pid) and "pyspark.daemon" not in cmdline(pid))}
-
-
-def busy(pids, window: float = 0.5, share: float = 0.1) -> int | None:
-    """Among ``pids``, the one that used the most CPU over ``window`` seconds if it used at least ``share``
-    of a core (a worker computing a task, not one idle between tasks); else None."""
-    pids = list(pids)
-    before = {pid: cpu_ticks(pid) for pid in pids}
-    time.sleep(window)
-    used = {pid: (cpu_ticks(pid) - before[pid]) / os.sysconf("SC_CLK_TCK") for pid in pids}
-    best = max(pids, key=used.get, default=None)
-    return best if best is not None and used[best] >= share * window else None
-
-
-def committed_parts(output: Path) -> list[Path]:
-    """Data files a finished task has committed into the output's staging folder (not a running attempt's)."""
-    return [p for p in (output.parent / "_textspark_staging").glob(f"{output.name}-*/**/*.parquet")
-            if "/_temporary/0/_temporary/" not in str(p)]
-
-
-def kill(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def kill_worker(output: Path, after_tasks: int = 1):
-    """Fault: once ``after_tasks`` tasks have committed their output, SIGKILL a Python worker that is
-    computing (the busiest one, if it uses CPU)."""
-    def fault(driver: int) -> str | None:
-        if len(committed_parts(output)) < after_tasks:
-            return None
-        pid = busy(python_workers(driver))
-        if pid is None:
-            return None
-        kill([pid])
-        return f"python worker {pid}"
-    return fault
-
-
-def kill_executor(output: Path, after_tasks: int = 1):
-    """Fault: once ``after_tasks`` tasks have committed, SIGKILL the executor JVM of a computing Python worker."""
-    def fault(driver: int) -> str | None:
-        if len(committed_parts(output)) < after_tasks:
-            return None
-        tree, pid = process_tree(driver), busy(python_workers(driver))
-        while pid in tree and "CoarseGrainedExecutorBackend" not in cmdline(pid):
-            pid = tree[pid]
-        if pid not in tree:
-            return None
-        kill([pid])
-        return f"executor JVM {pid}"
-    return fault
-
-
-def kill_driver(output: Path):
-    """Fault: once a task has committed, SIGKILL the driver and every process it started (a lost machine)."""
-    def fault(driver: int) -> str | None:
-        if not committed_parts(output):
-            return None
-        tree = process_tree(driver)
-        kill([driver, *tree])
-        return f"driver {driver} and its {len(tree)} processes"
-    return fault
-
-
-def stream_data_files(output: Path) -> set[Path]:
-    """A stream output's data files (Parquet files outside ``_spark_metadata`` and other hidden folders)."""
-    return {p for p in output.rglob("*.parquet") if not any(part.startswith(("_", "."))
-                                                              for part in p.relative_to(output).parts)}
-
-
-def kill_stream_driver(output: Path):
-    """Fault: SIGKILL a stream's driver and every process it started while a micro-batch writes: once a data file
-    that was not in ``output`` when the fault was made is complete (ends with Parquet's footer magic), before
-    Spark's file sink lists the batch in ``_spark_metadata``."""
-    before = stream_data_files(output) if output.exists() else set()
-
-    def complete(path: Path) -> bool:
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(-4, os.SEEK_END)
-                return path.stat().st_size > 12 and fh.read(4) == b"PAR1"
-        except OSError:
-            return False
-
-    def fault(driver: int) -> str | None:
-        if not output.exists() or not any(complete(p) for p in stream_data_files(output) - before):
-            return None
-        tree = process_tree(driver)
-        kill([driver, *tree])
-        return f"driver {driver} and its {len(tree)} processes"
-    return fault
-
-
-def run_job(conf: Path, logs: Path, *, fault=None, timeout: float = 600) -> dict:
-    """``python -m jobs.analyze --conf conf`` in its own session; ``fault(driver_pid)`` is polled until it
-    returns what it killed. Returns rc, seconds, stdout, stderr and the fault."""
-    logs.mkdir(parents=True, exist_ok=True)
-    started, injected = time.time(), None
-    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.analyze", "--conf", str(conf)], cwd=ROOT,
-                                stdout=out, stderr=err, start_new_session=True,
-                                env={**os.environ, "TEXTSPARK_TASK_LOGS": "1"})  # Spark's "Lost task" lines
-        while proc.poll() is None:
-            if fault is not None and injected is None:
-                injected = fault(proc.pid)
-            if time.time() - started > timeout:
-                kill([proc.pid, *process_tree(proc.pid)])
-                raise TimeoutError(f"{conf}: still running after {timeout} s")
-            time.sleep(0.05)
-    return {"rc": proc.returncode, "seconds": round(time.time() - started, 1), "fault": injected,
-            "stdout": (logs / "stdout").read_text(), "stderr": (logs / "stderr").read_text()}
+from tests.helpers import (kill_driver, kill_executor, kill_stream_driver, kill_worker, run_job,  # noqa: E402
+                           write_conf)
 
 
 def second_job(output: Path, conf: Path, logs: Path):
@@ -214,18 +56,6 @@ def second_job(output: Path, conf: Path, logs: Path):
         return (f"second job rc {second['rc']} after {second['seconds']} s while the first ran: "
                 f"{'yes' if os.path.exists(f'/proc/{driver}') else 'no'}; it said: {line[:160]}")
     return fault
-
-
-def write_conf(work: Path, name: str, table: Path, output: Path, tasks: list[dict], profile: str = "local",
-               partitions: int = 8, mode: str = "overwrite") -> Path:
-    import yaml
-
-    conf = work / f"{name}.yml"
-    conf.write_text(yaml.safe_dump({
-        "spark": {"profile": profile}, "input": {"path": str(table), "text_column": "text", "id_column": "id"},
-        "tasks": tasks, "inference": {"partitions": partitions},
-        "output": {"path": str(output), "mode": mode}}))
-    return conf
 
 
 def outside_tag(work: Path, table: Path, catalog) -> tuple[Path, dict]:

@@ -28,7 +28,7 @@ from udfs.errors import ConfigError  # noqa: E402
 from jobs.report import figure, tally  # noqa: E402
 from jobs.stream import run_stream  # noqa: E402
 from jobs.tables import TableOutput  # noqa: E402
-from jobs.cli import config_help  # noqa: E402
+from udfs.config import config_help  # noqa: E402
 from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402

@@ -31,7 +31,7 @@ from jobs.common import (check_input, job_spark, manifest_json, parse_args, plan
 from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
 from jobs.output import MANIFEST, Output  # noqa: E402
 from jobs.storage import join  # noqa: E402
-from jobs.cli import config_help  # noqa: E402
+from udfs.config import config_help  # noqa: E402
 from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.clustering import describe  # noqa: E402
 from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402

@@ -18,7 +18,7 @@ from udfs.runtime.progress import QUIET, is_connect
 
 def parse_args(description: str, argv: list[str] | None, epilog: str | None = None, *,
                plan: bool = False) -> argparse.Namespace:
-    """``epilog``: what ``--help`` adds after the options (jobs.cli.config_help: the configuration keys);
+    """``epilog``: what ``--help`` adds after the options (udfs.config.config_help: the configuration keys);
     ``plan``: the job takes ``--plan``. ``--quiet`` sets TEXTSPARK_QUIET, which the workers inherit."""
     parser = argparse.ArgumentParser(description=description, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

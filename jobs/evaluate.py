@@ -34,7 +34,7 @@ from jobs.config import GateSection, MlflowSection, SparkSection, read_yaml, res
 from jobs.shadow import gate_problem, load_report  # noqa: E402
 from jobs.train_classifier import TableInput, TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.config import Allowed, Section, validate  # noqa: E402
-from jobs.cli import config_help  # noqa: E402
+from udfs.config import config_help  # noqa: E402
 from jobs.tracking import job_run  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.models.registry import resolve  # noqa: E402

@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # spark-submit jobs/shadow.py: make the project i
 
 from typing import Literal  # noqa: E402
 
-from jobs.cli import config_help  # noqa: E402
+from udfs.config import config_help  # noqa: E402
 from jobs.common import (InputError, check_input, job_spark, manifest_json, parse_args, plan_lines,  # noqa: E402
                          preflight, read_input, run_cli)
 from jobs.config import ShadowConf, read_yaml  # noqa: E402

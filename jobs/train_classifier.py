@@ -33,7 +33,7 @@ from udfs.config import Allowed, Section, validate  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
 from udfs.training.settings import (TRAINING_EXPERIMENT, Column, NullIsEmpty, RegisterSection,  # noqa: E402
                                     TrainOptions, TrainSettings)
-from jobs.cli import config_help  # noqa: E402
+from udfs.config import config_help  # noqa: E402
 from jobs.tracking import job_run  # noqa: E402
 from udfs.models.registry import resolve  # noqa: E402
 from udfs.training.train import base_reference, dumps, result_summary, train  # noqa: E402

@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from bench.faults import kill_driver, kill_executor, kill_worker, run_job, write_conf
 from jobs import analyze
 from jobs.config import parse_job
 from jobs.output import MANIFEST, STAGING
-from tests.helpers import cluster_profile
+from tests.helpers import cluster_profile, kill_driver, kill_executor, kill_worker, run_job, write_conf
 
 ROWS = 12000  # 4 inference partitions of 3,000 rows: a task computes for seconds, so a kill lands mid-task
 WORDS = "markets rose after the match while the film festival opened and shares fell in early trading".split()

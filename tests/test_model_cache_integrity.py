@@ -142,3 +142,30 @@ def test_a_load_freezes_the_workers_objects_out_of_the_collectors_view():
     finally:
         gc.unfreeze()
         model_cache.clear()
+
+
+def test_past_the_bound_a_worker_drops_its_least_recently_used_model_and_says_which(cached, tiny_encoder,
+                                                                                      monkeypatch, caplog):
+    """Two registered versions through loading.load with room for one: each load evicts the other (one
+    warning line naming the version, its kind, device, precision and size on disk, and the bound), and an
+    evicted version loads again, giving the same vectors."""
+    model, folder, vectors = cached
+    other = resolve(tiny_encoder)
+    monkeypatch.setenv(model_cache.MODELS_ENV, "1")
+    before = model_cache.load_count()
+    with caplog.at_level(logging.WARNING, logger="udfs.models.model_cache"):
+        loading.load(other, device="cpu")
+        again = loading.load(model, device="cpu").embed(TEXTS)
+    sizes = {m.name: sum(size for size, _ in _manifest(loading.local_folder(m)).values())
+             + (loading.local_folder(m) / loading.MANIFEST).stat().st_size for m in (model, other)}
+    assert [r.getMessage() for r in caplog.records if r.name == "udfs.models.model_cache"] == [
+        f"textspark model cache: evicted cache-encoder/{model.version} (hf_encoder, cpu, fp32), "
+        f"{sizes['cache-encoder']} bytes (least recently used): 2 models, over the bound of 1 "
+        "(TEXTSPARK_MODEL_CACHE_MODELS)",
+        f"textspark model cache: evicted tiny-encoder/{other.version} (hf_encoder, cpu, fp32), "
+        f"{sizes['tiny-encoder']} bytes (least recently used): 2 models, over the bound of 1 "
+        "(TEXTSPARK_MODEL_CACHE_MODELS)",
+    ]
+    assert model_cache.load_count() - before == 2
+    assert model_cache.resident() == [f"cache-encoder/{model.version} (hf_encoder, cpu, fp32)"]
+    np.testing.assert_array_equal(again, vectors)

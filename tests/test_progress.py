@@ -184,7 +184,7 @@ def test_the_analyze_job_prints_live_progress_and_model_loads_and_quiet_turns_th
     import os
     import subprocess
 
-    from bench.faults import ROOT, write_conf
+    from tests.helpers import ROOT, write_conf
 
     if profile == "local-cluster":
         (tmp_path / "cluster.yml").write_text(CLUSTER_PROFILE)

@@ -15,10 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.faults import kill_stream_driver, run_job, stream_data_files
 from jobs import analyze
 from jobs.config import load_job
-from tests.helpers import assert_frame_equal
+from tests.helpers import assert_frame_equal, kill_stream_driver, run_job, stream_data_files
 
 WORDS = "markets rose after the match while the film festival opened and shares fell in early trading".split()
 

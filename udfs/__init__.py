@@ -4,6 +4,7 @@ Importing ``udfs`` is cheap: torch and transformers load inside Spark's Python w
 The API reference (docs/api.md) is built from the docstrings of the names below; each factory's Examples
 run as doctests in ``make test`` (tests/test_docs.py).
 """
+import udfs.clustering  # noqa: F401 - registers the kmeans_centroids kind wherever a model is loaded (pyfunc too)
 from udfs.tasks.classify import classify
 from udfs.tasks.embed import embed
 from udfs.tasks.incremental import analyze

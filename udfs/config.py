@@ -9,8 +9,10 @@ richer message raises ``ConfigError`` itself (its key is relative to the section
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, TypeVar, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -147,3 +149,68 @@ def _literal_values(annotation: Any) -> tuple:
         if values:
             return values
     return ()
+
+
+# -- the keys of a section, for a job's --help (jobs.*.main) and the docs' configuration reference --------------
+
+def config_help(*models: type, exclude: Sequence[str] = ()) -> str:
+    """The argparse epilog of a job: one line per configuration key of ``models`` (``udfs.config.Section``
+    classes, nested sections as dotted keys), its default, and what it allows where the model says so."""
+    rows: dict[str, str] = {}
+    for model in models:
+        for key, shown in config_keys(model):
+            if key not in exclude and not key.startswith(tuple(f"{x}." for x in exclude)):
+                rows.setdefault(key, shown)
+    width = max(len(k) for k in rows) + 2
+    lines = [f"  {key:<{width}}{shown}" for key, shown in rows.items()]
+    return "configuration keys (--conf YAML) and their defaults:\n" + "\n".join(lines)
+
+
+def config_keys(model: type, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, default and what is allowed) for every field of ``model``, nested sections expanded."""
+    rows = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        allowed = next((m.text for m in info.metadata if isinstance(m, Allowed)), None)
+        literal = _literal_values(info.annotation)
+        allowed = allowed or (", ".join(str(v) for v in literal) if literal else None)
+        section = _one_section(info.annotation)
+        if info.is_required():
+            rows.append((key, f"required{': ' + allowed if allowed else ''}"))
+        elif section is None or info.get_default(call_default_factory=True) is None:
+            default = info.get_default(call_default_factory=True)
+            rows.append((key, _shown(default) + (f"  ({allowed})" if allowed and section is None else "")
+                         + ("  (a section)" if section is not None else "")))
+        if section is not None:
+            rows += config_keys(section, f"{key}.")
+    return rows
+
+
+def _one_section(annotation: Any) -> type | None:
+    """The section type a field holds (``X`` or ``X | None``), or None: a value, a list, a choice of sections."""
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation
+    if get_origin(annotation) not in (Union, UnionType):
+        return None
+    found = [a for a in get_args(annotation) if a is not type(None)]
+    return found[0] if len(found) == 1 and isinstance(found[0], type) and issubclass(found[0], Section) else None
+
+
+def _literal_values(annotation: Any) -> tuple:
+    """The values of a ``Literal`` field (``Literal[...] | None`` too); () where other values are allowed."""
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if all(get_origin(a) is Literal for a in args):
+            return tuple(v for a in args for v in get_args(a))
+    return ()
+
+
+def _shown(value: Any) -> str:
+    """A default as YAML writes it: null, true, [], {}, a bare string."""
+    if isinstance(value, str):
+        return value or '""'
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value) if value is None or isinstance(value, (bool, list, dict)) else str(value)

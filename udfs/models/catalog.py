@@ -13,14 +13,13 @@ from pydantic import AfterValidator, Field, PrivateAttr
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.convert import check_convert_source
-from udfs.models.kinds import BUILDERS
+from udfs.models.kinds import KINDS
 from udfs.models.packages import require
 from udfs.models.reference import LANGUAGES_RULE, checked_languages
 from udfs.platform import CONF_DIR
 
 TaskName = Literal["embed", "sentiment", "classify", "summarize", "translate", "language"]
 TASKS = get_args(TaskName)
-KINDS = tuple(BUILDERS)
 SOURCE_KEYS = ("package", "path", "hf_id", "train", "convert")  # train: a training config (built from real data);
 # convert: another package's weights turned into a Hugging Face folder at registration (udfs.models.convert)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from udfs.errors import ConfigError, ModelReferenceError
-from udfs.models.kinds import BUILDERS
+from udfs.models.kinds import KINDS
 
 _REF = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # MLflow forbids only '/' and ':'; a name may name a folder
@@ -113,8 +113,8 @@ def from_tags(reference: str, name: str, version: str, tags: dict[str, str], *, 
                                   "(no textspark.task / textspark.kind tags)")
     if tags["textspark.task"] not in tasks:
         raise refuse("textspark.task", ", ".join(sorted(tasks)))
-    if tags["textspark.kind"] not in BUILDERS:
-        raise refuse("textspark.kind", ", ".join(sorted(BUILDERS)))
+    if tags["textspark.kind"] not in KINDS:
+        raise refuse("textspark.kind", ", ".join(sorted(KINDS)))
     try:
         params = json.loads(tags.get("textspark.params", "{}"))
     except ValueError:

@@ -14,40 +14,16 @@ nulls/empties/garbage away from it, turn a failure into a null result with a rea
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
-from udfs.models.reference import ResolvedModel
 from udfs.models.registry import resolve
-from udfs.runtime.guard import LanguageGuard, plan_guard
+from udfs.runtime.guard import plan_guard
+from udfs.runtime.plan import PRECISIONS, Predict, Screen, UdfPlan
 from udfs.runtime.worker import loaded, run_arrow_batch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-Predict = Callable[[Any, list, dict], Mapping[str, Any]]
-Screen = Callable[[str], "str | None"]
-
-
-@dataclass(frozen=True)
-class UdfPlan:
-    """Everything a worker needs, pickled into the UDF closure (small: no weights, no Spark objects)."""
-
-    task: str
-    model: ResolvedModel
-    predict: Predict
-    fields: tuple[tuple[str, str], ...]  # (name, Spark SQL type) of the task's own result fields
-    options: dict = field(default_factory=dict, hash=False, compare=False)
-    device: str = "auto"
-    precision: str = "fp32"
-    fail_on_error: bool = False
-    screen: Screen | None = None  # the task's own rule: a reason to withhold a clean row from predict, or None
-    guard: LanguageGuard | None = None  # rows in a language the model does not read are withheld (udfs.runtime.guard)
-    progress: Any = field(default=None, hash=False, compare=False, repr=False)  # udfs.runtime.progress.RowCounter
-
-    def struct_type(self) -> str:
-        cols = [f"{name}: {dtype}" for name, dtype in self.fields] + ["model: string", "error: string"]
-        return f"struct<{', '.join(cols)}>"
+__all__ = ["PRECISIONS", "Predict", "Screen", "UdfPlan", "make_udf", "plan"]  # the plan's types: udfs.runtime.plan
 
 
 def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: str | None,

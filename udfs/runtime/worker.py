@@ -9,7 +9,7 @@ row cannot fail the others, turns a failure into a null result with a reason (or
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,8 @@ from udfs.runtime.costs import Clock, worker_start
 from udfs.runtime.device import configure_threads, resolve_precision, select_device
 from udfs.runtime.progress import say
 from udfs.runtime.guard import withheld
+from udfs.runtime.plan import UdfPlan
 from udfs.text import arrow_texts, clean_texts
-
-if TYPE_CHECKING:  # the plan module builds UDFs that call this one
-    from udfs.runtime.driver import UdfPlan
 
 
 def worker_model(p: UdfPlan):

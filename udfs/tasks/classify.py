@@ -43,7 +43,7 @@ DEFAULT_TEMPLATES = {"embedding": ("This text is about {}.", "The topic of this 
                      "nli": ("This example is about {}.",)}
 # Embedding method: texts longer than this many words are embedded as the mean of their windows.
 # Measured on all 2,225 BBC articles with the default prompts: 0.847 cut at 256 tokens, 0.853 with
-# 150-word windows, 0.862 with 100 and 60 (README, "Quality benchmarks": picked on BBC, lightly tuned).
+# 150-word windows, 0.862 with 100 and 60 (docs/benchmarks/quality.md: picked on BBC, lightly tuned).
 DEFAULT_CHUNK_WORDS = 100
 
 
@@ -66,8 +66,8 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 
 def _embedding_scores(model, texts: list[str], prompts: list[list[str]], temperature: float,
                       multi: bool, chunk_words: int | None = None, max_chunks: int = 16) -> np.ndarray:
-    key = ("classify.prompts", id(model), tuple(map(tuple, prompts)))  # label vectors: once per worker
-    label_vectors = model_cache.get(key, lambda: _label_vectors(model, prompts))
+    key = ("classify.prompts", tuple(map(tuple, prompts)))  # label vectors: once per model, while it is cached
+    label_vectors = model_cache.derived(model, key, lambda: _label_vectors(model, prompts))
     vectors = model.embed_windows(texts, chunk_words, max_chunks) if chunk_words else model.embed(texts)
     sim = matmul_in_chunks(_unit(vectors), label_vectors.T)  # a row's scores do not depend on its batch
     if multi:
@@ -228,8 +228,8 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
              chunk_words: int | None = None, max_chunks: int = 16,
              device: str = "auto", precision: str | None = None, fail_on_error: bool = False, languages=None):
     """``df.withColumn("t", classify("text", labels=["sport", "politics"]))`` (zero-shot) or
-    ``classify("text", model="models:/topics@champion")`` (trained) -> struct<label, score, scores, labels,
-    model, error> (the module docstring explains the three methods and the scores).
+    ``classify("text", model="models:/topics@champion")`` (trained) -> ``struct<label, score, scores, labels,
+    model, error>`` (the module docstring explains the three methods and the scores).
 
     Args:
         column: the text column, a name or a Column.
@@ -250,6 +250,34 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
         languages: ``any`` turns the language guard off; a list of ISO 639 codes replaces what the model
             records; default: the model's recorded languages (rows in others get a null and the reason).
+
+    Returns:
+        Column: ``struct<label, score, scores, labels, model, error>``: the top label and its score, every
+            label's score, ``labels`` (the top label; with ``multi_label``, every label reaching ``threshold``),
+            the version that produced the row and why a row has no result.
+
+    Raises:
+        ConfigError: labels given to a trained classifier, none given for zero-shot, repeated labels, an option
+            out of range; raised here, on the driver, before Spark runs.
+
+    Examples:
+        Zero-shot on a local session ``spark``, with a tiny random encoder registered as ``tiny-encoder``
+        (leave ``model=`` out for the catalog's embedding default):
+
+        >>> from udfs import classify
+        >>> df = spark.createDataFrame([(1, "The match ended in a draw after a late goal.")], "id long, text string")
+        >>> out = df.withColumn("t", classify("text", model="models:/tiny-encoder@champion",
+        ...                                   labels=["sport", "politics"]))
+        >>> out.schema["t"].dataType.simpleString()
+        'struct<label:string,score:float,scores:map<string,float>,labels:array<string>,model:string,error:string>'
+        >>> r = out.first().t
+        >>> r.label in ("sport", "politics"), sorted(r.scores), round(sum(r.scores.values()), 3), r.model
+        (True, ['politics', 'sport'], 1.0, 'tiny-encoder/1')
+        >>> classify("text", model="models:/tiny-encoder@champion")
+        Traceback (most recent call last):
+        ...
+        udfs.errors.ConfigError: labels: got None; allowed: a non-empty list of labels: tiny-encoder/1 classifies
+        zero-shot (embedding); or pass model= a trained classifier, e.g. models:/topics@champion
     """
     p = classify_plan(model=model, labels=labels, descriptions=descriptions, multi_label=multi_label,
                       threshold=threshold, method=method, hypothesis_template=hypothesis_template,

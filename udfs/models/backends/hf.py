@@ -157,7 +157,7 @@ def content_key(weights: Path) -> str:
     """The sha256 of ``weights``' files (relative path + content hash) as the per-host cache's manifest
     records them (udfs.models.loading), so a head's copy of an encoder has its base's key; a folder outside
     the cache is keyed by its path (not shared)."""
-    from udfs.models.loading import MANIFEST
+    from udfs.models.content import MANIFEST
 
     weights = weights.resolve()
     for folder in (weights, *weights.parents):
