@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import nullcontext
 
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,7 +27,7 @@ from jobs.config import JobConf, load_job  # noqa: E402
 from jobs.output import MANIFEST, Output, writer_lease  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from jobs.report import figure, tally  # noqa: E402
-from jobs.stream import run_stream  # noqa: E402
+from jobs.stream import run_stream, table_sink  # noqa: E402
 from jobs.tables import TableOutput  # noqa: E402
 from udfs.config import config_help  # noqa: E402
 from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
@@ -34,6 +35,7 @@ from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.runtime.guard import shown  # noqa: E402
 from udfs.tasks.table import TASK_DEFS  # noqa: E402
+from udfs import metastore  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime import costs  # noqa: E402
 from udfs.runtime.parallelism import cluster_parallelism, inference_partitions  # noqa: E402
@@ -50,16 +52,14 @@ def run(conf: JobConf, *, spark=None) -> dict:
     preflight(t.plan for t in planned)  # every backend installed: one line, exit 3, before Spark starts
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
     models = used_models(t.plan for t in planned)
-    if conf.output.table is not None:  # a catalog table (jobs/tables.py): no staging folder, lease or manifest file
-        if conf.input.stream is not None:
-            raise ConfigError("output.table", conf.output.table, "output.path (input.stream appends to a folder)",
-                              source=conf.source)
+    if conf.output.table is not None and conf.input.stream is None:  # a catalog table (jobs/tables.py)
         return _run_table_job(conf, planned, spark, started, models)
-    if conf.input.stream is not None:  # Structured Streaming: Spark's file sink commits each micro-batch
+    if conf.input.stream is not None:  # Structured Streaming: Spark's file or table sink commits each micro-batch
         spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
-        with job_run("analyze", conf.experiment, conf.output.path, started=started, models=models) as tracked:
-            with writer_lease(conf.output, spark, source=conf.source):  # one writer per output path
-                summary = run_stream(conf, planned, spark)
+        sink = table_sink(conf, spark) if conf.output.table is not None else None  # checked before the run opens
+        with job_run("analyze", conf.experiment, conf.output.target, started=started, models=models) as tracked:
+            with writer_lease(conf.output, spark, source=conf.source) if sink is None else nullcontext():
+                summary = run_stream(conf, planned, spark, sink=sink, run_id=tracked.run_id)
             _log_run(tracked, conf, summary)
         return summary
     with Output(conf.output, source=conf.source) as output:  # the output's lease, released at the end
@@ -70,7 +70,9 @@ def run(conf: JobConf, *, spark=None) -> dict:
         clock = {"started": started, "asked": asked, "ready": time.time()}  # the wall split (udfs/runtime/costs.py)
         if output.bind(spark).skip:
             return _skipped(conf)
-        with job_run("analyze", conf.experiment, conf.output.path, started=started, models=models) as tracked:
+        reading = metastore.holding(spark, f"reading table {conf.input.path}") if conf.input.format == "table" \
+            else nullcontext()
+        with job_run("analyze", conf.experiment, conf.output.path, started=started, models=models) as tracked, reading:
             summary, dists = _run_batch(conf, planned, output, spark, clock)
             output.close()  # the lease is released before the run is logged
             _log_run(tracked, conf, summary, dists)
@@ -84,12 +86,13 @@ def _run_table_job(conf: JobConf, planned, spark, started: float, models) -> dic
     asked = time.time()
     spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
     clock = {"started": started, "asked": asked, "ready": time.time()}
-    table = TableOutput(conf.output, spark, id_column=conf.input.id_column, source=conf.source)
-    if table.skip:
-        return _skipped(conf)
-    with job_run("analyze", conf.experiment, conf.output.table, started=started, models=models) as tracked:
-        summary, dists = _run_table(conf, planned, table, spark, clock, tracked.run_id)
-        _log_run(tracked, conf, summary, dists)
+    with metastore.holding(spark, f"writing table {conf.output.table}"):  # the local catalog: udfs/metastore.py
+        table = TableOutput(conf.output, spark, id_column=conf.input.id_column, source=conf.source)
+        if table.skip:
+            return _skipped(conf)
+        with job_run("analyze", conf.experiment, conf.output.table, started=started, models=models) as tracked:
+            summary, dists = _run_table(conf, planned, table, spark, clock, tracked.run_id)
+            _log_run(tracked, conf, summary, dists)
     costs.record("analyze", summary)
     return summary
 
@@ -292,8 +295,9 @@ def print_summary(summary: dict) -> None:
         print(f"\n{summary['output']} exists and output.mode is ignore: nothing written")
         return
     if summary["mode"] == "stream":
+        into = f"table {summary['output']}" if summary.get("table") else summary["output"]
         print(f"\nstream ({summary['trigger']}): {summary['rows']} rows in {summary['micro_batches']} micro-batch(es) "
-              f"appended to {summary['output']} in {summary['seconds']} s; checkpoint {summary['checkpoint']}")
+              f"appended to {into} in {summary['seconds']} s; checkpoint {summary['checkpoint']}")
         for q in summary.get("quarantined") or []:
             print(f"  quarantined {q['file']} -> {q['moved_to']}: {q['reason']}")
         if summary.get("uncommitted_removed"):

@@ -1,7 +1,10 @@
 """``input.stream``: the analyze job's tasks over Structured Streaming.
 
 ``readStream`` of the input folder (parquet, json, csv; the schema is taken from the files already there) or
-table -> the same tasks as a batch run -> ``writeStream`` to the parquet output folder with the checkpoint.
+table -> the same tasks as a batch run -> ``writeStream`` to the parquet output folder with the checkpoint, or
+with ``output.table`` through Spark's table sink (``toTable``: :class:`TableSink`, each row with the provenance
+columns of jobs/tables.py; on the JVM catalog's Parquet tables the file sink into the table's folder, so all
+that follows holds for the table's folder too; Sail 0.7.2 has no streaming table sink: a one-line ConfigError).
 Spark's file sink commits each micro-batch exactly once (its ``_spark_metadata`` log lists the committed
 files; Spark readers of the folder read only those), and the checkpoint records which input files were
 processed, so a re-run, or a run after a crash, processes each input file once.
@@ -45,6 +48,7 @@ import json
 import re
 import threading
 import time
+from contextlib import nullcontext
 from urllib.parse import unquote, urlsplit
 
 import pandas as pd
@@ -60,42 +64,49 @@ SINK_LOG = "_spark_metadata"  # the file sink's log, in the output folder
 QUARANTINE = "_quarantine"  # the default quarantine folder, inside the input folder
 GUARD = "textspark stream: an input file the job did not check: "
 GUARD_RESTARTS = 3  # checks and query restarts per run after files landing between a check and a query
+# Sail 0.7.2's answers to a stream into a table (toTable; the file guard's _metadata column)
+NOT_STREAMING = ("streaming query must write data to a sink", "resolve metadata column")
 
 
-def run_stream(conf: JobConf, planned: list[PlannedTask], spark, *, stop: threading.Event | None = None) -> dict:
+def run_stream(conf: JobConf, planned: list[PlannedTask], spark, *, stop: threading.Event | None = None,
+               sink: "FolderSink | TableSink | None" = None, run_id: str | None = None) -> dict:
     """Run the stream until its trigger ends it (or ``stop`` is set); the summary it prints: this run's rows
-    and micro-batches, the files quarantined and the uncommitted output files removed."""
+    and micro-batches, the files quarantined and the uncommitted output files removed. ``sink``: the output
+    (default the folder ``output.path``; :func:`table_sink` for ``output.table``, checked before the job's
+    MLflow run opens); ``run_id``: the job's MLflow run, on a table's rows."""
     started, stream = time.time(), conf.input.stream
     stop = stop or threading.Event()
     check_quarantine(conf)
-    removed = prepare_output(conf, spark)
+    sink = sink or FolderSink(conf, spark)
+    removed = sink.prepare()
     progress, quarantined, schema, restarts = [], [], None, 0  # restarts: after a file landed mid-check
     try:
         while not stop.is_set():
             tick = time.time()
-            admitted, schema = check_input_files(conf, spark, schema, quarantined)
-            query = start_query(conf, planned, spark, schema, admitted, started)
-            try:
-                await_query(query, stop)
-            except GuardTripped as tripped:
-                restarts += 1
-                if restarts > GUARD_RESTARTS:
-                    raise InputError("input.path", tripped.file, "the stream read it, but it was not in the "
-                                     f"folder's listing after {GUARD_RESTARTS} checks (is input.path a glob?)",
-                                     source=conf.source) from None
-                continue
-            finally:
-                progress += [p for p in query.recentProgress if p]
+            with sink.holding():  # a table: the local catalog, while the query runs (udfs/metastore.py)
+                admitted, schema = check_input_files(conf, spark, schema, quarantined, sink.folder())
+                query = start_query(conf, planned, spark, schema, admitted, started, sink, run_id)
+                try:
+                    await_query(query, stop)
+                except GuardTripped as tripped:
+                    restarts += 1
+                    if restarts > GUARD_RESTARTS:
+                        raise InputError("input.path", tripped.file, "the stream read it, but it was not in the "
+                                         f"folder's listing after {GUARD_RESTARTS} checks (is input.path a glob?)",
+                                         source=conf.source) from None
+                    continue
+                finally:
+                    progress += [p for p in query.recentProgress if p]
             if stream.trigger == "available_now":
                 break
             stop.wait(max(0.0, int(stream.trigger.split()[0]) - (time.time() - tick)))
     except KeyboardInterrupt:
         pass
     finally:
-        removed += remove_uncommitted(conf.output.path, spark)  # the query has stopped: none is in flight
+        removed += sink.remove_uncommitted()  # the query has stopped: none is in flight
     batches = [p for p in progress if p.get("numInputRows", 0)]
     summary = {
-        "output": conf.output.path, "mode": "stream", "trigger": stream.trigger, "checkpoint": stream.checkpoint,
+        "output": conf.output.target, "mode": "stream", "trigger": stream.trigger, "checkpoint": stream.checkpoint,
         "rows": sum(int(p["numInputRows"]) for p in batches), "micro_batches": len(batches),
         "seconds": round(time.time() - started, 1),
         "tasks": [{"task": t.task, "column": t.column, "model": t.plan.model.label, "model_uri": t.plan.model.uri}
@@ -104,8 +115,124 @@ def run_stream(conf: JobConf, planned: list[PlannedTask], spark, *, stop: thread
         "spark_master": spark.conf.get("spark.master", None),
         "quarantined": quarantined, "uncommitted_removed": len(removed), "late_file_restarts": restarts,
     }
-    storage_for(conf.output.path, spark).write(join(conf.output.path, MANIFEST), manifest_json(**summary).encode())
+    sink.finish(summary, run_id)
     return summary
+
+
+class FolderSink:
+    """``output.path``: Spark's file sink into the folder, its manifest file written at the end."""
+
+    def __init__(self, conf: JobConf, spark):
+        self.conf, self.spark, self.path = conf, spark, conf.output.path
+
+    def prepare(self) -> list[str]:
+        return prepare_output(self.path, self.spark, source=self.conf.source)
+
+    def holding(self):
+        return nullcontext()
+
+    def folder(self) -> str:
+        return self.path
+
+    def unsupported(self, exc: Exception) -> None:
+        raise exc
+
+    def rows(self, out, planned: list[PlannedTask], run_id: str | None):
+        return out
+
+    def start(self, writer):
+        return writer.format(self.conf.output.format).start(self.path)
+
+    def remove_uncommitted(self) -> list[str]:
+        return remove_uncommitted(self.path, self.spark)
+
+    def finish(self, summary: dict, run_id: str | None) -> None:
+        storage_for(self.path, self.spark).write(join(self.path, MANIFEST), manifest_json(**summary).encode())
+
+
+def table_sink(conf: JobConf, spark) -> "TableSink":
+    """``output.table``: checked (jobs/tables.py, and the stream-only checks) before the MLflow run opens."""
+    return TableSink(conf, spark)
+
+
+class TableSink:
+    """``output.table``: Spark's table sink (``writeStream.toTable``). For a file-format table (the JVM
+    catalog's Parquet tables) that is the file sink into the table's folder: each micro-batch's files are listed
+    in its ``_spark_metadata`` when the batch commits, and the table's readers read only those, so a batch a
+    killed driver left half-written is not read, and the restarted query (same checkpoint) writes it again, once.
+    Each row carries the bookkeeping and provenance columns of a batch run (``textspark_run_id``: this run;
+    ``scored_at``: its micro-batch's time). The uncommitted files are removed before and after each run, as for
+    a folder; the run's manifest goes into the table property ``textspark.manifest`` at the end, once this
+    run's rows (``textspark_run_id``) are counted equal to its micro-batches' input rows."""
+
+    def __init__(self, conf: JobConf, spark):
+        from jobs.tables import TableOutput
+
+        self.conf, self.spark, self.name = conf, spark, conf.output.table
+        with self.holding():
+            self.table = TableOutput(conf.output, spark, id_column=conf.input.id_column, source=conf.source,
+                                     streaming=True)
+            self._location = self.table.location()
+
+    def holding(self):
+        from udfs import metastore
+
+        return metastore.holding(self.spark, f"streaming into table {self.name}")
+
+    def folder(self) -> str | None:
+        """The table's folder (a plain path when local), once the table exists."""
+        if self._location is None and self.spark.catalog.tableExists(self.name):
+            self.table.exists = True
+            self._location = self.table.location()
+        if self._location is None:
+            return None
+        return plain(self._location) if urlsplit(self._location).scheme in ("", "file") else self._location
+
+    def prepare(self) -> list[str]:
+        """A table that holds data files no stream committed is refused (its rows would vanish for readers
+        once the sink's log exists); a crashed run's files are removed."""
+        folder = self.folder()
+        return [] if folder is None else prepare_output(folder, self.spark, source=self.conf.source,
+                                                        what=("output.table", self.name))
+
+    def rows(self, out, planned: list[PlannedTask], run_id: str | None):
+        """The tasks' rows with the bookkeeping and provenance columns; their columns checked against the table's."""
+        from jobs.tables import TableOutput
+
+        out = TableOutput.with_bookkeeping(out, planned, self.conf.input.text_column)
+        out = TableOutput.with_provenance(out, run_id or "")
+        self.table.check_schema(out)
+        return out
+
+    def start(self, writer):
+        fmt = self.conf.output.format or self.table.provider
+        return (writer.format(fmt) if fmt else writer).toTable(self.name)
+
+    def unsupported(self, exc: Exception) -> None:
+        """An engine that cannot run the stream into a table (Sail 0.7.2: no streaming table sink, no
+        ``_metadata`` column on a stream): a one-line ConfigError; any other error as it was raised."""
+        found = next((m for m in NOT_STREAMING if m in str(exc)), None)
+        if found is None:
+            raise exc
+        raise ConfigError("output.table", self.name, "a JVM Spark engine for input.stream into a table (this "
+                          f"engine answered: {found}; Sail 0.7.2 runs no streaming query into a table)",
+                          source=self.conf.source) from None
+
+    def remove_uncommitted(self) -> list[str]:
+        with self.holding():
+            folder = self.folder()
+        return [] if folder is None else remove_uncommitted(folder, self.spark)
+
+    def finish(self, summary: dict, run_id: str | None) -> None:
+        with self.holding():
+            self.table.exists = self.spark.catalog.tableExists(self.name)
+            wrote = self.table.rows_of(run_id or "").count() if self.table.exists else 0
+            self.table.row_check(wrote, summary["rows"])
+            summary.update(run_id=run_id, output_rows=self.table.count() if self.table.exists else 0,
+                           table={"name": self.name, "format": self.conf.output.format or self.table.provider
+                                  or self.table.format, "location": self._location})
+            if self.table.exists:
+                self.table.set_manifest(summary)
 
 
 # -- the query ---------------------------------------------------------------------------------------------------
@@ -118,9 +245,10 @@ class GuardTripped(Exception):
         self.file = file
 
 
-def start_query(conf: JobConf, planned: list[PlannedTask], spark, schema, admitted: set[str] | None, started: float):
+def start_query(conf: JobConf, planned: list[PlannedTask], spark, schema, admitted: set[str] | None, started: float,
+                sink: "FolderSink | TableSink", run_id: str | None = None):
     """One ``availableNow`` query of the input (its file rows limited to ``admitted``) through the tasks to the
-    output's file sink."""
+    output's sink (the folder's file sink, or the table's)."""
     inp = conf.input
     if inp.format == "table":
         df = spark.readStream.table(inp.path)
@@ -128,10 +256,14 @@ def start_query(conf: JobConf, planned: list[PlannedTask], spark, schema, admitt
         df = spark.readStream.options(**reader_options(inp.format, inp.options)).schema(schema) \
                   .format(inp.format).load(inp.path)
         df = only_checked_files(df, admitted)
-    out = apply_tasks(df, inp.text_column, planned, partitions=conf.inference.partitions)
-    return out.writeStream.format(conf.output.format).outputMode("append") \
-              .option("checkpointLocation", inp.stream.checkpoint).queryName(f"textspark-analyze-{int(started)}") \
-              .trigger(availableNow=True).start(conf.output.path)
+    try:
+        out = sink.rows(apply_tasks(df, inp.text_column, planned, partitions=conf.inference.partitions), planned,
+                        run_id)
+        writer = out.writeStream.outputMode("append").option("checkpointLocation", inp.stream.checkpoint) \
+                    .queryName(f"textspark-analyze-{int(started)}").trigger(availableNow=True)
+        return sink.start(writer)
+    except Exception as exc:  # noqa: BLE001 - an engine that cannot run it says so in one line
+        sink.unsupported(exc)
 
 
 def only_checked_files(df, admitted: set[str]):
@@ -172,16 +304,20 @@ def await_query(query, stop: threading.Event) -> None:
 
 # -- the output folder: committed files only ------------------------------------------------------------------
 
-def prepare_output(conf: JobConf, spark) -> list[str]:
-    """Before the query: refuse a folder of data files no stream committed; delete a crashed run's files."""
-    path, storage = conf.output.path, storage_for(conf.output.path, spark)
+def prepare_output(path: str, spark, *, source: str | None = None,
+                   what: tuple[str, str] | None = None) -> list[str]:
+    """Before the query: refuse a folder (``what``: a table's key and name) of data files no stream committed;
+    delete a crashed run's files."""
+    storage = storage_for(path, spark)
     if not storage.exists(join(path, SINK_LOG)):
         data = [rel for rel in storage.files(path) if not hidden(rel)] if storage.is_dir(path) else []
         if data:
             files = "1 data file" if len(data) == 1 else f"{len(data)} data files"
-            raise InputError("output.path", path, f"it holds {files} no stream committed (no {SINK_LOG}): Spark "
+            key, value = what or ("output.path", path)
+            new = "table" if what else "folder"
+            raise InputError(key, value, f"it holds {files} no stream committed (no {SINK_LOG}): Spark "
                              "readers of a stream's output see only the files its log lists, so these rows would "
-                             "vanish for them; write the stream to a new folder", source=conf.source)
+                             f"vanish for them; write the stream to a new {new}", source=source)
         return []
     return remove_uncommitted(path, spark)
 
@@ -271,14 +407,14 @@ def plain(uri: str) -> str:
 
 # -- the input files: checked before a query reads them ---------------------------------------------------------
 
-def check_input_files(conf: JobConf, spark, schema, quarantined: list[dict]):
+def check_input_files(conf: JobConf, spark, schema, quarantined: list[dict], output: str | None = None):
     """Check the files the next query may read (:func:`input_state`); bad ones stop the run or are
     quarantined (appended to ``quarantined``). Returns the checked files (plain paths; None for a table) and the
     stream's schema (taken from the folder's files, once per run)."""
     inp = conf.input
     if inp.format == "table":
         return None, schema
-    files, processed = input_state(conf, spark)
+    files, processed = input_state(conf, spark, output)
     columns = {f: file_columns(f, inp.format, inp.options, spark) for f in files}
     admitted = set()
     for f in files:
@@ -342,15 +478,15 @@ def quarantine(storage, file: str, root: str, folder: str, reason: str) -> str:
     return target
 
 
-def input_state(conf: JobConf, spark) -> tuple[list[str], list[str]]:
+def input_state(conf: JobConf, spark, output: str | None = None) -> tuple[list[str], list[str]]:
     """The folder's files the next query may read (those no micro-batch has taken yet, and those of a
     micro-batch planned but not committed: it runs again), and those it has processed. The file source logs
     each batch's files in ``<checkpoint>/sources/0``; a batch is done once ``<checkpoint>/commits/<id>`` or the
     sink's log has it."""
-    checkpoint, inp = conf.input.stream.checkpoint, conf.input
+    checkpoint, inp, output = conf.input.stream.checkpoint, conf.input, output or conf.output.path
     ck = storage_for(checkpoint, spark)
     done = max([int(n) for n in ck.list(join(checkpoint, "commits")) if n.isdigit()]
-               + list(log_batches(storage_for(conf.output.path, spark), join(conf.output.path, SINK_LOG))) + [-1])
+               + list(log_batches(storage_for(output, spark), join(output, SINK_LOG)) if output else []) + [-1])
     taken = {plain(e["path"]): e.get("batchId", batch)
              for batch, entries in read_log(ck, join(checkpoint, "sources", "0")) for e in entries}
     files = input_files(storage_for(inp.path, spark), inp.path, inp.options)

@@ -32,6 +32,7 @@ import json
 from jobs.common import InputError
 from jobs.config import OutputConf
 from jobs.output import schema_mismatch
+from jobs.storage import join, storage_for
 from udfs.errors import ConfigError
 from udfs.runtime.progress import is_connect
 from udfs.tasks.incremental import TASK_KEYS, TEXT_HASH, Incremental, task_key
@@ -40,6 +41,7 @@ RUN_ID, SCORED_AT = "textspark_run_id", "scored_at"
 PROVENANCE = (RUN_ID, SCORED_AT)
 MANIFEST_PROPERTY = "textspark.manifest"
 MERGE_FORMATS = ("delta", "iceberg")
+STREAM_LOG = "_spark_metadata"  # a stream's file sink log in a table's folder (jobs/stream.py)
 CHANGED = "__ts_changed"  # the MERGE source's flag: the row was computed by this run
 SOURCE_VIEW = "__textspark_merge_source"
 TIME_ZONE = "spark.sql.session.timeZone"
@@ -54,8 +56,10 @@ class TableOutput:
     """``output.table`` for one run: its checks (before any model loads), the write, the row check's rows
     and the manifest property."""
 
-    def __init__(self, conf: OutputConf, spark, *, id_column: str | None = None, source: str | None = None):
+    def __init__(self, conf: OutputConf, spark, *, id_column: str | None = None, source: str | None = None,
+                 streaming: bool = False):
         self.conf, self.spark, self.name, self.source = conf, spark, conf.table, source
+        self.streaming = streaming  # input.stream: the table sink appends (jobs/stream.py)
         self.id_column = id_column
         self.exists = spark.catalog.tableExists(self.name)
         self.provider = self._provider() if self.exists else None
@@ -64,17 +68,30 @@ class TableOutput:
             (spark.conf.get("spark.sql.sources.default", None) or "parquet").lower()
         self.v1 = not is_connect(spark) and self.format not in MERGE_FORMATS
         self._check()
-        if self.format == "iceberg" and not not is_connect(spark) and \
+        if self.format == "iceberg" and is_connect(spark) and \
                 (spark.conf.get(TIME_ZONE, None) or "").upper() in UTC_ALIASES:
             spark.conf.set(TIME_ZONE, "UTC")  # Sail 0.7.2 writes Iceberg timestamps (scored_at) only in "UTC"
 
     def _error(self, problem: str) -> InputError:
         return InputError("output.table", self.name, problem, source=self.source)
 
-    def _provider(self) -> str | None:
+    def _described(self, key: str) -> str | None:
         rows = self.spark.sql(f"DESCRIBE TABLE EXTENDED {self.name}").collect()
-        found = [r[1] for r in rows if (r[0] or "").strip() == "Provider"]
-        return found[0].lower() if found and found[0] else None
+        found = [r[1] for r in rows if (r[0] or "").strip() == key]
+        return found[0] if found and found[0] else None
+
+    def _provider(self) -> str | None:
+        provider = self._described("Provider")
+        return provider.lower() if provider else None
+
+    def location(self) -> str | None:
+        """Where the existing table's files are (a URI: ``file:/...``), or None."""
+        return self._described("Location") if self.exists else None
+
+    def stream_log(self) -> bool:
+        """The table's folder holds Spark's file sink log: a stream writes it."""
+        where = self.location()
+        return where is not None and storage_for(where, self.spark).exists(join(where, STREAM_LOG))
 
     def _check(self) -> None:
         mode = self.conf.mode
@@ -91,6 +108,10 @@ class TableOutput:
         if self.exists and mode in ("error", "errorifexists"):
             raise self._error(f"the table exists and mode is {mode}; allowed: a new table, or mode overwrite, "
                               "append, ignore or incremental")
+        if self.exists and mode == "append" and self.v1 and not self.streaming and self.stream_log():
+            raise self._error("mode append: a stream writes this table (Spark's file sink log _spark_metadata lists "
+                              "its files, and readers read only those), so rows appended here would not be read; "
+                              "append through the stream (input.stream), or overwrite the table")
 
     def _has_source(self, fmt: str) -> bool:
         jvm = self.spark._jvm
@@ -159,17 +180,23 @@ class TableOutput:
         types); append with an id column: no id the table already holds."""
         if not self.exists or self.conf.mode not in ("append", "incremental"):
             return
+        self.check_schema(out)
         table = self.spark.table(self.name)
-        mismatch = schema_mismatch(table.schema, out.drop(CHANGED).schema)
-        if mismatch:
-            raise self._error(f"mode {self.conf.mode}: {mismatch.replace('existing output', 'table')}; nothing "
-                              "was written (rewrite the table with mode overwrite)")
         if self.conf.mode == "append" and self.id_column and self.id_column in table.columns:
             dupes = df.select(self.id_column).join(table.select(self.id_column), on=self.id_column, how="left_semi")
             count = dupes.count()
             if count:
                 raise self._error(f"mode append: {count} rows have input.id_column {self.id_column!r} values "
                                   "already in the table; nothing was written")
+
+    def check_schema(self, out) -> None:
+        """An existing table's columns (names, order, types) must be those of ``out``."""
+        if not self.exists:
+            return
+        mismatch = schema_mismatch(self.spark.table(self.name).schema, out.drop(CHANGED).schema)
+        if mismatch:
+            raise self._error(f"mode {self.conf.mode}: {mismatch.replace('existing output', 'table')}; nothing "
+                              "was written (rewrite the table with mode overwrite)")
 
     # -- the write ------------------------------------------------------------------------------------------
 

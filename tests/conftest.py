@@ -21,11 +21,12 @@ def mlflow_registry(workdir):
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TEXTSPARK_CACHE",
-                                            "TEXTSPARK_QUIET")}
+                                            "TEXTSPARK_QUIET", "XDG_DATA_HOME")}
     # TEXTSPARK_QUIET: no progress or model-load lines on stderr, which tests read for the one-line errors
     # (tests/test_progress.py turns them back on)
+    # XDG_DATA_HOME: the local catalog's metastore and warehouse (udfs/metastore.py), never the user's
     os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=uri, TEXTSPARK_CACHE=str(workdir / "cache"),
-                      TEXTSPARK_QUIET="1")
+                      TEXTSPARK_QUIET="1", XDG_DATA_HOME=str(workdir / "data"))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     from udfs.platform import setup_environment

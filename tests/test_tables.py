@@ -167,17 +167,6 @@ def test_incremental_into_a_parquet_table_is_a_one_line_config_error(spark, sche
     assert runs() == before and not spark.catalog.tableExists(table)
 
 
-def test_a_stream_into_a_table_is_a_one_line_config_error(embed, tmp_path, capsys):
-    inp = parquet_input(tmp_path / "in", DAY1)
-    job = write_job(tmp_path, "stream", inp, {"table": "s.results"}, embed)
-    conf = yaml.safe_load(Path(job).read_text())
-    conf["input"]["stream"] = {"checkpoint": str(tmp_path / "checkpoint")}
-    Path(job).write_text(yaml.safe_dump(conf))
-    assert analyze.main(["--conf", job]) == 2
-    assert capsys.readouterr().err.strip() == (f"configuration error: {job}: output.table: got 's.results'; "
-                                               "allowed: output.path (input.stream appends to a folder)")
-
-
 @pytest.mark.parametrize("output, message", [
     ({"path": "/tmp/x", "table": "s.t"}, "output.path: got '/tmp/x'; allowed: exactly one of output.path (a folder) "
                                          "and output.table (a table name)"),

@@ -18,7 +18,9 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from udfs import metastore
 from udfs.errors import ConfigError, ModelReferenceError
+from udfs.metastore import default_tracking_uri  # noqa: F401 - the registry's default, beside the catalog
 
 log = logging.getLogger(__name__)
 # Settings a running driver JVM can no longer take (spark-submit has started it before the job reads its profile).
@@ -49,17 +51,6 @@ def setup_environment() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-
-
-def default_tracking_uri() -> str:
-    """Where models and runs go when ``MLFLOW_TRACKING_URI`` is not set: on Databricks the workspace's
-    registry; elsewhere one registry per user, whatever the working directory or the install folder
-    (``$XDG_DATA_HOME/textspark/mlflow.db``, by default under ``~/.local/share``)."""
-    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-        return "databricks"
-    home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "textspark"
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'mlflow.db'}"
 
 
 def mlflow_uris() -> tuple[str, str]:
@@ -166,8 +157,12 @@ def load_spark_profile(profile: str | os.PathLike | None = None) -> dict[str, An
     conf = data.get("conf") or {}
     if not isinstance(conf, dict):
         raise ConfigError("conf", conf, "a mapping of Spark settings", source=str(path))
+    if data.get("catalog", "none") not in ("local", "none"):
+        raise ConfigError("catalog", data["catalog"], "local (tables persist in the user's data folder: "
+                          "udfs/metastore.py), none (Spark's in-memory catalog)", source=str(path))
+    catalog = {"catalog": data["catalog"]} if "catalog" in data else {}  # local: udfs/metastore.py
     return {"master": data.get("master"), "app_name": data.get("app_name", "textspark"),
-            "log_level": str(data.get("log_level", "WARN")),
+            "log_level": str(data.get("log_level", "WARN")), **catalog,
             "conf": {str(k): _project_path(str(k), _spark_value(v)) for k, v in conf.items()}}
 
 
@@ -214,7 +209,8 @@ def get_spark(profile: str | os.PathLike | None = None, *, conf: Mapping[str, An
         builder = builder.remote(remote)
     elif settings["master"] and "spark.master" not in submitted:
         builder = builder.master(settings["master"])
-    merged = {**settings["conf"], **explicit}
+    catalog = metastore.spark_conf() if settings.get("catalog") == "local" else {}  # udfs/metastore.py
+    merged = {**catalog, **settings["conf"], **explicit}
     merged.setdefault("spark.executorEnv.PYTHONPATH", _pythonpath())
     for key, value in merged.items():
         if key in submitted:
@@ -228,6 +224,7 @@ def get_spark(profile: str | os.PathLike | None = None, *, conf: Mapping[str, An
         spark = builder.getOrCreate()
     if not remote:  # a Connect client has no SparkContext; its server's log level is its own
         spark.sparkContext.setLogLevel(settings["log_level"])
+    metastore.prepare(spark)
     return spark
 
 
