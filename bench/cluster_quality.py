@@ -80,7 +80,7 @@ def embeddings(texts: list[str], plan, cache: Path) -> np.ndarray:
 
 
 def corpora(parts: list[str], sizes: list[int]) -> list[tuple[str, pd.DataFrame]]:
-    from jobs.datasets import bbc_news, drug_conditions
+    from udfs.io.datasets import bbc_news, drug_conditions
 
     out = []
     bbc = bbc_news()

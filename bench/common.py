@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jobs.datasets import bbc_news, tweets
+from udfs.io.datasets import bbc_news, tweets
 
 
 def corpus(rows: int, seed: int = 0, article_share: float = 0.5) -> pd.DataFrame:

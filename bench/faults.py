@@ -2,7 +2,7 @@
 
     python bench/faults.py [--rows 2000] [--cluster]
 
-On ``--rows`` real texts (one BBC article in ten, the rest tweets: jobs/datasets.py) and the default catalog's
+On ``--rows`` real texts (one BBC article in ten, the rest tweets: udfs/io/datasets.py) and the default catalog's
 embed and language models (registered in a throw-away registry unless MLFLOW_TRACKING_URI is set), runs
 ``python -m jobs.analyze`` as a subprocess with the shipped ``local`` Spark profile (local[2,4]), 8 inference
 partitions:
@@ -135,7 +135,7 @@ def stream_scenarios(work: Path, table: Path, reference: pd.DataFrame, tasks: li
     """A stream (``input.stream``, the first ``rows`` rows: a first file of a fifth of them, then the rest):
     its driver killed mid-batch, the folder read with pandas before and after the restart; then a dropped-in
     file without the text column, with ``bad_files: stop`` (exit 3, one line) and ``quarantine``."""
-    from jobs.stream import committed_files
+    from udfs.io.stream_log import committed_files
 
     data = pd.read_parquet(table).iloc[:rows]
     head, tail = data.iloc[: rows // 5], data.iloc[rows // 5:]

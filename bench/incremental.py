@@ -1,6 +1,6 @@
 """Incremental analysis against a full run, on a table that grows and changes: folders and catalog tables.
 
-    .venv/bin/python bench/incremental.py [--rows 2000] [--new 0.05] [--edited 0.02] [--outside] [--sail]
+    .venv/bin/python bench/incremental.py [--rows 2000] [--new 0.05] [--edited 0.02] [--paths inproc,outside,sail]
 
 The analyze job (jobs/analyze.py) with the real default models of sentiment, zero-shot classify (both on the
 multilingual e5 encoder, one shared pass), language (fastText) and translate (Bergamot, to pt) on ``--rows``
@@ -14,12 +14,12 @@ Prints both ratios to the full run, the computed / reused counts, and checks tha
 full run's (every column; floats within 1e-6; the provenance columns of a table aside).
 
 Paths, each timed against its own full run:
-- folder, in one process (always): one SparkSession (conf/spark/local.yml), wall time of jobs.analyze.run
+- folder, in one process (``--paths inproc``, the default): one SparkSession (conf/spark/local.yml), wall time of jobs.analyze.run
   (MLflow logging included) after a warm-up job on 200 rows (JVM, Python workers, model caches): what a
   notebook or a long-lived driver pays;
-- folder, one process per run (``--outside``): ``python -m jobs.analyze --conf ... --quiet`` timed from outside,
+- folder, one process per run (``--paths outside``): ``python -m jobs.analyze --conf ... --quiet`` timed from outside,
   JVM start and model loads included: what a scheduled spark-submit pays;
-- a Delta table through Sail (``--sail``; pysail 0.7.2, tests/sail.py, its server venv with torch and the
+- a Delta table through Sail (``--paths sail``; pysail 0.7.2, tests/sail.py, its server venv with torch and the
   other worker packages: a few GB, built once): one Connect session, ``output.table`` with ``format: delta``,
   the incremental runs one MERGE INTO each; prints the MERGE's row counts from the table's Delta log.
 ``--precision`` sets every task's precision (default: each task's own, bf16 for the transformers: batch
@@ -73,7 +73,7 @@ def job(folder: Path, name: str, table: Path, output: dict) -> str:
 
 def timed(spark, conf_path: str) -> tuple[float, dict]:
     from jobs.analyze import run
-    from jobs.config import load_job
+    from udfs.io.jobconf import load_job
 
     start = time.perf_counter()
     summary = run(load_job(conf_path), spark=spark)
@@ -145,17 +145,16 @@ def same_rows(incr: pd.DataFrame, full: pd.DataFrame, drop=()) -> str:
 
 def sail_path(folder: Path) -> None:
     """The Delta table path: a Sail server (its venv with the model worker packages), one Connect session."""
-    from jobs.tables import PROVENANCE
+    from udfs.io.tables import PROVENANCE
     from tests.sail import MODEL_WORKER_PACKAGES, SailServer, connect_session, default_venv_folder, sail_venv
     from udfs.models.catalog import load_catalog
     from udfs.models.loading import local_folder
-    from udfs.models.reference import parse_reference
     from udfs.models.registry import resolve
     from udfs.tasks.incremental import BOOKKEEPING
 
     catalog = load_catalog()
     for task in ("embed", "sentiment", "language", "translate"):  # Sail's worker has no mlflow: into the cache
-        local_folder(resolve(parse_reference(catalog.default_reference(task))[0] + "@champion"))
+        local_folder(resolve(catalog.default_reference(task)))
     started = time.perf_counter()
     venv = sail_venv(default_venv_folder().with_name("sail-venv-models"), extra=MODEL_WORKER_PACKAGES)
     server = SailServer(venv, folder)
@@ -179,37 +178,18 @@ def sail_path(folder: Path) -> None:
             full = sail.table("bench.full").toPandas()
             print(f"  table output == its full run's: every row and column but {', '.join(PROVENANCE)}; max abs "
                   f"float difference per column {same_rows(incr, full, PROVENANCE)} (target <= 1e-6)")
-            folder_full = pd.read_parquet(folder / "full-inproc").drop(columns=list(BOOKKEEPING), errors="ignore")
-            print(f"  table output == the folder path's full run: max abs float difference per column "
-                  f"{same_rows(incr.drop(columns=list(BOOKKEEPING), errors='ignore'), folder_full, PROVENANCE)}")
+            if (folder / "full-inproc").exists():
+                folder_full = pd.read_parquet(folder / "full-inproc").drop(columns=list(BOOKKEEPING), errors="ignore")
+                print(f"  table output == the folder path's full run: max abs float difference per column "
+                      f"{same_rows(incr.drop(columns=list(BOOKKEEPING), errors='ignore'), folder_full, PROVENANCE)}")
     finally:
         server.stop()
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--new", type=float, default=0.05)
-    parser.add_argument("--edited", type=float, default=0.02)
-    parser.add_argument("--precision", default=None, help="every task's precision (default: each task's own)")
-    parser.add_argument("--outside", action="store_true", help="also time the folder path one process per run")
-    parser.add_argument("--sail", action="store_true", help="also time the Delta table path through Sail")
-    args = parser.parse_args(argv)
-    if args.precision:
-        for t in TASKS:
-            t["precision"] = args.precision
-    for task in ("embed", "sentiment", "language", "translate"):  # classify with labels: zero-shot on embed
-        bench_registry(task)
+def in_process_path(folder: Path) -> None:
+    """The folder path in one process: a warm-up, then the three runs on one SparkSession."""
     from udfs.platform import get_spark
     from udfs.tasks.incremental import BOOKKEEPING
-
-    folder = Path(tempfile.mkdtemp(prefix="textspark-incremental-"))
-    day1 = corpus(args.rows, seed=0, article_share=0.1)
-    day2 = day_two(day1, args.new, args.edited)
-    for name, table in (("day1", day1), ("day2", day2), ("warm", day1.head(200))):
-        table.to_parquet(folder / f"{name}.parquet", index=False)
-    print(f"{args.rows} rows day 1; day 2: {len(day2)} rows ({int(args.rows * args.edited)} edited, "
-          f"{len(day2) - args.rows} new); tasks: {', '.join(t['task'] for t in TASKS)}")
 
     spark = get_spark("local")
     in_process = lambda name, mode: {"path": str(folder / f"{name}-inproc"), "mode": mode}  # noqa: E731
@@ -221,11 +201,39 @@ def main(argv=None) -> None:
           f"{same_rows(incr_rows, pd.read_parquet(folder / 'full-inproc'))} (target <= 1e-6)")
     spark.stop()
 
-    if args.outside:
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--new", type=float, default=0.05)
+    parser.add_argument("--edited", type=float, default=0.02)
+    parser.add_argument("--precision", default=None, help="every task's precision (default: each task's own)")
+    parser.add_argument("--paths", default="inproc", help="comma-separated: inproc (the folder path in one "
+                        "process), outside (one process per run), sail (a Delta table through Sail)")
+    args = parser.parse_args(argv)
+    if args.precision:
+        for t in TASKS:
+            t["precision"] = args.precision
+    for task in ("embed", "sentiment", "language", "translate"):  # classify with labels: zero-shot on embed
+        bench_registry(task)
+    folder = Path(tempfile.mkdtemp(prefix="textspark-incremental-"))
+    day1 = corpus(args.rows, seed=0, article_share=0.1)
+    day2 = day_two(day1, args.new, args.edited)
+    for name, table in (("day1", day1), ("day2", day2), ("warm", day1.head(200))):
+        table.to_parquet(folder / f"{name}.parquet", index=False)
+    print(f"{args.rows} rows day 1; day 2: {len(day2)} rows ({int(args.rows * args.edited)} edited, "
+          f"{len(day2) - args.rows} new); tasks: {', '.join(t['task'] for t in TASKS)}")
+
+    paths = set(args.paths.split(","))
+    if paths - {"inproc", "outside", "sail"}:
+        parser.error(f"--paths: got {args.paths!r}; allowed: inproc, outside, sail, comma-separated")
+    if "inproc" in paths:
+        in_process_path(folder)
+    if "outside" in paths:
         outside = lambda name, mode: {"path": str(folder / f"{name}-outside"), "mode": mode}  # noqa: E731
         runs = three_runs(timed_outside, folder, outside)
         report("folder, one process per run (python -m jobs.analyze, timed from outside)", runs)
-    if args.sail:
+    if "sail" in paths:
         sail_path(folder)
 
 

@@ -197,7 +197,7 @@ def onnx_configs(model, folder: str) -> dict:
 
 
 def text_labels(texts) -> np.ndarray:
-    from jobs.datasets import bbc_news, tweets
+    from udfs.io.datasets import bbc_news, tweets
 
     tw, bbc = tweets(), bbc_news()
     known = {t: f"tweet {lab}" for t, lab in zip(tw["text"], tw["label"])}

@@ -42,7 +42,7 @@ HEAD = "models:/textspark-sentiment-head@champion"
 
 def ensure_head() -> None:
     """Train the head (conf/jobs/train_sentiment.yml) into the registry when it holds none."""
-    from jobs.config import resolve_path
+    from udfs.io.sections import resolve_path
     from jobs.train_classifier import load_train_job, run
     from udfs.errors import ModelReferenceError
     from udfs.models.registry import resolve

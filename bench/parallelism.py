@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     bench_registry("embed")
     from jobs.analyze import run
-    from jobs.config import load_job
+    from udfs.io.jobconf import load_job
     from udfs.platform import get_spark
 
     spark = get_spark("local")

@@ -151,8 +151,8 @@ def scores(y_true, y_pred) -> tuple[float, float]:
 
 def domains(spark, conf: str) -> dict[str, pd.DataFrame]:
     """Domain name -> held-out rows (text, label)."""
-    from jobs.config import resolve_path
-    from jobs.datasets import drug_reviews
+    from udfs.io.sections import resolve_path
+    from udfs.io.datasets import drug_reviews
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.data import prepare
 

@@ -10,7 +10,7 @@ second embedding_head version on the same encoder, ``bench-shadow-challenger`` (
 ~1 min, when that model has no version yet: alias ``candidate`` only, no other model's aliases are touched).
 
 One process, one SparkSession (conf/spark/local.yml: local[2], one torch thread per Python worker), real
-tweets (jobs.datasets.tweets(), duplicates dropped, shuffled) cut into disjoint slices: an encoder remembers
+tweets (udfs.io.datasets.tweets(), duplicates dropped, shuffled) cut into disjoint slices: an encoder remembers
 the vectors of its last texts, so no text is timed twice, and each variant is first run on a small slice of
 its own (Python workers started, every model loaded in them). Timed: a write to the ``noop`` sink (every
 row's result computed once) of --rows cached rows in 2 partitions, the lazy frame built before the clock:
@@ -76,7 +76,7 @@ def challenger(spark, rows) -> str:
 def slices(rows: int, count: int):
     """``take(n)``: the next ``n`` rows of the real tweets (distinct texts, shuffled), never the same row
     twice; ``count`` timed slices of ``rows`` rows, the training rows and 5 warm-up slices must fit."""
-    from jobs.datasets import tweets
+    from udfs.io.datasets import tweets
 
     texts = tweets().drop_duplicates("text").sample(frac=1.0, random_state=30).reset_index(drop=True)
     need = TRAIN_ROWS + 5 * WARM_ROWS + count * rows
@@ -111,7 +111,8 @@ def measure(spark, label: str, build, frame) -> float:
 def jobs_end_to_end(spark, take, rows: int, champion: str, challenger_ref: str, work: Path) -> tuple[float, float]:
     """Wall seconds of jobs.analyze (sentiment, the champion) and of jobs.shadow, each on fresh rows."""
     from jobs import analyze, shadow as shadow_job
-    from jobs.config import parse_job, parse_shadow
+    from udfs.io.jobconf import parse_job
+    from udfs.io.shadowconf import parse_shadow
 
     tables = {}
     for name in ("analyze", "shadow"):
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="textspark-bench-shadow-"))
     os.environ.setdefault("TEXTSPARK_COSTS", str(work / "costs.jsonl"))  # the jobs' costs: not the user's store
 
-    from jobs.common import job_spark
+    from udfs.io.cli import job_spark
     from udfs import detect_language, sentiment, shadow
     from udfs.errors import ModelReferenceError
     from udfs.models.registry import resolve

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=3, help="N: sentences per summary for every method")
     args = parser.parse_args(argv)
 
-    from jobs.datasets import bbc_news
+    from udfs.io.datasets import bbc_news
     from udfs.runtime.driver import make_udf
     from udfs.sentences import split_sentences
     from udfs.tasks.summarize import summarize_plan

@@ -24,7 +24,7 @@ from bench.common import bench_registry  # noqa: E402
 
 
 def real_sentences(n: int) -> list[str]:
-    from jobs.datasets import bbc_news, tweets
+    from udfs.io.datasets import bbc_news, tweets
     from udfs.sentences import split_sentences
 
     news = bbc_news().sample(frac=1.0, random_state=0)

@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     from udfs import classify
-    from jobs.datasets import bbc_news
+    from udfs.io.datasets import bbc_news
     from udfs.platform import get_spark, setup_environment
 
     setup_environment()

@@ -7,8 +7,8 @@ The output folder also gets ``_textspark_manifest.json`` (tasks, model versions,
 counts, each task's cost and the job's wall split: udfs/runtime/costs.py); the same facts are logged to an
 MLflow run, and the costs to the cost store that ``--plan`` reads: ``python -m jobs.analyze --conf ... --plan``
 prints the job's estimated time from them and runs nothing. The output is written into a staging folder next to it
-and committed atomically (jobs/output.py): a crash leaves the previous complete output or the new one.
-With ``output.table`` the rows go to a catalog table instead (jobs/tables.py: one engine commit per write, a
+and committed atomically (udfs/io/commit.py): a crash leaves the previous complete output or the new one.
+With ``output.table`` the rows go to a catalog table instead (udfs/io/tables.py: one engine commit per write, a
 MERGE for ``mode: incremental``), the manifest into its ``textspark.manifest`` property.
 """
 from __future__ import annotations
@@ -21,20 +21,23 @@ from contextlib import nullcontext
 if __package__ in (None, ""):  # spark-submit jobs/analyze.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import (InputError, check_input, job_spark, manifest_json, parse_args, plan_lines,  # noqa: E402
-                         preflight, read_input, run_cli, task_rates)
-from jobs.config import JobConf, load_job  # noqa: E402
-from jobs.output import MANIFEST, Output, writer_lease  # noqa: E402
-from udfs.errors import ConfigError  # noqa: E402
-from jobs.report import figure, tally  # noqa: E402
-from jobs.stream import run_stream, table_sink  # noqa: E402
-from jobs.tables import TableOutput  # noqa: E402
+from udfs.io.inputs import check_input, preflight, read_input  # noqa: E402
+from udfs.io.cli import job_spark, parse_args, run_cli  # noqa: E402
+from udfs.io.summary import manifest_json, plan_lines, task_rates  # noqa: E402
+from udfs.io.jobconf import JobConf, load_job  # noqa: E402
+from udfs.io.commit import MANIFEST  # noqa: E402
+from udfs.io.output import Output, writer_lease  # noqa: E402
+from udfs.errors import ConfigError, InputError  # noqa: E402
+from udfs.io.report import figure, tally  # noqa: E402
+from udfs.io.stream import run_stream  # noqa: E402
+from udfs.io.stream_sinks import table_sink  # noqa: E402
+from udfs.io.tables import TableOutput  # noqa: E402
 from udfs.config import config_help  # noqa: E402
-from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
+from udfs.io.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.tasks.incremental import Incremental, check_ids  # noqa: E402
 from udfs.tasks.pipeline import apply_tasks, plan_tasks  # noqa: E402
 from udfs.runtime.guard import shown  # noqa: E402
-from udfs.tasks.table import TASK_DEFS  # noqa: E402
+from udfs.tasks.table import TASK_DEFS, task_keys_help  # noqa: E402
 from udfs import metastore  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime import costs  # noqa: E402
@@ -45,14 +48,14 @@ from udfs.runtime.scheduling import check_cluster_conf, resource_profile  # noqa
 
 def run(conf: JobConf, *, spark=None) -> dict:
     """Run the job; returns the summary it prints. Config, input and output errors raise before any model
-    runs; the output is committed atomically (jobs/output.py)."""
+    runs; the output is committed atomically (udfs/io/commit.py)."""
     started = time.time()  # the MLflow run's start: it opens once the checks pass, dated from here
     setup_environment()
     planned = plan_tasks(conf.tasks)
     preflight(t.plan for t in planned)  # every backend installed: one line, exit 3, before Spark starts
     check_input(conf.input, source=conf.source)  # a local input and output are checked before Spark starts
     models = used_models(t.plan for t in planned)
-    if conf.output.table is not None and conf.input.stream is None:  # a catalog table (jobs/tables.py)
+    if conf.output.table is not None and conf.input.stream is None:  # a catalog table (udfs/io/tables.py)
         return _run_table_job(conf, planned, spark, started, models)
     if conf.input.stream is not None:  # Structured Streaming: Spark's file or table sink commits each micro-batch
         spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
@@ -82,7 +85,7 @@ def run(conf: JobConf, *, spark=None) -> dict:
 
 def _run_table_job(conf: JobConf, planned, spark, started: float, models) -> dict:
     """``output.table``: the checks (an existing table with mode error, incremental on a format that cannot
-    MERGE) before the MLflow run opens and before any model loads; then the write (jobs/tables.py)."""
+    MERGE) before the MLflow run opens and before any model loads; then the write (udfs/io/tables.py)."""
     asked = time.time()
     spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
     clock = {"started": started, "asked": asked, "ready": time.time()}
@@ -139,7 +142,7 @@ def _run_table(conf: JobConf, planned, table: TableOutput, spark, clock: dict, r
 
 
 def plan(conf: JobConf) -> str:
-    """``--plan``: the job's estimated time from the recorded costs (jobs.common.plan_lines); loads no model,
+    """``--plan``: the job's estimated time from the recorded costs (udfs.io.summary.plan_lines); loads no model,
     and starts no Spark session for a local Parquet input."""
     setup_environment()
     planned = plan_tasks(conf.tasks)
@@ -340,7 +343,7 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, argv, epilog=config_help(JobConf), plan=True)
+    args = parse_args(__doc__, argv, epilog=config_help(JobConf) + "\n\n" + task_keys_help(), plan=True)
     if args.plan:  # the estimate from recorded costs: nothing runs
         return run_cli(lambda: plan(load_job(args.conf)), print, source=args.conf)
     return run_cli(lambda: run(load_job(args.conf)), print_summary, source=args.conf)

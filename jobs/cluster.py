@@ -10,7 +10,7 @@ models:/<name>@<alias> and logs an MLflow run. mode: assign puts new rows into t
 clustering (model: models:/<name>@<alias>) without refitting, centered as the fitted rows were.
 Both write <output.path>/assignments (every input row: id, cluster, distance, error, model versions),
 <output.path>/clusters (cluster, name, size, keywords, examples, example_ids), _projection.png and
-_textspark_manifest.json, staged next to the output and committed together (jobs/output.py). The manifest
+_textspark_manifest.json, staged next to the output and committed together (udfs/io/commit.py). The manifest
 and the MLflow run also get each model's cost and the job's wall split (udfs/runtime/costs.py), which go to
 the cost store ``--plan`` reads (``python -m jobs.cluster --conf ... --plan``: the estimate; nothing runs).
 """
@@ -26,13 +26,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # spark-submit jobs/cluster.py: make the project importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.common import (check_input, job_spark, manifest_json, parse_args, plan_lines, preflight,  # noqa: E402
-                         read_input, run_cli)
-from jobs.config import JobConf, parse_job, read_yaml  # noqa: E402
-from jobs.output import MANIFEST, Output  # noqa: E402
-from jobs.storage import join  # noqa: E402
+from udfs.io.inputs import check_input, preflight, read_input  # noqa: E402
+from udfs.io.cli import job_spark, parse_args, run_cli  # noqa: E402
+from udfs.io.summary import manifest_json, plan_lines  # noqa: E402
+from udfs.io.jobconf import JobConf, parse_job  # noqa: E402
+from udfs.io.sections import read_yaml  # noqa: E402
+from udfs.io.commit import MANIFEST  # noqa: E402
+from udfs.io.output import Output  # noqa: E402
+from udfs.io.storage import join  # noqa: E402
 from udfs.config import config_help  # noqa: E402
-from jobs.tracking import JobRun, job_run, used_models  # noqa: E402
+from udfs.io.tracking import JobRun, job_run, used_models  # noqa: E402
 from udfs.clustering import describe  # noqa: E402
 from udfs.clustering.config import KEYS, ClusterConf, parse_cluster_conf  # noqa: E402
 from udfs.clustering.features import prepare  # noqa: E402
@@ -235,7 +238,7 @@ def run(conf: JobConf, cc: ClusterConf, *, spark=None) -> dict:
 
 
 def plan(conf: JobConf, cc: ClusterConf) -> str:
-    """``--plan``: the estimated time from the recorded costs (jobs.common.plan_lines): the embedding model's
+    """``--plan``: the estimated time from the recorded costs (udfs.io.summary.plan_lines): the embedding model's
     and the language model's; the fit is among the fixed costs (a fit with k_range takes longer on more rows)."""
     setup_environment()
     clustering = load_registered(cc.model)[0] if cc.mode == "assign" else None

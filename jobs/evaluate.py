@@ -29,13 +29,14 @@ if __package__ in (None, ""):
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator  # noqa: E402
 
-from jobs.common import parse_args, run_cli  # noqa: E402
-from jobs.config import GateSection, MlflowSection, SparkSection, read_yaml, resolve_path  # noqa: E402
+from udfs.io.cli import parse_args, run_cli  # noqa: E402
+from udfs.io.shadowconf import GateSection  # noqa: E402
+from udfs.io.sections import MlflowSection, SparkSection, read_yaml, resolve_path  # noqa: E402
 from jobs.shadow import gate_problem, load_report  # noqa: E402
 from jobs.train_classifier import TableInput, TrainJob, load_train_job, parse_train_job, read_table  # noqa: E402
 from udfs.config import Allowed, Section, validate  # noqa: E402
 from udfs.config import config_help  # noqa: E402
-from jobs.tracking import job_run  # noqa: E402
+from udfs.io.tracking import job_run  # noqa: E402
 from udfs.errors import ConfigError  # noqa: E402
 from udfs.models.registry import resolve  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402

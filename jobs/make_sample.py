@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.datasets import bbc_news, tweets
+from udfs.io.datasets import bbc_news, tweets
 
 DEFAULT_OUT = Path("data") / "sample" / "reviews.parquet"  # in the working directory, as conf/jobs/sample.yml reads it
 

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.common import run_cli
-from jobs.datasets import PACKAGES
+from udfs.io.cli import run_cli
+from udfs.io.datasets import PACKAGES
 from jobs.train_classifier import DatasetInput, DatasetsInput, load_train_job, run
 from udfs.errors import ConfigError, InputError
 from udfs.models.catalog import CatalogEntry, load_catalog

@@ -17,7 +17,7 @@ champion label x challenger label; cluster: ``_shadow_clusters.png``, champion c
 the order of the matching) and ``_textspark_manifest.json`` with the summary (flip rate overall, per champion
 label and per language, the confusion matrix; for embed the drift; for cluster the contingency table, the
 matching, the clusters that split or merge), each model's cost and the job's wall split
-(udfs/runtime/costs.py), committed atomically (jobs/output.py). The costs go to the cost store ``--plan``
+(udfs/runtime/costs.py), committed atomically (udfs/io/commit.py). The costs go to the cost store ``--plan``
 reads. The job's MLflow run gets the cost metrics, the summary's ``shadow.*`` metrics, the report
 (``shadow_report.json``) and the figure; the ``shadow.*`` metrics are logged with the challenger's logged
 model id too (they show on that model's page, which the challenger version links to), and the challenger
@@ -39,14 +39,17 @@ if __package__ in (None, ""):  # spark-submit jobs/shadow.py: make the project i
 from typing import Literal  # noqa: E402
 
 from udfs.config import config_help  # noqa: E402
-from jobs.common import (InputError, check_input, job_spark, manifest_json, parse_args, plan_lines,  # noqa: E402
-                         preflight, read_input, run_cli)
-from jobs.config import ShadowConf, read_yaml  # noqa: E402
-from jobs.output import MANIFEST, Output  # noqa: E402
-from jobs.storage import join  # noqa: E402
-from jobs.tracking import JobRun, job_run, logged_model_id, used_models  # noqa: E402
+from udfs.io.inputs import check_input, preflight, read_input  # noqa: E402
+from udfs.io.cli import job_spark, parse_args, run_cli  # noqa: E402
+from udfs.io.summary import manifest_json, plan_lines  # noqa: E402
+from udfs.io.shadowconf import ShadowConf  # noqa: E402
+from udfs.io.sections import read_yaml  # noqa: E402
+from udfs.io.commit import MANIFEST  # noqa: E402
+from udfs.io.output import Output  # noqa: E402
+from udfs.io.storage import join  # noqa: E402
+from udfs.io.tracking import JobRun, job_run, logged_model_id, used_models  # noqa: E402
 from udfs.config import validate  # noqa: E402
-from udfs.errors import ConfigError  # noqa: E402
+from udfs.errors import ConfigError, InputError  # noqa: E402
 from udfs.platform import setup_environment  # noqa: E402
 from udfs.runtime import costs  # noqa: E402
 from udfs.runtime.parallelism import cluster_parallelism, inference_partitions  # noqa: E402
@@ -61,7 +64,7 @@ METRIC_PREFIX = "shadow."
 
 
 class ShadowJobConf(ShadowConf):
-    """jobs.config.ShadowConf with ``task: cluster`` too (two registered clusterings)."""
+    """udfs.io.shadowconf.ShadowConf with ``task: cluster`` too (two registered clusterings)."""
 
     task: Literal["classify", "cluster", "embed", "sentiment"]
 
@@ -122,7 +125,7 @@ def run(conf: ShadowConf, *, spark=None) -> dict:
 
 
 def plan(conf: ShadowConf) -> str:
-    """``--plan``: the estimated time from the recorded costs (jobs.common.plan_lines) of the models the rows go
+    """``--plan``: the estimated time from the recorded costs (udfs.io.summary.plan_lines) of the models the rows go
     through (the sample's rows at most); loads no model, and starts no Spark session for a local Parquet input."""
     setup_environment()
     planned = plan_shadow(conf.task, conf.champion, conf.challenger, conf.settings)

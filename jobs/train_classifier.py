@@ -26,15 +26,16 @@ if __package__ in (None, ""):  # spark-submit jobs/train_classifier.py: make the
 import pandas as pd  # noqa: E402
 from pydantic import BeforeValidator, Field, PrivateAttr, model_validator  # noqa: E402
 
-from jobs import datasets  # noqa: E402
-from jobs.common import parse_args, read_input, run_cli  # noqa: E402
-from jobs.config import InputConf, MlflowSection, SparkSection, read_yaml  # noqa: E402
+from udfs.io import datasets  # noqa: E402
+from udfs.io.cli import parse_args, run_cli  # noqa: E402
+from udfs.io.inputs import read_input  # noqa: E402
+from udfs.io.sections import InputConf, MlflowSection, SparkSection, read_yaml  # noqa: E402
 from udfs.config import Allowed, Section, validate  # noqa: E402
 from udfs.platform import get_spark, setup_environment  # noqa: E402
 from udfs.training.settings import (TRAINING_EXPERIMENT, Column, NullIsEmpty, RegisterSection,  # noqa: E402
                                     TrainOptions, TrainSettings)
 from udfs.config import config_help  # noqa: E402
-from jobs.tracking import job_run  # noqa: E402
+from udfs.io.tracking import job_run  # noqa: E402
 from udfs.models.registry import resolve  # noqa: E402
 from udfs.training.train import base_reference, dumps, result_summary, train  # noqa: E402
 
@@ -42,7 +43,7 @@ INPUT_ALLOWED = "a mapping: {path, format, text_column}, {dataset} or {datasets:
 
 
 class DatasetInput(Section):
-    """``input: {dataset: ...}``: real labeled text shipped by installed packages (jobs/datasets.py)."""
+    """``input: {dataset: ...}``: real labeled text shipped by installed packages (udfs/io/datasets.py)."""
 
     dataset: Literal["tweets", "bbc_news", "drug_reviews", "rotten_tomatoes"]
     split: str | None = None                    # the reader's split, e.g. test (drug_reviews)

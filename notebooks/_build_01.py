@@ -51,7 +51,7 @@ cells = [
     nbf.v4.new_markdown_cell("## The analyze job (what `spark-submit jobs/analyze.py --conf ...` runs)"),
     nbf.v4.new_code_cell(
         "from jobs import analyze\n"
-        "from jobs.config import parse_job\n\n"
+        "from udfs.io.jobconf import parse_job\n\n"
         "conf = parse_job({\n"
         "    'input': {'path': str(workdir / 'sample.parquet'), 'text_column': 'text', 'id_column': 'id'},\n"
         "    'tasks': [{'task': 'embed', 'column': 'embedding'}],\n"

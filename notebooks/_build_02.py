@@ -14,7 +14,7 @@ CELLS = [
     new_code_cell(SETUP_SOURCE),
     new_markdown_cell("A labeled table: 20 articles per topic, with a `text` and a `label` column."),
     new_code_cell(
-        "from jobs.datasets import bbc_news\n"
+        "from udfs.io.datasets import bbc_news\n"
         "news = bbc_news().groupby('label').sample(20, random_state=0)[['id', 'text', 'label']]\n"
         "news.to_parquet(work / 'bbc.parquet', index=False)\n"
         "news['label'].value_counts()"),

@@ -19,7 +19,7 @@ CELLS = [
                       "by the multilingual default encoder). The `label` column is only used to score the result "
                       "(NMI, purity); the fit never sees it."),
     new_code_cell(
-        "from jobs.datasets import bbc_news\n"
+        "from udfs.io.datasets import bbc_news\n"
         "news = bbc_news().groupby('label').sample(8, random_state=0)[['id', 'text', 'label']]\n"
         "news.to_parquet(work / 'bbc.parquet', index=False)\n"
         "news['label'].value_counts()"),

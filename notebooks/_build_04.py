@@ -15,7 +15,7 @@ cells = [
     nbf.v4.new_code_cell(
         "from jobs import register_models\n"
         "from udfs import detect_language, summarize, translate\n"
-        "from jobs.datasets import bbc_news, tweets\n"
+        "from udfs.io.datasets import bbc_news, tweets\n"
         "from udfs.platform import get_spark\n\n"
         "# register the three default models if they are not registered yet (idempotent)\n"
         "register_models.main(['--only', 'textspark-e5-small', 'textspark-lid176', 'textspark-bergamot-enpt'])\n"

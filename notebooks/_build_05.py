@@ -31,8 +31,8 @@ cells = [
     nbf.v4.new_markdown_cell("## Day 1: every row is new"),
     nbf.v4.new_code_cell(
         "from jobs import analyze\n"
-        "from jobs.config import parse_job\n"
-        "from jobs.datasets import tweets\n\n"
+        "from udfs.io.jobconf import parse_job\n"
+        "from udfs.io.datasets import tweets\n\n"
         "day1 = tweets().head(rows)[['text']].reset_index(drop=True)\n"
         "day1.insert(0, 'id', range(len(day1)))\n"
         "table = work / 'reviews.parquet'  # the table that grows; the job reads it every day\n"

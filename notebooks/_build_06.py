@@ -24,7 +24,7 @@ cells = [
         "real tweets: version 1 on a few rows (it becomes `@champion`: the model has none yet), version 2 on more "
         "(`@candidate`). Both record that they read English, so the language guard checks each row."),
     nbf.v4.new_code_cell(
-        "from jobs.datasets import tweets\n"
+        "from udfs.io.datasets import tweets\n"
         "from udfs.training.settings import TrainSettings\n"
         "from udfs.training.train import train\n\n"
         "rows = tweets().sample(frac=1.0, random_state=0).reset_index(drop=True)\n"
@@ -58,7 +58,7 @@ cells = [
     nbf.v4.new_code_cell(
         "import pandas as pd\n"
         "from jobs import shadow as shadow_job\n"
-        "from jobs.config import parse_shadow\n\n"
+        "from udfs.io.shadowconf import parse_shadow\n\n"
         "shadow_table.to_parquet(work / 'tweets.parquet', index=False)\n"
         "conf = parse_shadow({'input': {'path': str(work / 'tweets.parquet'), 'id_column': 'id'},\n"
         "                     'task': 'sentiment', 'challenger': 'models:/nb-sentiment@candidate',\n"

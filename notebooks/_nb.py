@@ -8,7 +8,7 @@ Every notebook opens with the same three code cells:
 2. ``parameters`` (tagged so for papermill): plain assignments with defaults.
 3. On Databricks the notebook's widgets (a job's parameters) override those defaults.
 Paths come from parameters (an empty ``workdir`` is a new temporary folder), sample data from installed
-packages (``jobs.datasets``), the Spark session from ``get_spark()`` (the notebook's own where there is one):
+packages (``udfs.io.datasets``), the Spark session from ``get_spark()`` (the notebook's own where there is one):
 no notebook reads the checkout.
 """
 from pathlib import Path

@@ -58,7 +58,7 @@ def main(model_ref: str, input_path: str, out: str) -> None:
     spark = get_spark(root / "data" / "local_cluster_gpu.yml")
     res = parse_inference({"gpus_per_task": 1, "partitions": 4})
     assert check_cluster_conf(spark, res) is True
-    from jobs.config import TaskConf
+    from udfs.io.jobconf import TaskConf
 
     live = Path(out) / "live"
     live.mkdir(parents=True)

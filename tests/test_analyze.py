@@ -7,7 +7,7 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from jobs import analyze
-from jobs.config import parse_job
+from udfs.io.jobconf import parse_job
 from tests.inputs import BAD_INPUTS
 from udfs.errors import ConfigError
 from udfs.models.registry import resolve
@@ -175,7 +175,7 @@ def test_cli_config_and_input_errors_are_one_line_before_spark(no_spark, tiny_en
 
 
 def test_a_file_spark_cannot_read_in_the_format_is_an_input_error(spark, tiny_encoder, tmp_path):
-    from jobs.common import InputError
+    from udfs.errors import InputError
 
     csv = tmp_path / "docs.csv"
     csv.write_text("doc_id,text\n1,hello\n")

@@ -20,10 +20,11 @@ PACKAGE = ROOT / "udfs"
 PROJECT = ("udfs", "jobs")  # the project's import roots (tests/ and bench/ are outside the graph)
 MAX_LINES = 300
 # room -> layer: a module imports its own room and rooms of lower layers, never a peer room or a higher one.
-# base: the modules directly in udfs/ (errors, config, platform, text, sentences, vectors); udfs: the public
-# face (udfs/__init__.py); jobs: the entry points and their helpers.
+# base: the modules directly in udfs/ (errors, config, platform, text, sentences, vectors); udfs.io: what the
+# jobs read and write (configuration, command line, outputs, streams, tables); udfs: the public face
+# (udfs/__init__.py); jobs: the entry points only.
 LAYERS = {"base": 0, "udfs.models": 1, "udfs.runtime": 2, "udfs.tasks": 3, "udfs.clustering": 4,
-          "udfs.training": 5, "udfs": 6, "jobs": 7}
+          "udfs.training": 5, "udfs.io": 6, "udfs": 7, "jobs": 8}
 _NAMED = re.compile(r"(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?::(?P<attr>[A-Za-z_][\w.]*))?")
 
 
@@ -185,13 +186,15 @@ def test_the_layers_refuse_an_import_upwards_or_across():
              "udfs.errors": {"udfs.platform"},                                # within base
              "udfs.clustering.model": {"udfs.training.head", "udfs.models.loading", "udfs.clustering"},  # up
              "udfs.runtime.worker": {"jobs.cli"},                             # into the entry points
-             "udfs.io.output": {"udfs.errors"},                               # a room with no layer
-             "jobs.cli": {"udfs", "udfs.models.kinds"}}
+             "udfs.io.output": {"jobs.cli"},                                  # into the entry points
+             "udfs.misc.output": {"udfs.errors"},                             # a room with no layer
+             "jobs.cli": {"udfs", "udfs.models.kinds", "udfs.io.cli"}}
     assert layer_violations(graph) == [
         "udfs.clustering.model (udfs.clustering, layer 4) -> udfs.training.head (udfs.training, layer 5)",
-        "udfs.io.output -> udfs.errors: room udfs.io has no layer (add it to LAYERS)",
+        "udfs.io.output (udfs.io, layer 6) -> jobs.cli (jobs, layer 8)",
+        "udfs.misc.output -> udfs.errors: room udfs.misc has no layer (add it to LAYERS)",
         "udfs.models.kinds (udfs.models, layer 1) -> udfs.clustering.model (udfs.clustering, layer 4)",
-        "udfs.runtime.worker (udfs.runtime, layer 2) -> jobs.cli (jobs, layer 7)",
+        "udfs.runtime.worker (udfs.runtime, layer 2) -> jobs.cli (jobs, layer 8)",
     ]
     LAYERS["udfs.peer"] = LAYERS["udfs.clustering"]
     try:  # two rooms of one layer do not import each other
@@ -208,10 +211,22 @@ def test_no_module_over_the_size_limit():
 
 def test_every_room_says_what_it_is_for():
     rooms = sorted(p.parent for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE)
-    assert {r.name for r in rooms} >= {"tasks", "runtime", "models", "backends", "training", "clustering"}
+    assert {r.name for r in rooms} >= {"tasks", "runtime", "models", "backends", "training", "clustering", "io"}
     for room_dir in rooms:
         doc = ast.get_docstring(ast.parse((room_dir / "__init__.py").read_text()))
         assert doc and len(doc.splitlines()) <= 2, room_dir
+
+
+def test_jobs_holds_entry_points_only():
+    """Each module of jobs/ is a command (a ``main`` it runs as ``python -m jobs.<job>``): parse, run, print.
+    What the jobs share (configuration, outputs, storage, streams, reports, the CLI plumbing) lives in udfs/io/."""
+    for path in sorted((ROOT / "jobs").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        runs = any(isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'" for node in tree.body)
+        assert "main" in functions and runs, f"jobs/{path.name} is not an entry point (move it to udfs/io/)"
 
 
 def test_public_api_names_no_module():

@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.config import TaskConf
+from udfs.io.jobconf import TaskConf
 from tests.helpers import assert_frame_equal, load_direct, register_catalog_entry
 from udfs import detect_language, embed
 from udfs.errors import ConfigError

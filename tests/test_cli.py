@@ -21,7 +21,8 @@ def textspark(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 def keys_block(help_text: str) -> list[str]:
     """The configuration keys section of a --help, each line's spacing collapsed."""
-    lines = help_text.split("configuration keys (--conf YAML) and their defaults:\n", 1)[1].splitlines()
+    lines = help_text.split("configuration keys (--conf YAML) and their defaults:\n", 1)[1].split("\ntask keys (", 1)[0]
+    lines = lines.splitlines()
     return [" ".join(line.split()) for line in lines if line.strip()]
 
 
@@ -53,6 +54,10 @@ def test_analyze_help_lists_the_configuration_keys_with_their_defaults():
                  "inference.cpus_per_task 1 (a positive integer)",
                  "incremental.retry_errors true"):
         assert line in keys
+    # each task's own keys follow, with their defaults and descriptions, read from the task's options model
+    tasks = out.stdout.split("\ntask keys (", 1)[1].splitlines()
+    assert "classify:" in [t.strip() for t in tasks] and "embed: none of its own" in [t.strip() for t in tasks]
+    assert "threshold 0.5 (a number between 0 and 1)" in [" ".join(t.split()) for t in tasks]
     # python -m jobs.analyze and spark-submit jobs/analyze.py (a script run: no package) print the same keys
     for command in ([sys.executable, "-m", "jobs.analyze", "--help"], [sys.executable, "jobs/analyze.py", "--help"]):
         same = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)

@@ -521,7 +521,7 @@ def test_sample_config_parses(texts_table):
 
 @pytest.mark.real
 def test_real_minilm_finds_the_bbc_topics(spark, workdir):
-    from jobs.datasets import bbc_news
+    from udfs.io.datasets import bbc_news
     from jobs.register_models import register_entry
     from udfs.models.catalog import load_catalog
 

@@ -190,8 +190,8 @@ def test_analyze_job_over_spark_connect_writes_what_a_classic_session_writes(spa
     import mlflow
 
     from jobs.analyze import run
-    from jobs.config import parse_job
-    from jobs.output import MANIFEST
+    from udfs.io.jobconf import parse_job
+    from udfs.io.commit import MANIFEST
 
     folder = connect_jobs["folder"]
     remote_out = folder / "analyze-connect"
@@ -223,7 +223,7 @@ def test_analyze_job_over_spark_connect_writes_what_a_classic_session_writes(spa
 @pytest.mark.slow
 @pytest.mark.real
 def test_cluster_job_over_spark_connect_commits_its_tables_plot_and_manifest(spark, connect_jobs):
-    from jobs.output import MANIFEST
+    from udfs.io.commit import MANIFEST
 
     out = connect_jobs["folder"] / "cluster-connect"
     assert sorted(os.listdir(out)) == ["_projection.png", MANIFEST, "assignments", "clusters"]
@@ -250,10 +250,10 @@ def _fake_connect_session(host: str):
 
 
 def test_over_connect_local_paths_on_a_local_server_commit_on_disk_and_other_outputs_are_refused(tmp_path):
-    from jobs.common import InputError
-    from jobs.config import OutputConf
-    from jobs.output import Output
-    from jobs.storage import LocalStorage, connect_problem, storage_for
+    from udfs.errors import InputError
+    from udfs.io.sections import OutputConf
+    from udfs.io.output import Output
+    from udfs.io.storage import LocalStorage, connect_problem, storage_for
 
     local, remote = _fake_connect_session("localhost"), _fake_connect_session("cluster.example.com")
     assert connect_problem(str(tmp_path / "out"), local) is None

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from jobs import analyze
-from jobs.config import parse_job
+from udfs.io.jobconf import parse_job
 from tests.tiny_models import build_tiny_encoder
 from udfs.runtime import costs
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from jobs.config import load_job
+from udfs.io.jobconf import load_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_bundle_names_files_that_exist_and_a_valid_job_config():
     job = load_job(conf)
     assert (job.input.format, job.inference.stage_level) == ("table", False)
     assert [t.task for t in job.tasks] == ["embed", "sentiment", "language"]
-    # results land in a Unity Catalog table, MERGEd into on each run (jobs/tables.py)
+    # results land in a Unity Catalog table, MERGEd into on each run (udfs/io/tables.py)
     assert (job.output.table, job.output.path, job.output.format, job.output.mode, job.output.delete_missing) == \
         ("main.reviews.scored", None, "delta", "incremental", True)
     assert task["new_cluster"]["spark_env_vars"] == {"MLFLOW_TRACKING_URI": "databricks"}

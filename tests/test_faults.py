@@ -9,8 +9,8 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from jobs import analyze
-from jobs.config import parse_job
-from jobs.output import MANIFEST, STAGING
+from udfs.io.jobconf import parse_job
+from udfs.io.commit import MANIFEST, STAGING
 from tests.helpers import cluster_profile, kill_driver, kill_executor, kill_worker, run_job, write_conf
 
 ROWS = 12000  # 4 inference partitions of 3,000 rows: a task computes for seconds, so a kill lands mid-task

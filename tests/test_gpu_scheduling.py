@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.config import parse_job
+from udfs.io.jobconf import parse_job
 from tests.helpers import assert_frame_equal
 from udfs.errors import ConfigError
 from udfs.runtime.scheduling import check_discovery_script, parse_inference, supports_stage_level

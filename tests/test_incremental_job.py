@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from jobs import analyze
-from jobs.config import load_job
+from udfs.io.jobconf import load_job
 from tests.helpers import assert_frame_equal
 from tests.test_incremental import DAY1, DAY2
 from udfs.tasks.incremental import BOOKKEEPING

@@ -4,8 +4,9 @@ import pandas as pd
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from jobs import analyze
-from jobs.common import read_input, reader_options
-from jobs.config import InputConf, parse_job
+from udfs.io.inputs import read_input, reader_options
+from udfs.io.sections import InputConf
+from udfs.io.jobconf import parse_job
 from tests.helpers import assert_frame_equal
 
 SCHEMA = StructType([StructField("id", LongType()), StructField("text", StringType())])

@@ -46,7 +46,7 @@ def test_detects_real_sentences_with_the_registered_model(spark, lid, direct):
 
 
 def test_real_tweets_are_english(spark, lid):
-    from jobs.datasets import tweets
+    from udfs.io.datasets import tweets
 
     texts = tweets()["text"].head(40).tolist()
     df = spark.createDataFrame([(t,) for t in texts], "text string")

@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs import analyze
-from jobs.config import parse_job
+from udfs.io.jobconf import parse_job
 from tests.helpers import assert_frame_equal
 from tests.tiny_models import build_tiny_encoder
 from udfs import embed

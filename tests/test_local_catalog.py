@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from jobs import analyze
-from jobs.config import load_job
-from jobs.tables import PROVENANCE
+from udfs.io.jobconf import load_job
+from udfs.io.tables import PROVENANCE
 from tests.helpers import register_catalog_entry
 from udfs import metastore
 from udfs.tasks.incremental import BOOKKEEPING

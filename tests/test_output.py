@@ -1,5 +1,6 @@
-"""jobs/output.py: outputs commit atomically (a crash after any step of a commit, then recovery, leaves the
-previous complete output or the new complete one), and the output modes report what this run wrote."""
+"""udfs/io/commit.py and udfs/io/output.py: outputs commit atomically (a crash after any step of a commit, then
+recovery, leaves the previous complete output or the new complete one), and the output modes report what this run
+wrote."""
 import json
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from pyspark.testing import assertDataFrameEqual
 from jobs import analyze
 from jobs.cluster import parse_cluster_job
 from jobs.cluster import run as run_cluster
-from jobs.common import InputError
-from jobs.config import parse_job
-from jobs.output import MANIFEST, STAGING, Commit, new_run_id, recover
-from jobs.storage import HadoopStorage, LocalStorage
+from udfs.errors import InputError
+from udfs.io.jobconf import parse_job
+from udfs.io.commit import MANIFEST, STAGING, Commit, new_run_id, recover
+from udfs.io.hadoop import HadoopStorage
+from udfs.io.storage import LocalStorage
 
 OLD = {"part-0.parquet": b"old-0", "part-1.parquet": b"old-1", MANIFEST: b'{"run": "old"}'}
 NEW = {"part-a.parquet": b"new-a", "assignments/part-b.parquet": b"new-b", "_SUCCESS": b""}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jobs import analyze, register_models
-from jobs.config import parse_job
+from udfs.io.jobconf import parse_job
 from tests.helpers import load_direct
 from tests.tiny_models import build_tiny_classifier
 from udfs import sentiment

@@ -91,7 +91,7 @@ def test_wheel_ships_the_configuration_and_no_tests(wheel):
         script_mode = whl.getinfo("udfs/conf/spark/gpu_discovery.sh").external_attr >> 16
         entry_points = next(whl.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert SHIPPED <= names
-    assert {"jobs/datasets.py", "jobs/cli.py", "jobs/tracking.py", "udfs/config.py"} <= names
+    assert {"udfs/io/datasets.py", "jobs/cli.py", "udfs/io/tracking.py", "udfs/config.py"} <= names
     assert not any(n.startswith(("tests/", "bench/", "notebooks/")) for n in names)
     assert script_mode & 0o111, "the discovery script must stay executable"
     assert entry_points.split() == ["[console_scripts]", "textspark", "=", "jobs.cli:main"]  # textspark <command>
@@ -142,7 +142,7 @@ def manifest(path: Path) -> dict:
 @pytest.mark.slow
 def test_a_job_with_a_user_yaml_runs_from_the_installed_wheel(job_run, spark, tmp_path):
     from jobs import analyze
-    from jobs.config import parse_job
+    from udfs.io.jobconf import parse_job
 
     folder, job, _ = job_run
     analyze.run(parse_job({**job, "output": {"path": str(tmp_path / "classic"), "mode": "overwrite"}}), spark=spark)

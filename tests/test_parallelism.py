@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from jobs import analyze
-from jobs.config import parse_job
+from udfs.io.jobconf import parse_job
 from tests.helpers import assert_frame_equal
 from udfs.platform import load_spark_profile
 from udfs.runtime.parallelism import inference_partitions, parallelism_from_conf, spread_to

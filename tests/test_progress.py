@@ -164,7 +164,7 @@ def test_finetuning_prints_its_steps(spark, tiny_encoder, capsys, monkeypatch):
 
 def test_quiet_flag_sets_the_environment_the_workers_inherit(tmp_path, monkeypatch):
     from jobs import analyze, cluster, evaluate, shadow, train_classifier
-    from jobs.common import parse_args
+    from udfs.io.cli import parse_args
 
     assert parse_args("", ["--conf", "x.yml"]).quiet is False
     for job in (analyze, cluster, evaluate, shadow, train_classifier):

@@ -43,7 +43,7 @@ def test_paraphrases_embed_closer_than_unrelated_sentences(spark, minilm):
 def test_sample_job_on_real_text(spark, minilm, tmp_path):
     """The job `make run` runs, on a small slice of the real sample (BBC articles + tweets)."""
     from jobs import analyze
-    from jobs.config import parse_job
+    from udfs.io.jobconf import parse_job
     from jobs.make_sample import build_sample
 
     sample = build_sample(articles=10, n_tweets=20)

@@ -86,7 +86,7 @@ def test_bad_inputs_keep_every_row_with_a_reason(spark, tiny_sentiment):
 
 def test_analyze_job_and_sql_with_sentiment_and_classify(spark, tiny_sentiment, tiny_encoder, tmp_path):
     from jobs import analyze
-    from jobs.config import parse_job
+    from udfs.io.jobconf import parse_job
 
     rows = [{"id": i, "text": t} for i, t in enumerate(TEXTS + [None])]
     import pandas as pd
@@ -121,7 +121,7 @@ def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
     reachable with model=) on 1,000 real tweets + the 600 drug reviews seen once an epoch, in batches of 8 (320
     steps; the full build takes 652 of 32), not the full build: better than chance on its held-out rows, obvious
     sentences right."""
-    from jobs.config import resolve_path
+    from udfs.io.sections import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.train import train
 
@@ -147,7 +147,7 @@ def test_real_multilingual_default_recipe_reads_its_languages_and_withholds_othe
     English tweets, drug reviews and Rotten Tomatoes snippets) on 400 rows per domain, not the full build: it is
     the catalog default, labels obvious sentences in English, Spanish, German and Portuguese (never trained on),
     and a row in a language it does not record (Polish) gets a null and the reason."""
-    from jobs.config import resolve_path
+    from udfs.io.sections import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.train import train
 

@@ -183,7 +183,7 @@ def test_neighbour_overlap_on_vectors_whose_neighbours_are_known():
 
 
 def shadow_conf(tmp_path, input_path, **keys):
-    from jobs.config import parse_shadow
+    from udfs.io.shadowconf import parse_shadow
 
     return parse_shadow({"input": {"path": str(input_path), "id_column": "id"}, "task": "sentiment",
                          "output": {"path": str(tmp_path / "shadow")}, **keys})
@@ -274,7 +274,7 @@ def gated(spark, tiny_encoder, tmp_path_factory):
     """'shadow-gate' (classify): v1 always 'business' (@champion), v2 a head fitted on the labeled table (it
     labels every row right: 16 of 24 rows flip), v3 another version; the shadow report of v1 vs v2."""
     from jobs import shadow as job
-    from jobs.config import parse_shadow
+    from udfs.io.shadowconf import parse_shadow
     from udfs.models.backends.heads import fit_head
 
     labels = sorted(VOCAB)

@@ -1,4 +1,4 @@
-"""jobs/stream.py at its trust boundaries: after a crash and a restart the output folder reads exactly with pandas
+"""udfs/io/stream.py at its trust boundaries: after a crash and a restart the output folder reads exactly with pandas
 (files no micro-batch committed are removed; ``committed_files`` lists the committed ones at any time), and an
 input file that does not fit the stream (no text column, a text column that is not a string, a CSV header in
 another order) stops it in one line or is quarantined: never read as rows of null text."""
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from jobs import analyze
-from jobs.config import load_job
+from udfs.io.jobconf import load_job
 from tests.helpers import assert_frame_equal, kill_stream_driver, run_job, stream_data_files
 
 WORDS = "markets rose after the match while the film festival opened and shares fell in early trading".split()
@@ -125,7 +125,7 @@ def test_files_no_micro_batch_committed_are_removed_by_the_next_run(spark, tiny_
 
 
 def test_committed_files_lists_what_spark_reads_beside_a_crashed_batch(spark, tiny_encoder, tmp_path):
-    from jobs.stream import committed_files, remove_uncommitted
+    from udfs.io.stream_log import committed_files, remove_uncommitted
 
     _, out, spark_files = four_batches_and_a_crash(spark, tmp_path, tiny_encoder)
     assert sorted(Path(f).as_uri() for f in committed_files(str(out))) == spark_files
@@ -219,7 +219,7 @@ def test_a_csv_whose_header_is_in_another_order_is_not_read_by_position(spark, t
 
 
 def test_a_bad_file_arriving_while_a_timed_stream_runs_stops_it(spark, tiny_encoder, tmp_path):
-    from jobs.stream import run_stream
+    from udfs.io.stream import run_stream
     from udfs.errors import InputError
     from udfs.tasks.pipeline import plan_tasks
 
@@ -254,14 +254,14 @@ def test_a_bad_file_arriving_while_a_timed_stream_runs_stops_it(spark, tiny_enco
 @pytest.mark.slow  # the guard trips: Spark fails the micro-batch's tasks (each attempt) before the job re-checks
 def test_a_file_landing_after_the_check_is_caught_in_the_micro_batch_and_quarantined(spark, tiny_encoder,
                                                                                       tmp_path, monkeypatch):
-    import jobs.stream
+    from udfs.io import stream_input
 
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     job = job_yaml(tmp_path, inbox, out, tiny_encoder, fmt="json", bad_files="quarantine")
     drop(texts(range(3)), inbox, "a.json", "json")
     bad = drop(BAD["no text column"][0], inbox, "late.json", "json")
-    listed = jobs.stream.input_files
+    listed = stream_input.input_files
     calls = []
 
     def late(*args, **kwargs):  # the first listing misses late.json: it landed between the check and the query
@@ -269,7 +269,7 @@ def test_a_file_landing_after_the_check_is_caught_in_the_micro_batch_and_quarant
         calls.append(len(files))
         return [f for f in files if not f.endswith("late.json")] if len(calls) == 1 else files
 
-    monkeypatch.setattr(jobs.stream, "input_files", late)
+    monkeypatch.setattr(stream_input, "input_files", late)
     summary = analyze.run(load_job(job), spark=spark)
     assert len(calls) >= 2 and not bad.exists()
     assert [q["file"] for q in summary["quarantined"]] == [str(bad)]
@@ -282,7 +282,7 @@ FITS = pd.DataFrame({"id": [1, 2], "text": ["a b", "c"]})
 @pytest.mark.parametrize("fmt", ["parquet", "json", "csv"])
 @pytest.mark.parametrize("case", ["fits", *BAD])
 def test_a_files_own_columns_read_by_python_are_judged_as_spark_reads_them(spark, tmp_path, fmt, case):
-    from jobs.stream import column_problem, local_columns, spark_columns
+    from udfs.io.stream_input import column_problem, local_columns, spark_columns
 
     (tmp_path / "in").mkdir()
     path = drop(FITS if case == "fits" else BAD[case][0], tmp_path / "in", f"file.{fmt}", fmt)
@@ -295,7 +295,7 @@ def test_a_files_own_columns_read_by_python_are_judged_as_spark_reads_them(spark
 
 
 def test_a_file_cut_short_is_a_bad_file(tmp_path):
-    from jobs.stream import column_problem, file_columns
+    from udfs.io.stream_input import column_problem, file_columns
 
     (tmp_path / "cut.parquet").write_bytes(b"PAR1")
     (tmp_path / "cut.json").write_text('{"id": 1, "text": "a"}\n{"id": 2, "te')
@@ -306,7 +306,7 @@ def test_a_file_cut_short_is_a_bad_file(tmp_path):
 
 
 def test_a_quarantine_folder_the_stream_would_read_is_a_configuration_error(tmp_path):
-    from jobs.stream import check_quarantine
+    from udfs.io.stream_input import check_quarantine
     from udfs.errors import ConfigError
 
     inbox = tmp_path / "inbox"

@@ -71,7 +71,7 @@ def test_extractive_picks_in_order_within_budgets(spark, tiny_encoder):
 
 @pytest.mark.real
 def test_extractive_on_real_bbc_articles_with_the_default_model(spark, mlflow_registry):
-    from jobs.datasets import bbc_news
+    from udfs.io.datasets import bbc_news
     from jobs.register_models import register_entry
     from udfs.models.catalog import load_catalog
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from jobs import analyze
-from jobs.common import InputError
-from jobs.config import parse_job
-from jobs.tables import RUN_ID
+from udfs.errors import InputError
+from udfs.io.jobconf import parse_job
+from udfs.io.tables import RUN_ID
 from tests.helpers import register_catalog_entry
 from tests.sail import connect_session, sail_remote  # noqa: F401 - a fixture
 from tests.test_tables import parquet_input, texts

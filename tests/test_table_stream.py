@@ -1,4 +1,4 @@
-"""``input.stream`` with ``output.table`` (issue 27, jobs/stream.py TableSink): the stream appends through Spark's
+"""``input.stream`` with ``output.table`` (issue 27, udfs/io/stream.py TableSink): the stream appends through Spark's
 table sink (``writeStream.toTable``) into the JVM catalog's Parquet table, each micro-batch committed once by
 the sink's log; after its driver is killed mid-batch and the job restarts, the table holds every input row
 exactly once, for Spark and for pandas reading its folder. A table batch jobs wrote is refused (its rows would
@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from jobs import analyze
-from jobs.config import load_job
-from jobs.tables import MANIFEST_PROPERTY, PROVENANCE, RUN_ID, SCORED_AT
+from udfs.io.jobconf import load_job
+from udfs.io.tables import MANIFEST_PROPERTY, PROVENANCE, RUN_ID, SCORED_AT
 from tests.helpers import assert_frame_equal, kill_stream_driver, run_job, stream_data_files
 from tests.sail import sail_remote  # noqa: F401 - a fixture
 from tests.test_stream_trust import drop, texts
@@ -165,7 +165,7 @@ def test_sail_has_no_streaming_table_sink_a_one_line_config_error(sail_remote, t
     """Sail 0.7.2 runs no stream into a table: it cannot resolve a stream's ``_metadata`` column (the job's file
     guard), and answers ``writeStream.toTable`` with "streaming query must write data to a sink" and
     ``foreachBatch`` with "missing argument: Python UDF output type". The job says so in one line."""
-    from jobs.config import parse_job
+    from udfs.io.jobconf import parse_job
     from tests.helpers import register_catalog_entry
     from tests.sail import connect_session
     from udfs.errors import ConfigError

@@ -1,4 +1,4 @@
-"""Results in catalog tables (issue 27, jobs/tables.py): the analyze job's ``output.table`` on the JVM session's
+"""Results in catalog tables (issue 27, udfs/io/tables.py): the analyze job's ``output.table`` on the JVM session's
 own catalog (Parquet managed tables: overwrite, append, error, ignore; incremental is a configuration error) and
 on Sail 0.7.2 (tests/sail.py: a Delta table, overwritten, then MERGEd into incrementally); the run's manifest in
 the table's properties, the provenance columns, and the input and output as the MLflow run's datasets."""
@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from jobs import analyze
-from jobs.config import load_job, parse_job
-from jobs.tables import MANIFEST_PROPERTY, PROVENANCE, RUN_ID, SCORED_AT
+from udfs.io.jobconf import load_job, parse_job
+from udfs.io.tables import MANIFEST_PROPERTY, PROVENANCE, RUN_ID, SCORED_AT
 from tests.helpers import assert_frame_equal, register_catalog_entry
 from tests.sail import connect_session, sail_remote  # noqa: F401 - a fixture
 from tests.test_incremental import DAY1

@@ -1,4 +1,4 @@
-"""jobs/tracking.py: a job's MLflow run spans the job, is named ``<job> <output> <start>``, ends FINISHED or
+"""udfs/io/tracking.py: a job's MLflow run spans the job, is named ``<job> <output> <start>``, ends FINISHED or
 FAILED, and links the registered versions the job used; a job refused for its configuration leaves no run."""
 import os
 import time
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from jobs import analyze
-from jobs.common import InputError
-from jobs.config import parse_job
-from jobs.output import MANIFEST
-from jobs.tracking import job_run
+from udfs.errors import InputError
+from udfs.io.jobconf import parse_job
+from udfs.io.commit import MANIFEST
+from udfs.io.tracking import job_run
 from tests.inputs import labeled_rows
 from udfs.errors import ConfigError
 from udfs.models.registry import client, resolve

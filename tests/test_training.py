@@ -374,8 +374,8 @@ def test_datasets_input_reads_each_dataset_as_a_domain(spark, monkeypatch):
     frames = {"tweets": pd.DataFrame({"id": [1, 2], "text": ["good", "bad"], "label": ["positive", "negative"],
                                       "confidence": [1.0, 1.0]}),
               "drug_reviews": pd.DataFrame({"id": [1], "text": ["it helped"], "label": ["positive"]})}
-    monkeypatch.setattr("jobs.datasets.tweets", lambda: frames["tweets"])
-    monkeypatch.setattr("jobs.datasets.drug_reviews", lambda split="test": frames["drug_reviews"])
+    monkeypatch.setattr("udfs.io.datasets.tweets", lambda: frames["tweets"])
+    monkeypatch.setattr("udfs.io.datasets.drug_reviews", lambda split="test": frames["drug_reviews"])
     sources = [{"dataset": "tweets"}, {"dataset": "drug_reviews", "split": "train"}]
     job = parse_train_job({"input": {"datasets": sources}, "domain_column": "domain", "register": {"name": "x"}})
     got = read_table(spark, job)

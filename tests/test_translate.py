@@ -117,7 +117,7 @@ def test_config_errors_name_the_key_and_supported_pairs(bergamot):
 
 
 def test_job_config_requires_target():
-    from jobs.config import parse_job
+    from udfs.io.jobconf import parse_job
 
     with pytest.raises(ConfigError, match=r"tasks\[0\].target: got None; allowed: required for task translate"):
         parse_job({"input": {"path": __file__}, "tasks": [{"task": "translate"}], "output": {"path": "o"}},

@@ -139,7 +139,7 @@ def test_rows_in_the_registered_pair_translate_others_keep_a_reason(spark, regis
 @pytest.mark.real
 def test_the_job_yaml_writes_every_row(spark, registered, example, monkeypatch):
     import jobs.analyze as analyze
-    from jobs.config import load_job
+    from udfs.io.jobconf import load_job
 
     register_catalog_entry("textspark-lid176")
     monkeypatch.chdir(example)

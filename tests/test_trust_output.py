@@ -17,10 +17,12 @@ import yaml
 from pyspark.sql import functions as F
 
 from jobs import analyze
-from jobs.config import OutputConf, load_job, parse_job
-from jobs.lease import LEASE_SUFFIX, Lease, LeaseHeld, Owner
-from jobs.output import MANIFEST, STAGING, Output
-from jobs.storage import LocalStorage
+from udfs.io.sections import OutputConf
+from udfs.io.jobconf import load_job, parse_job
+from udfs.io.lease import LEASE_SUFFIX, Lease, LeaseHeld, Owner
+from udfs.io.commit import MANIFEST, STAGING
+from udfs.io.output import Output
+from udfs.io.storage import LocalStorage
 from tests.helpers import assert_frame_equal
 from udfs.errors import ConfigError, InputError
 from udfs.tasks.incremental import Incremental, as_tasks

@@ -328,7 +328,7 @@ def test_file_names_in_a_versions_params_stay_inside_its_weights(tmp_path, name)
 
 def test_a_model_reference_error_in_any_job_is_one_line_exit_2(capsys):
     """evaluate and train name models directly (not through a task): their command line prints one line too."""
-    from jobs.common import run_cli
+    from udfs.io.cli import run_cli
 
     def execute():
         raise ModelReferenceError("model: got 'models:/gone@champion'; no registered model 'gone'.\nRegistered: x")

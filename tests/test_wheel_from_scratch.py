@@ -77,7 +77,7 @@ def default_models(real_catalog, spark):
     """Every default the sample job uses, registered: the catalog's packaged and converted models, and the
     sentiment default's recipe trained on 60 rows per domain (not the full build). The sentiment model is
     removed again when this module made it, so later tests train the champion themselves."""
-    from jobs.config import resolve_path
+    from udfs.io.sections import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.models.registry import client
     from udfs.training.train import train
@@ -106,7 +106,7 @@ def sample_job(folder: Path, out: Path) -> dict:
 def test_every_default_task_runs_from_the_readme_install_in_a_fresh_venv(from_scratch, default_models, spark,
                                                                           tmp_path):
     from jobs import analyze
-    from jobs.config import parse_job
+    from udfs.io.jobconf import parse_job
 
     cache = tmp_path / "empty-cache"
     job = sample_job(tmp_path, tmp_path / "scratch-out")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pyspark.errors import PySparkException
 
-from jobs.common import worker_error
+from udfs.io.cli import worker_error
 
 PROFILE = """master: local[1]
 log_level: WARN

@@ -146,7 +146,7 @@ def folder_bytes(folder: Path) -> int:
 
 def _build(model: ResolvedModel, *, device: str, precision: str) -> Any:
     """``build`` of the version's local folder; a failure names the version (ModelLoadError): the job prints
-    it as its one line (jobs.common.worker_error), not a backend's message alone."""
+    it as its one line (udfs.io.cli.worker_error), not a backend's message alone."""
     folder = local_folder(model)  # its ModelReferenceError already names the version
     try:
         return build(folder, device=device, precision=precision)

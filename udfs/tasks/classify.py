@@ -137,16 +137,26 @@ class ClassifyOptions(Section):
 
     Checks that need the resolved model (which method it serves, its own labels) stay in :func:`classify_plan`."""
 
-    labels: Annotated[list | tuple | None, Allowed("a non-empty list of distinct, non-empty label names")] = None
-    descriptions: Any = None  # checked against labels below
-    multi_label: Annotated[bool, Allowed("true, false")] = False
-    threshold: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1")] = 0.5
-    method: Method = "auto"
+    labels: Annotated[list | tuple | None, Allowed("a non-empty list of distinct, non-empty label names"), Field(
+        description="zero-shot label names (distinct, non-empty); required zero-shot, none for a trained one")] = None
+    descriptions: Annotated[Any, Field(  # checked against labels below
+        description="zero-shot: label -> text standing for it, or a list of one per label")] = None
+    multi_label: Annotated[bool, Allowed("true, false"), Field(
+        description="True lists every label whose score reaches ``threshold`` in ``labels``")] = False
+    threshold: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1"), Field(
+        description="0 to 1, the multi-label cut-off (a cosine similarity for embedding)")] = 0.5
+    method: Annotated[Method, Field(
+        description="``auto`` (from the model's kind), ``supervised``, ``embedding`` or ``nli``")] = "auto"
     hypothesis_template: Annotated[str | list | tuple | None, Allowed(
-        "a string containing {} (the label), or a list of them (embedding method: averaged)")] = None
-    temperature: Annotated[float, Field(gt=0.0), Allowed("a positive number")] = 0.05
-    chunk_words: Annotated[int | None, Field(ge=0, le=100_000), Allowed("an integer from 0 to 100000")] = None
-    max_chunks: Annotated[int | None, Field(ge=1, le=100_000), Allowed("an integer from 1 to 100000")] = 16
+        "a string containing {} (the label), or a list of them (embedding method: averaged)"), Field(
+        description="a string with ``{}`` or a list (averaged; nli: one); None: the model's, else generic")] = None
+    temperature: Annotated[float, Field(gt=0.0), Allowed("a positive number"), Field(
+        description="a positive number scaling the embedding method's softmax")] = 0.05
+    chunk_words: Annotated[int | None, Field(ge=0, le=100_000), Allowed("an integer from 0 to 100000"), Field(
+        description="embedding: texts over this many words are the mean of such windows, 0 cuts; 0 to 100000; "
+                    "None: 100")] = None
+    max_chunks: Annotated[int | None, Field(ge=1, le=100_000), Allowed("an integer from 1 to 100000"), Field(
+        description="embedding: the most windows per text, 1 to 100000")] = 16
 
     @field_validator("labels")
     @classmethod
@@ -180,16 +190,10 @@ class ClassifyOptions(Section):
         return self
 
 
-def classify_plan(*, model: str | None = None, labels: Sequence[str] | None = None, descriptions=None,
-                  multi_label: bool = False, threshold: float = 0.5, method: str = "auto",
-                  hypothesis_template: str | Sequence[str] | None = None, temperature: float = 0.05,
-                  chunk_words: int | None = None, max_chunks: int = 16,
-                  device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
-                  catalog=None, languages=None) -> driver.UdfPlan:
-    o = validate(ClassifyOptions, {
-        "labels": labels, "descriptions": descriptions, "multi_label": multi_label, "threshold": threshold,
-        "method": method, "hypothesis_template": hypothesis_template, "temperature": temperature,
-        "chunk_words": chunk_words, "max_chunks": max_chunks})
+def classify_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
+                  fail_on_error: bool = False, catalog=None, languages=None, **options) -> driver.UdfPlan:
+    """classify's plan; ``options``: :class:`ClassifyOptions`' keys (their defaults are the model's)."""
+    o = validate(ClassifyOptions, options)
     labels = None if o.labels is None else list(o.labels)
     if model is None and labels is not None:  # zero-shot without a model: the default embedding model
         model = (catalog or load_catalog()).default_reference("embed")
@@ -235,15 +239,17 @@ def classify(column, *, model: str | None = None, labels: Sequence[str] | None =
         column: the text column, a name or a Column.
         model: a trained classifier, NLI or embedding model (``models:/name@alias``, ``models:/name/N``, a name);
             default: catalog ``defaults.embed`` with ``labels``, else ``defaults.classify``.
-        labels: zero-shot label names (distinct, non-empty); default None; required zero-shot, none for a trained one.
+        labels: zero-shot label names (distinct, non-empty); required zero-shot, none for a trained one;
+            default None.
         descriptions: zero-shot: label -> text standing for it, or a list of one per label; default None.
         multi_label: True lists every label whose score reaches ``threshold`` in ``labels``; default False.
         threshold: 0 to 1, the multi-label cut-off (a cosine similarity for embedding); default 0.5.
         method: ``auto`` (from the model's kind), ``supervised``, ``embedding`` or ``nli``; default auto.
-        hypothesis_template: a string with ``{}`` or a list (averaged; nli: one); default: the model's, else generic.
+        hypothesis_template: a string with ``{}`` or a list (averaged; nli: one); None: the model's, else
+            generic; default None.
         temperature: a positive number scaling the embedding method's softmax; default 0.05.
         chunk_words: embedding: texts over this many words are the mean of such windows, 0 cuts; 0 to 100000;
-            default None (100).
+            None: 100; default None.
         max_chunks: embedding: the most windows per text, 1 to 100000; default 16.
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.

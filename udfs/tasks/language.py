@@ -30,12 +30,14 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 class LanguageOptions(Section):
     """detect_language's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's)."""
 
-    min_confidence: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1")] = 0.0
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1"), Field(
+        description="0 to 1; a best guess below it gives a null language and a reason")] = 0.0
 
 
-def language_plan(*, model: str | None = None, min_confidence: float = 0.0, device: str = "auto",
-                  precision: str | None = None, fail_on_error: bool = False, catalog=None) -> driver.UdfPlan:
-    o = validate(LanguageOptions, {"min_confidence": min_confidence})
+def language_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
+                  fail_on_error: bool = False, catalog=None, **options) -> driver.UdfPlan:
+    """language's plan; ``options``: :class:`LanguageOptions`' keys (their defaults are the model's)."""
+    o = validate(LanguageOptions, options)
     return driver.plan("language", predict, FIELDS, model=model, options=o.model_dump(),
                         device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog,
                         guarded=False)

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Annotated, Any, Mapping
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
@@ -51,7 +51,8 @@ class SentimentOptions(Section):
     A registered version's own ``label_map`` param (used when none is given) is checked the same way, and
     whether the map covers every label the model declares, in :func:`sentiment_plan`."""
 
-    label_map: Annotated[dict[str, str] | None, Allowed(LABEL_MAP_ALLOWED)] = None
+    label_map: Annotated[dict[str, str] | None, Allowed(LABEL_MAP_ALLOWED), Field(
+        description="model label -> negative | neutral | positive; None: the model's ``label_map`` param")] = None
 
     @field_validator("label_map", mode="before")
     @classmethod
@@ -59,10 +60,10 @@ class SentimentOptions(Section):
         return None if label_map is None else checked_label_map(label_map)
 
 
-def sentiment_plan(*, model: str | None = None, label_map: Mapping[str, str] | None = None, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None,
-                   languages=None) -> driver.UdfPlan:
-    o = validate(SentimentOptions, {"label_map": label_map})
+def sentiment_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
+                   fail_on_error: bool = False, catalog=None, languages=None, **options) -> driver.UdfPlan:
+    """sentiment's plan; ``options``: :class:`SentimentOptions`' keys (their defaults are the model's)."""
+    o = validate(SentimentOptions, options)
     p = driver.plan("sentiment", predict, FIELDS, model=model, device=device, precision=precision,
                      fail_on_error=fail_on_error, catalog=catalog, languages=languages)
     chosen = checked_label_map(p.model.params.get("label_map")) if o.label_map is None else o.label_map
@@ -85,7 +86,8 @@ def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] 
     Args:
         column: the text column, a name or a Column.
         model: ``models:/name@alias``, ``models:/name/N`` or a name (@champion); default: catalog ``defaults.sentiment``.
-        label_map: model label -> negative | neutral | positive; default: the model's ``label_map`` param.
+        label_map: model label -> negative | neutral | positive; None: the model's ``label_map`` param;
+            default None.
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.

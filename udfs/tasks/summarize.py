@@ -99,18 +99,20 @@ class SummarizeOptions(Section):
 
     Whether the model serves ``method`` (its kind) is checked in :func:`summarize_plan`."""
 
-    method: Literal["auto", "extractive", "abstractive"] = "auto"
-    max_sentences: PositiveInt = 3
-    max_words: Annotated[int | None, Field(ge=1), Allowed("a positive integer or null")] = None
-    max_input_sentences: PositiveInt = 200
+    method: Annotated[Literal["auto", "extractive", "abstractive"], Field(
+        description="``auto`` (the model's), ``extractive`` or ``abstractive`` (must be the model's)")] = "auto"
+    max_sentences: Annotated[PositiveInt, Field(
+        description="extractive: the most sentences kept, a positive integer")] = 3
+    max_words: Annotated[int | None, Field(ge=1), Allowed("a positive integer or null"), Field(
+        description="extractive: the most words kept, a positive integer; None: no word budget")] = None
+    max_input_sentences: Annotated[PositiveInt, Field(
+        description="extractive: sentences read from the start, a positive integer")] = 200
 
 
-def summarize_plan(*, model: str | None = None, method: str = "auto", max_sentences: int = 3,
-                   max_words: int | None = None, max_input_sentences: int = 200, device: str = "auto",
-                   precision: str | None = None, fail_on_error: bool = False, catalog=None,
-                   languages=None) -> driver.UdfPlan:
-    o = validate(SummarizeOptions, {"method": method, "max_sentences": max_sentences, "max_words": max_words,
-                                    "max_input_sentences": max_input_sentences})
+def summarize_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
+                   fail_on_error: bool = False, catalog=None, languages=None, **options) -> driver.UdfPlan:
+    """summarize's plan; ``options``: :class:`SummarizeOptions`' keys (their defaults are the model's)."""
+    o = validate(SummarizeOptions, options)
     p = driver.plan("summarize", predict, FIELDS, model=model, device=device, precision=precision,
                      fail_on_error=fail_on_error, catalog=catalog, options=o.model_dump(exclude={"method"}),
                      languages=languages)
@@ -139,7 +141,7 @@ def summarize(column, *, model: str | None = None, method: str = "auto", max_sen
         model: an ``hf_encoder`` (extractive) or ``hf_seq2seq`` (abstractive); default: catalog ``defaults.summarize``.
         method: ``auto`` (the model's), ``extractive`` or ``abstractive`` (must be the model's); default auto.
         max_sentences: extractive: the most sentences kept, a positive integer; default 3.
-        max_words: extractive: the most words kept, a positive integer; default None (no word budget).
+        max_words: extractive: the most words kept, a positive integer; None: no word budget; default None.
         max_input_sentences: extractive: sentences read from the start, a positive integer; default 200.
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from udfs.config import Allowed, Section, validate
 from udfs.errors import ConfigError
@@ -83,10 +83,14 @@ class TranslateOptions(Section):
 
     Whether the model serves the pair (its declared pairs) is checked in :func:`translate_plan`."""
 
-    target: Annotated[str, Allowed("an ISO 639-1 language code such as pt, en, de")]
-    source: Annotated[str, Allowed("auto or an ISO 639-1 language code such as en")] = "auto"
+    target: Annotated[str, Allowed("an ISO 639-1 language code such as pt, en, de"), Field(
+        description="ISO 639-1 code to translate into, one the model supports (``pt``, ``en``)")]
+    source: Annotated[str, Allowed("auto or an ISO 639-1 language code such as en"), Field(
+        description="``auto`` (detect each row's) or an ISO 639-1 code paired with ``target``")] = "auto"
     detector: Annotated[str | None, Allowed("a language model reference (models:/name@alias, models:/name/3 or "
-                                            "a registered name)")] = None
+                                            "a registered name)"), Field(
+        description="with ``source=\"auto\"``, the language model reference; None: catalog "
+                    "``defaults.language``")] = None
 
     @field_validator("target")
     @classmethod
@@ -103,10 +107,10 @@ class TranslateOptions(Section):
         return code
 
 
-def translate_plan(*, target: str, source: str = "auto", model: str | None = None, detector: str | None = None,
-                   device: str = "auto", precision: str | None = None, fail_on_error: bool = False,
-                   catalog=None) -> driver.UdfPlan:
-    o = validate(TranslateOptions, {"target": target, "source": source, "detector": detector})
+def translate_plan(*, model: str | None = None, device: str = "auto", precision: str | None = None,
+                   fail_on_error: bool = False, catalog=None, **options) -> driver.UdfPlan:
+    """translate's plan; ``options``: :class:`TranslateOptions`' keys (their defaults are the model's)."""
+    o = validate(TranslateOptions, options)
     target, source = o.target, o.source
     p = driver.plan("translate", predict, FIELDS, model=model, options={"target": target, "source": source},
                      device=device, precision=precision, fail_on_error=fail_on_error, catalog=catalog,
@@ -139,7 +143,8 @@ def translate(column, *, target: str, source: str = "auto", model: str | None = 
         target: ISO 639-1 code to translate into, one the model supports (``pt``, ``en``); required.
         source: ``auto`` (detect each row's) or an ISO 639-1 code paired with ``target``; default auto.
         model: a ``bergamot`` or ``hf_seq2seq`` model reference; default: catalog ``defaults.translate``.
-        detector: with ``source="auto"``, the language model reference; default: catalog ``defaults.language``.
+        detector: with ``source="auto"``, the language model reference; None: catalog ``defaults.language``;
+            default None.
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.

@@ -145,7 +145,7 @@ def compare_and_promote(df, *, name: str, candidates: Sequence[str], task: str, 
                         experiment: str = EVALUATION_EXPERIMENT, data_description: str = "",
                         run_id: str | None = None) -> dict[str, Any]:
     """Evaluate @alias and ``candidates`` (references to versions of ``name``) on ``df``; maybe move ``alias``.
-    ``run_id``: record into that run (the evaluate job's, jobs/tracking.py), else a new run ``evaluate <name>``."""
+    ``run_id``: record into that run (the evaluate job's, udfs/io/tracking.py), else a new run ``evaluate <name>``."""
     if metric not in METRICS:
         raise ConfigError("metric", metric, METRICS)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:

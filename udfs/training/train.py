@@ -54,7 +54,7 @@ class TrainResult:
 
 def train(df, s: TrainSettings, *, catalog=None, run_id: str | None = None) -> TrainResult:
     """Prepare ``df``, fit by ``s.method``, log the run, register a new version; returns what happened.
-    ``run_id``: log into that run (the training job's, jobs/tracking.py), else a new run ``train <name>``."""
+    ``run_id``: log into that run (the training job's, udfs/io/tracking.py), else a new run ``train <name>``."""
     base_ref = base_reference(s, catalog)
     base = resolve(base_ref)  # fail before any Spark work on a bad reference
     if s.method == "head" and base.kind != "hf_encoder":

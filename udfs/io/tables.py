@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 
-from jobs.common import InputError
-from jobs.config import OutputConf
-from jobs.output import schema_mismatch
-from jobs.storage import join, storage_for
+from udfs.errors import InputError
+from udfs.io.sections import OutputConf
+from udfs.io.output import schema_mismatch
+from udfs.io.storage import join, storage_for
 from udfs.errors import ConfigError
 from udfs.runtime.progress import is_connect
 from udfs.tasks.incremental import TASK_KEYS, TEXT_HASH, Incremental, task_key
@@ -41,7 +41,7 @@ RUN_ID, SCORED_AT = "textspark_run_id", "scored_at"
 PROVENANCE = (RUN_ID, SCORED_AT)
 MANIFEST_PROPERTY = "textspark.manifest"
 MERGE_FORMATS = ("delta", "iceberg")
-STREAM_LOG = "_spark_metadata"  # a stream's file sink log in a table's folder (jobs/stream.py)
+STREAM_LOG = "_spark_metadata"  # a stream's file sink log in a table's folder (udfs/io/stream.py)
 CHANGED = "__ts_changed"  # the MERGE source's flag: the row was computed by this run
 SOURCE_VIEW = "__textspark_merge_source"
 TIME_ZONE = "spark.sql.session.timeZone"
@@ -59,7 +59,7 @@ class TableOutput:
     def __init__(self, conf: OutputConf, spark, *, id_column: str | None = None, source: str | None = None,
                  streaming: bool = False):
         self.conf, self.spark, self.name, self.source = conf, spark, conf.table, source
-        self.streaming = streaming  # input.stream: the table sink appends (jobs/stream.py)
+        self.streaming = streaming  # input.stream: the table sink appends (udfs/io/stream.py)
         self.id_column = id_column
         self.exists = spark.catalog.tableExists(self.name)
         self.provider = self._provider() if self.exists else None

@@ -11,11 +11,11 @@ Another job that finds a lease refuses in one line (:class:`LeaseHeld`, exit 3) 
 - same host: its pid is not running (or runs another process than the one that took the lease);
 - another host: its heartbeat is older than ``output.lease_timeout`` seconds (default 600).
 
-A gone owner's lease is taken over; only then does :func:`jobs.output.recover` touch the staging it left.
+A gone owner's lease is taken over; only then does :func:`udfs.io.commit.recover` touch the staging it left.
 
 What is guaranteed where: on local disk the create is ``link(2)`` of a complete temp file (atomic), and the
 read-decide-replace of a takeover and every heartbeat run under an ``flock`` (a file in the temp folder named
-by the lease path's hash: jobs.storage.LocalStorage.lock), so two jobs on one host never both hold it. Through
+by the lease path's hash: udfs.io.storage.LocalStorage.lock), so two jobs on one host never both hold it. Through
 Hadoop the create is ``createFile(overwrite=false)`` with ``fs.option.create.conditional.overwrite``: atomic in
 HDFS's NameNode, a conditional PUT on S3A where the store supports it; elsewhere (and on stores without
 conditional writes) a check followed by a put, where two jobs started within the same moment on different
@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from jobs.storage import join, split
+from udfs.io.storage import join, split
 from udfs.errors import InputError
 
 LEASE_SUFFIX = ".lease"
