@@ -1,6 +1,8 @@
 """Sentiment labels: a model's own labels ("POSITIVE", "LABEL_1", "5 stars") -> negative / neutral / positive.
 
-Shared by the ``sentiment`` task and the MLflow pyfunc, so both give the same labels and scores.
+In the models room, below the tasks, so training reads them too: the ``sentiment`` task's predict maps its
+scores here (the MLflow pyfunc face runs that predict through the batch core, so it gives the same labels and
+scores), and training and evaluation check a ``label_map`` covers every label.
 """
 from __future__ import annotations
 

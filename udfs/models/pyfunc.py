@@ -1,31 +1,41 @@
 """The MLflow pyfunc face of every textspark model: ``mlflow.pyfunc.load_model`` / ``spark_udf`` work on it.
 
+The face only speaks MLflow: ``load_context`` builds the model by kind, ``predict`` finds the texts in its
+input and turns the batch core's rows into the types below. The rows themselves come from the batch core
+(``udfs.runtime.batch.run_batch``) on the version's own task plan (``udfs.tasks.serving``), as the textspark
+UDFs' do: the same cleaning, the same language guard (a version that records the languages it reads checks
+each row's language with the catalog's language model, resolved through the registry at load), the same
+options (sentiment labels canonical through the version's ``label_map``; translate with its first declared
+pair) and the same results.
+
 ``predict`` returns, per the version's registered task, what :data:`RESULT_TYPES` names; each version is
 registered with an output signature saying the same, so ``mlflow.pyfunc.spark_udf(spark, uri)`` infers its
 result type (a version registered without one takes ``result_type=RESULT_TYPES[task]``). The fields are the
-textspark UDF's (sentiment labels canonical through the version's ``label_map``), less ``model`` and ``error``:
+textspark UDF's, less ``model`` and ``error`` (and classify's ``labels``):
 
 - embed: a float32 array (rows x dim); a row without a result is NaN (spark_udf has no null array<float>).
 - sentiment, classify: a DataFrame ``label``, ``score``, ``scores`` (``{}`` where no result).
 - language: a DataFrame ``language``, ``confidence``.
 - summarize, translate: a Series of strings (None for an empty summary, as the UDF gives null).
 
-A row without a result (null, empty or invisible text) is None / NaN here, and null through spark_udf: string
-values are :class:`NullableStrings`, which MLflow's ``str`` cast leaves missing.
+A row without a result (null, empty or invisible text, a language the version does not read, a row the model
+failed on) is None / NaN here, and null through spark_udf: string values are :class:`NullableStrings`, which
+MLflow's ``str`` cast leaves missing. The face's settings, the task's own config keys, are a JSON object in
+``$TEXTSPARK_PYFUNC_CONFIG`` (MLflow's ``model_config`` reaches ``load_context`` only for keys a version
+declared when logged): ``{"languages": "any"}`` serves the version without the guard, a list of ISO 639 codes
+replaces what it records, ``{"source": "en", "target": "de"}`` picks a translation pair.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from pandas.api.types import pandas_dtype
 
-from udfs.models.labels import canonical_scores
+from udfs.models.face import server
 from udfs.models.loading import build
-from udfs.text import clean_texts
 
 LABELLED = "struct<label:string,score:float,scores:map<string,float>>"
 RESULT_TYPES = {"embed": "array<float>", "sentiment": LABELLED, "classify": LABELLED,
@@ -105,56 +115,40 @@ class TextsparkPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self._folder = Path(context.artifacts["textspark"])
         meta = json.loads((self._folder / "textspark.json").read_text())
-        self._task, self._params = meta["task"], meta.get("params") or {}
+        self._task = meta["task"]
         self._model = build(self._folder, device="cpu", precision="fp32")
+        self._rows = server()(self._folder, meta, self._model, getattr(context, "model_config", None))
 
     def predict(self, context, model_input, params=None):
-        """One result per input row, in order (see the module docstring for its type). Texts are cleaned as
-        the Spark UDFs clean them (udfs.text.clean_texts), so both give the same result for the same row.
-        A DataFrame's texts are its ``text`` column, or its only string column."""
+        """One result per input row, in order (see the module docstring for its type): the batch core's rows,
+        as the textspark UDF gives them. A DataFrame's texts are its ``text`` column, or its only string
+        column."""
         texts = text_column(model_input) if isinstance(model_input, pd.DataFrame) else pd.Series(model_input)
-        clean, _ = clean_texts(texts.reset_index(drop=True))
-        ok = np.flatnonzero(clean.notna().to_numpy())
-        rows = clean.iloc[ok].tolist()
+        rows = self._rows(texts.reset_index(drop=True))
         if self._task == "embed":
-            out = np.full((len(clean), self._model.dim), np.nan, dtype=np.float32)
-            if len(ok):
-                out[ok] = self._model.embed(rows)
-            return out
+            return _vectors(rows["embedding"], getattr(self._model, "dim", None))
         if self._task in ("sentiment", "classify"):
-            fields = self._labelled(rows) if len(ok) else {"label": [], "score": [], "scores": []}
-            return _spread(fields, ok, len(clean), {"label": None, "score": np.nan, "scores": {}})
+            return pd.DataFrame({"label": NullableStrings.of(rows["label"]), "score": _floats(rows["score"]),
+                                 "scores": [v if v is not None else {} for v in rows["scores"]]})
         if self._task == "language":
-            best = [found[0] if found else (None, np.nan) for found in self._model.detect(rows, k=1)]
-            fields = {"language": [b[0] for b in best], "confidence": [b[1] for b in best]}
-            return _spread(fields, ok, len(clean), {"language": None, "confidence": np.nan})
-        out: list = [None] * len(clean)
-        for i, value in zip(ok, self._model.predict(rows) if len(ok) else []):
-            empty = self._task == "summarize" and not value.strip()  # the UDF gives no empty summary: null
-            out[i] = None if empty else value
+            return pd.DataFrame({"language": NullableStrings.of(rows["language"]),
+                                 "confidence": _floats(rows["confidence"])})
         if self._task in ("summarize", "translate"):  # strings: null through spark_udf, not 'None'
-            return pd.Series(NullableStrings.of(out))
-        return out  # a clustering's assignments: one dict per row
-
-    def _labelled(self, rows: list[str]) -> dict[str, list]:
-        """label, score, scores per row; a sentiment model's labels reach the canonical ones as
-        udfs.tasks.sentiment.predict maps them (probabilities of labels mapping to one are added)."""
-        proba = np.asarray(self._model.predict_proba(rows), dtype=np.float64)
-        names = [str(x) for x in self._model.labels]
-        if self._task == "sentiment":
-            names, proba = canonical_scores(proba, self._model.labels, self._params.get("label_map"))
-        top = proba.argmax(axis=1)
-        return {"label": [names[j] for j in top], "score": [float(p[j]) for p, j in zip(proba, top)],
-                "scores": [dict(zip(names, map(float, p))) for p in proba]}
+            return pd.Series(NullableStrings.of(rows["summary" if self._task == "summarize" else "translation"]))
+        return rows["value"].tolist()  # a clustering's assignments: one dict per row (None where none)
 
 
-def _spread(fields: dict[str, list], ok: np.ndarray, n: int, empty: dict) -> pd.DataFrame:
-    """A DataFrame of ``n`` rows: ``fields`` at rows ``ok``, ``empty``'s values elsewhere; string fields
-    (the ones whose empty value is None) as NullableStrings, so spark_udf gives null where there is none."""
-    columns = {}
-    for name, values in fields.items():
-        column = [empty[name]] * n
-        for i, value in zip(ok, values):
-            column[i] = value
-        columns[name] = NullableStrings.of(column) if empty[name] is None else column
-    return pd.DataFrame(columns)
+def _floats(values: pd.Series) -> np.ndarray:
+    """float64, NaN where there is no value (spark_udf gives null for it)."""
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _vectors(values: pd.Series, dim: int | None) -> np.ndarray:
+    """rows x dim float32, a row of NaN where there is no vector."""
+    found = [np.asarray(v, dtype=np.float32) for v in values if v is not None]
+    dim = len(found[0]) if found else dim
+    out = np.full((len(values), dim or 0), np.nan, dtype=np.float32)
+    for i, v in enumerate(values):
+        if v is not None:
+            out[i] = v
+    return out

@@ -7,9 +7,10 @@ without failing the batch; those rows keep the values predict gave (normally Non
 A task may also supply ``screen(text) -> reason or None``, its own rule for rows that pass the shared
 hygiene (``udfs.text.clean_texts``) but that it cannot serve (e.g. ``udfs.text.NeedsLetters``); the runtime
 withholds those rows from ``predict`` with that reason.
-The runtime does the rest: resolve the model once on the driver, load it once per worker, keep
-nulls/empties/garbage away from it, turn a failure into a null result with a reason (or raise, with
-``fail_on_error``), and stamp the model version on each row.
+The runtime does the rest: resolve the model once on the driver (here), load it once per worker
+(``udfs.runtime.worker``), and run each batch through the batch core (``udfs.runtime.batch.run_batch``:
+cleaning, the language guard, predict, a reason per row without a result, the model version on each row),
+the one the mapInArrow stage and the MLflow pyfunc face run too.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 
 from udfs.errors import ConfigError
 from udfs.models.catalog import load_catalog
+from udfs.models.reference import ResolvedModel
 from udfs.models.registry import resolve
 from udfs.runtime.guard import plan_guard
 from udfs.runtime.plan import PRECISIONS, Predict, Screen, UdfPlan
@@ -26,19 +28,22 @@ from udfs.runtime.worker import loaded, run_arrow_batch
 __all__ = ["PRECISIONS", "Predict", "Screen", "UdfPlan", "make_udf", "plan"]  # the plan's types: udfs.runtime.plan
 
 
-def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: str | None,
+def plan(task: str, predict: Predict, fields: list[tuple[str, str]], *, model: str | ResolvedModel | None,
          options: Mapping[str, Any] | None = None, device: str = "auto", precision: str | None = None,
          fail_on_error: bool = False, catalog=None, screen: Screen | None = None, languages: Any = None,
          guarded: bool = True) -> UdfPlan:
-    """Driver side: validate settings and resolve the model reference to one exact version.
+    """Driver side: validate settings and resolve the model reference to one exact version (``model`` may
+    already be one: the pyfunc face's own version, udfs.tasks.serving).
 
     ``languages``: None (the version's recorded languages decide the guard), ``"any"`` (no guard) or ISO 639
     codes; ``guarded=False`` for tasks that check languages themselves (language, translate)."""
     if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise ConfigError("device", device, "auto, cpu, cuda, cuda:<index>")
     catalog = catalog or load_catalog()
-    reference = model or catalog.default_reference(task)
-    resolved = resolve(reference, task=task)
+    if isinstance(model, ResolvedModel):
+        resolved = model
+    else:
+        resolved = resolve(model or catalog.default_reference(task), task=task)
     guard = plan_guard(resolved, languages, lambda: catalog.default_reference("language")) if guarded else None
     precision = precision or resolved.params.get("precision", "fp32")
     if precision not in PRECISIONS:
@@ -54,9 +59,12 @@ def make_udf(p: UdfPlan, *, only: str | None = None):
     itself (``udfs.text.arrow_texts``), so a row whose bytes are not UTF-8 gets a reason instead of failing
     the batch, and a column of another type (struct included) gets "input is not a string" per row.
     Scalar, not an iterator UDF: Spark evaluates all scalar Arrow UDFs of one ``select`` / ``withColumn``
-    chain in one Python worker, batch by batch, so tasks on the same encoder share its forward pass there
-    (an iterator UDF gets a Python worker of its own). The model comes from the worker's cache per batch
-    (a dict lookup); a batch of nulls never loads one.
+    chain in one Python worker per task, batch by batch (measured: one process id for two UDFs of one
+    select, and for a UDF applied to another's result), so tasks on the same encoder share the worker's
+    model cache and its forward pass there. A Python function of another kind (``mapInArrow``, as
+    ``udfs.tasks.pipeline.apply_tasks`` runs, or an iterator UDF) runs in a worker of its own, with its own
+    copy of the models. The model comes from the worker's cache per batch (a dict lookup); a batch of nulls
+    never loads one. Each batch goes through the batch core, ``udfs.runtime.batch.run_batch``.
     """
     import pyarrow as pa
     from pyspark.sql.functions import arrow_udf

@@ -1,27 +1,27 @@
 """Worker side of the runtime: configure the Python worker, fetch its cached model, run one Arrow batch.
 
-``run_arrow_batch`` takes the text column as Arrow (so a row of bytes that are not UTF-8 is that row's
-problem: pandas' own conversion would fail the whole batch on it) and returns the result as Arrow.
-``run_batch`` keeps nulls/empties/garbage away from the model, retries a failed batch row by row so one bad
-row cannot fail the others, turns a failure into a null result with a reason (or raises, with
-``fail_on_error``) and stamps the model version on each row.
+``run_arrow_batch`` is the Spark paths' way into the batch core (``udfs.runtime.batch.run_batch``, which the
+MLflow pyfunc face calls too): it takes the text column as Arrow (so a row of bytes that are not UTF-8 is that
+row's problem: pandas' own conversion would fail the whole batch on it), counts the batch's rows and costs,
+and returns the core's rows as Arrow.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from udfs.models import model_cache
 from udfs.models.loading import load
+from udfs.runtime.batch import run_batch
 from udfs.runtime.costs import Clock, worker_start
 from udfs.runtime.device import configure_threads, resolve_precision, select_device
 from udfs.runtime.progress import say
-from udfs.runtime.guard import withheld
 from udfs.runtime.plan import UdfPlan
-from udfs.text import arrow_texts, clean_texts
+from udfs.text import arrow_texts
+
+__all__ = ["loaded", "run_arrow_batch", "run_batch", "to_arrow", "worker_model"]  # run_batch: udfs.runtime.batch
 
 
 def worker_model(p: UdfPlan):
@@ -72,69 +72,3 @@ def to_arrow(values: pd.Series | pd.DataFrame, spark_type, *, large_types: bool 
                                             arrow_cast=True, prefers_large_types=large_types,
                                             assign_cols_by_name=True)
     return batch.column(0)
-
-
-def run_batch(p: UdfPlan, model: Any, texts: pd.Series) -> pd.DataFrame:
-    """One Arrow batch -> a DataFrame with the task's fields, ``model`` and ``error``, rows in input order."""
-    n = len(texts)
-    clean, reason = clean_texts(texts)
-    ok = np.flatnonzero(clean.notna().to_numpy())
-    reasons = reason.to_numpy(dtype=object)
-    if p.screen is not None:  # the task's own rule, after the shared hygiene
-        ok = _screen(p.screen, clean, ok, reasons)
-    if p.guard is not None and len(ok):  # rows in a language the model does not read (udfs.runtime.guard)
-        for i, why in zip(ok, withheld(p.guard, clean.iloc[ok].tolist())):
-            reasons[i] = why or reasons[i]
-        ok = np.array([i for i in ok if reasons[i] is None], dtype=ok.dtype)
-    columns = {name: np.full(n, None, dtype=object) for name, _ in p.fields}
-    if len(ok):
-        rows = clean.iloc[ok].tolist()
-        try:
-            _assign(columns, ok, p.predict(model, rows, p.options), reasons)
-        except Exception:  # one bad row must not fail the others: retry row by row
-            if p.fail_on_error:
-                raise
-            for i, text in zip(ok, rows):
-                try:
-                    _assign(columns, np.array([i]), p.predict(model, [text], p.options), reasons)
-                except Exception as row_exc:  # noqa: BLE001 - the reason is the result
-                    reasons[i] = f"{type(row_exc).__name__}: {row_exc}"[:500]
-    frame = pd.DataFrame(columns)
-    frame["model"] = p.model.label
-    frame["error"] = reasons
-    if p.fail_on_error and frame["error"].notna().any():
-        first = frame["error"].dropna().iloc[0]
-        raise ValueError(f"{p.task}: {int(frame['error'].notna().sum())} row(s) failed "
-                         f"(fail_on_error=True); first reason: {first}")
-    return frame
-
-
-def _screen(screen, clean: pd.Series, ok: np.ndarray, reasons: np.ndarray) -> np.ndarray:
-    """The rows of ``ok`` that ``screen`` lets through; the others get its reason in ``reasons``."""
-    keep = []
-    for i in ok:
-        refused = screen(clean.iat[i])
-        if refused is None:
-            keep.append(i)
-        else:
-            reasons[i] = refused
-    return np.array(keep, dtype=ok.dtype)
-
-
-ROW_ERRORS = "error"  # the key under which predict may return per-row reasons
-
-
-def _assign(columns: dict[str, np.ndarray], idx: np.ndarray, result: Mapping[str, Any],
-            reasons: np.ndarray | None = None) -> None:
-    for name, values in result.items():
-        if name == ROW_ERRORS and name not in columns:
-            if reasons is not None:
-                for j, i in enumerate(idx):
-                    if values[j] is not None:
-                        reasons[i] = str(values[j])[:500]
-            continue
-        if isinstance(values, np.ndarray) and values.ndim == 2:
-            values = list(values)
-        target = columns[name]
-        for j, i in enumerate(idx):
-            target[i] = values[j]

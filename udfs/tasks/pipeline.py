@@ -46,13 +46,16 @@ def apply_tasks(df, text_column: str, planned: list[PlannedTask], *, profile=Non
                 inputs: list[str] | None = None):
     """``df`` with each task's column appended (and ``<column>_error`` for plain-valued tasks).
 
-    All tasks run in one ``mapInArrow`` stage: one Python worker per partition holds every task's model (an
-    Arrow UDF per task would start a worker per task per partition, each loading its own model), and tasks
-    on the same encoder share its forward pass (udfs.models.backends.hf). With a Spark ``ResourceProfile``
-    (GPU scheduling) the stage carries the profile; ``partitions`` repartitions first, so reading stays in a
-    stage of its own with the default (CPU) profile. The worker gets the text column as Arrow (a row of
-    invalid UTF-8 gets a reason, not a failed job); the other columns pass through untouched. ``ConfigError`` before any Spark work: a missing or non-string
-    text column, an output column that is already an input column or another task's.
+    All tasks run in one ``mapInArrow`` stage: one Python worker per partition holds every task's model, and
+    tasks on the same encoder share its forward pass (udfs.models.backends.hf), as the scalar Arrow UDFs of
+    one ``select`` share theirs (udfs.runtime.driver.make_udf); the stage, not a select of UDFs, because
+    only ``mapInArrow`` carries a Spark ``ResourceProfile`` (GPU scheduling) and it passes the other columns
+    through untouched. ``partitions`` repartitions first, so reading stays in a stage of its own with the
+    default (CPU) profile. Each task's batch goes through the batch core (udfs.runtime.batch.run_batch,
+    through udfs.runtime.worker.run_arrow_batch), the one the UDFs and the MLflow pyfunc face run; the
+    worker gets the text column as Arrow (a row of invalid UTF-8 gets a reason, not a failed job).
+    ``ConfigError`` before any Spark work: a missing or non-string text column, an output column that is
+    already an input column or another task's.
     ``inputs``: per task, the column its model reads instead of ``text_column`` (the incremental path hands a
     task null where it keeps the previous result); these columns are left out of the result.
     """
