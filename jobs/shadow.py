@@ -9,7 +9,8 @@ Config keys: ``input`` (as the analyze job's; ``id_column`` required), ``task`` 
 embed | cluster), ``settings`` (the task's keys, e.g. ``labels`` for zero-shot classify; for cluster
 ``embedding_column`` and ``split_share``), ``champion`` (default: the task's catalog default, its @champion;
 required for cluster), ``challenger`` (required), ``sample: {rows: N, seed: S}`` (score N rows, the same ones
-for the same seed), ``output: {path: ...}``, ``experiment``, ``spark``.
+for the same seed), ``output: {path: ...}`` (or ``{table: ...}``: the diff rows with provenance in a catalog
+table, the manifest in its ``textspark.manifest`` property, the figure in the run only), ``experiment``, ``spark``.
 
 The output folder holds the diff table (udfs.training.shadow: id, language where the models are
 language-guarded, both result structs, ``flipped``, ``score_delta``), a figure (``_shadow_confusion.png``:
@@ -47,6 +48,8 @@ from udfs.io.sections import read_yaml  # noqa: E402
 from udfs.io.commit import MANIFEST  # noqa: E402
 from udfs.io.output import Output  # noqa: E402
 from udfs.io.storage import join  # noqa: E402
+from udfs.io.tables import MANIFEST_PROPERTY, PROVENANCE, TableOutput  # noqa: E402
+from udfs import metastore  # noqa: E402
 from udfs.io.tracking import JobRun, job_run, logged_model_id, used_models  # noqa: E402
 from udfs.config import validate  # noqa: E402
 from udfs.errors import ConfigError, InputError  # noqa: E402
@@ -107,6 +110,22 @@ def run(conf: ShadowConf, *, spark=None) -> dict:
     check_input(conf.input, source=conf.source)
     champion, challenger, _ = versions(planned)
     models = used_models(plans(planned).values()) + ([champion, challenger] if conf.task == "cluster" else [])
+    tags = {"textspark.champion": champion, "textspark.challenger": challenger}
+    if conf.output.table is not None:  # a catalog table (udfs/io/tables.py): the engine's commit
+        asked = time.time()
+        spark = spark or job_spark(conf.spark.profile, conf=conf.spark.conf)
+        clock = {"started": started, "asked": asked, "ready": time.time()}
+        with metastore.holding(spark, f"writing table {conf.output.table}"):
+            table = TableOutput(conf.output, spark, source=conf.source)
+            if table.skip:
+                return {"output": conf.output.table, "skipped": True}
+            with job_run("shadow", conf.experiment, conf.output.table, started=started, models=models,
+                         tags=tags) as tracked:
+                summary, figures = _run_batch(conf, planned, _TableSink(table, tracked.run_id), spark,
+                                              tracked.run_id, clock)
+                _log_run(tracked, conf, summary, figures)
+        costs.record("shadow", summary)
+        return summary
     with Output(conf.output, source=conf.source) as output:
         if output.skip:
             return {"output": conf.output.path, "skipped": True}
@@ -116,12 +135,70 @@ def run(conf: ShadowConf, *, spark=None) -> dict:
         if output.bind(spark).skip:
             return {"output": conf.output.path, "skipped": True}
         with job_run("shadow", conf.experiment, conf.output.path, started=started, models=models,
-                     tags={"textspark.champion": champion, "textspark.challenger": challenger}) as tracked:
-            summary, figures = _run_batch(conf, planned, output, spark, tracked.run_id, clock)
+                     tags=tags) as tracked:
+            summary, figures = _run_batch(conf, planned, _FolderSink(output), spark, tracked.run_id, clock)
             output.close()
             _log_run(tracked, conf, summary, figures)
     costs.record("shadow", summary)  # the cost store --plan reads
     return summary
+
+
+class _FolderSink:
+    """The diff table, the figure and the manifest into the output folder (staged, committed atomically)."""
+
+    def __init__(self, output: Output):
+        self.output = output
+
+    def __enter__(self):
+        self._staging = self.output.staging()
+        self.stage = self._staging.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._staging.__exit__(*exc)
+
+    def write(self, diff, spark):
+        diff.write.mode("error").parquet(self.stage)
+        return spark.read.parquet(self.stage)
+
+    def figure(self, name: str, png: bytes) -> None:
+        self.output.storage.write(join(self.stage, PLOTS[name]), png)
+
+    def extra(self) -> dict:
+        return {"write_id": self.output.run_id, "recovered": self.output.recovered}
+
+    def commit(self, summary: dict) -> None:
+        self.output.commit(manifest_json(**summary))
+
+
+class _TableSink:
+    """The diff table into a catalog table (its rows stamped with the run id and the time they were scored),
+    the manifest into its ``textspark.manifest`` property; the figure goes to the MLflow run only."""
+
+    def __init__(self, table: TableOutput, run_id: str):
+        self.table, self.run_id = table, run_id
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, diff, spark):
+        out = self.table.with_provenance(diff, self.run_id)
+        if self.table.conf.mode == "append":  # an existing table's columns must be this diff's
+            self.table.check_schema(out)
+        self.table.write(out)
+        return self.table.rows_of(self.run_id).drop(*PROVENANCE)
+
+    def figure(self, name: str, png: bytes) -> None:
+        pass
+
+    def extra(self) -> dict:
+        return {"table": {"name": self.table.name, "format": self.table.format}, "output_rows": self.table.count()}
+
+    def commit(self, summary: dict) -> None:
+        self.table.set_manifest(summary)
 
 
 def plan(conf: ShadowConf) -> str:
@@ -134,7 +211,7 @@ def plan(conf: ShadowConf) -> str:
                       max_rows=conf.sample.rows if conf.sample else None)
 
 
-def _run_batch(conf: ShadowConf, planned, output: Output, spark, run_id: str, clock: dict):
+def _run_batch(conf: ShadowConf, planned, sink, spark, run_id: str, clock: dict):
     from pyspark.sql import functions as F
 
     df = read_input(spark, conf.input, source=conf.source)
@@ -154,26 +231,28 @@ def _run_batch(conf: ShadowConf, planned, output: Output, spark, run_id: str, cl
     counted = planned.counted(meter.tasks) if cluster else meter.tasks
     chunked = cluster and any(c.chunk_words for c in (planned.champion, planned.challenger))
     meter.total_rows = {name: None if chunked and name != "language" else input_rows for name in meter.names}
-    with output.staging() as stage:
+    where = conf.output.path or conf.output.table
+    with sink:
         scoring = time.time()  # the Spark job(s) that read, run both versions and write
         with meter:  # cluster: one job scores and matches the clusters (udfs.training.shadow_clusters), one writes
             diff = shadow(df, task=conf.task, champion=conf.champion, challenger=conf.challenger,
                           text_column=conf.input.text_column, id_column=key, planned=counted, partitions=partitions)
-            diff.write.mode("error").parquet(stage)
+            written = sink.write(diff, spark)
         scored = time.time()
-        found = diff_summary(spark.read.parquet(stage), conf.task, key=key,
+        found = diff_summary(written, conf.task, key=key,
                              seed=conf.sample.seed if conf.sample else 0,
                              **({"split_share": planned.split_share} if cluster else {}))
         if found["rows"] != input_rows:
-            raise InputError("output.path", conf.output.path, f"this run wrote {found['rows']} rows for {input_rows} "
+            raise InputError("output.path" if conf.output.path else "output.table", where,
+                             f"this run wrote {found['rows']} rows for {input_rows} "
                              "input rows; nothing was committed", source=conf.source)
         champion, challenger, language = versions(planned)
         figures = _figures(found, champion, challenger)
         for name, figure in figures.items():
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=100)
-            output.storage.write(join(stage, PLOTS[name]), buffer.getvalue())
-        summary = {"job": "shadow", "output": conf.output.path, "champion": champion,
+            sink.figure(name, buffer.getvalue())
+        summary = {"job": "shadow", "output": where, "champion": champion,
                    "challenger": challenger, "challenger_model_id": challenger_model_id(challenger),
                    "language_model": language,
                    "settings": dict(conf.settings), **found, "input_rows": input_rows,
@@ -183,7 +262,7 @@ def _run_batch(conf: ShadowConf, planned, output: Output, spark, run_id: str, cl
                    "plot": PLOTS[next(iter(figures))] if figures else None, "run_id": run_id,
                    "seconds": round(time.time() - clock["started"], 1),
                    "inference_seconds": round(scored - scoring, 1), "inference_partitions": partitions,
-                   "write_id": output.run_id, "recovered": output.recovered}
+                   **sink.extra()}
         if language is None:
             summary["per_language_note"] = ("no per-language counts: neither clustering centers per language"
                                             if cluster else "no per-language counts: neither version is "
@@ -194,7 +273,7 @@ def _run_batch(conf: ShadowConf, planned, output: Output, spark, run_id: str, cl
                  "read": scoring - clock["ready"], "stage": scored - scoring, "commit": now - scored}
         summary["wall"] = costs.account(parts, now - clock["started"], summary["costs"],
                                         min(cores or partitions or 1, partitions or cores or 1), cores)
-        output.commit(manifest_json(**summary))
+        sink.commit(summary)
     return summary, figures
 
 
@@ -248,7 +327,7 @@ def _log_run(tracked: JobRun, conf: ShadowConf, summary: dict, figures: dict) ->
     from udfs.models.registry import client
 
     tracked.log_params({"task": conf.task, "champion": summary["champion"], "challenger": summary["challenger"],
-                        "input": conf.input.path, "output": conf.output.path,
+                        "input": conf.input.path, "output": summary["output"],
                         "sample": json.dumps(summary["sample"])})
     name, version = summary["challenger"].rsplit("/", 1)
     model_id = summary["challenger_model_id"]
@@ -258,7 +337,8 @@ def _log_run(tracked: JobRun, conf: ShadowConf, summary: dict, figures: dict) ->
     for key, figure in figures.items():
         tracked.log_figure(figure, ARTIFACTS[key])
     artifacts = [REPORT, *(ARTIFACTS[k] for k in figures)]
-    tag = json.dumps({"run_id": tracked.run_id, "report": join(conf.output.path, MANIFEST),
+    report = join(conf.output.path, MANIFEST) if conf.output.path else f"{conf.output.table} ({MANIFEST_PROPERTY})"
+    tag = json.dumps({"run_id": tracked.run_id, "report": report,
                       "champion": summary["champion"], "flip_rate": summary["flip_rate"], "rows": summary["rows"],
                       "model_id": model_id, "metrics": f"{METRIC_PREFIX}*",
                       "artifacts": [f"runs:/{tracked.run_id}/{a}" for a in artifacts],
@@ -341,6 +421,9 @@ def print_summary(summary: dict) -> None:
             print(f"  no cluster splits (share {summary['split_share']}) or merges")
     for line in costs.lines(summary):  # each model's cost, the job's wall split
         print(line)
+    if summary.get("table"):
+        print(f"manifest: table {summary['output']} property {MANIFEST_PROPERTY} (the figure: in the MLflow run)")
+        return
     plot = f"  plot: {summary['output']}/{summary['plot']}" if summary["plot"] else ""
     print(f"manifest: {summary['output']}/{MANIFEST}{plot}")
 

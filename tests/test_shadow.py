@@ -97,7 +97,7 @@ def varied_labels(reference):
 
 def test_flips_are_the_rows_the_champion_did_not_call_positive(spark, table, heads):
     champion = varied_labels(heads["varied"])
-    assert len(set(champion)) >= 2  # the test means something only with several champion labels
+    assert len(set(champion)) >= 2, champion  # the test means something only with several champion labels
     diff = shadow(table, task="sentiment", champion=heads["varied"], challenger=heads["positive"], id_column="id")
     flips = {r.id: r.flipped for r in diff.select("id", "flipped").collect()}
     assert flips == {**{i: c != "positive" for i, c in enumerate(champion)}, len(TEXTS): None, len(TEXTS) + 1: None}
@@ -543,3 +543,55 @@ def test_plan_estimates_the_shadow_job_from_the_recorded_costs_without_spark(hea
         f"  Spark start 5.0 s + reading, writing and other fixed costs 1.0 s (the shadow run of {at})",
         "  total: 21.5 s"]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_job_writes_its_diff_into_a_catalog_table(spark, table, heads, tmp_path, monkeypatch, capsys):
+    """output.table: the diff rows with textspark_run_id and scored_at, the manifest in the table's property, the
+    figure in the run; overwrite replaces, append adds a run's rows; incremental is a one-line config error."""
+    from jobs import shadow as job
+    from udfs.io.shadowconf import parse_shadow
+    from udfs.io.tables import MANIFEST_PROPERTY, RUN_ID
+
+    monkeypatch.setenv(costs.COSTS_ENV, str(tmp_path / "costs.jsonl"))
+    schema = f"shadow_{os.getpid()}"
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {schema} LOCATION '{tmp_path / 'warehouse'}'")
+    path = tmp_path / "in.parquet"
+    table.toPandas().to_parquet(path)
+
+    def conf(mode):
+        return parse_shadow({"input": {"path": str(path), "id_column": "id"}, "task": "sentiment",
+                             "champion": heads["positive"], "challenger": heads["negative"],
+                             "output": {"table": f"{schema}.diff", "mode": mode}}, source="shadow.yml")
+
+    try:
+        first = job.run(conf("overwrite"), spark=spark)
+        second = job.run(conf("overwrite"), spark=spark)
+        third = job.run(conf("append"), spark=spark)
+        name = f"{schema}.diff"
+        counts = {r[0]: r[1] for r in spark.table(name).groupBy(RUN_ID).count().collect()}
+        rows = len(TEXTS) + 2
+        assert counts == {second["run_id"]: rows, third["run_id"]: rows}  # the first run's rows were replaced
+        assert (first["rows"], third["rows"], third["output_rows"], third["table"]["name"]) == (rows, rows, 2 * rows,
+                                                                                              name)
+        assert spark.table(name).columns == ["id", "champion", "challenger", "flipped", "score_delta",
+                                             "textspark_run_id", "scored_at"]
+        mine = spark.table(name).where(f"{RUN_ID} = '{third['run_id']}'")
+        assert mine.where("flipped").count() == len(TEXTS) and mine.where("flipped IS NULL").count() == 2
+        described = {r[0]: r[1] for r in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()}
+        properties = spark.sql(f"SHOW TBLPROPERTIES {name}").collect()
+        manifest = json.loads(next(r[1] for r in properties if r[0] == MANIFEST_PROPERTY))
+        assert (manifest["job"], manifest["run_id"], manifest["flip_rate"]) == ("shadow", third["run_id"], 1.0)
+        assert described["Provider"].lower() == "parquet"
+        assert {a.path for a in client().list_artifacts(third["run_id"])} == {"shadow_confusion.png",
+                                                                               "shadow_report.json"}
+        tag = json.loads(client().get_model_version(*label(heads["negative"]).split("/")).tags["textspark.shadow"])
+        assert (tag["run_id"], tag["report"]) == (third["run_id"], f"{name} ({MANIFEST_PROPERTY})")
+        job.print_summary(third)
+        assert capsys.readouterr().out.strip().splitlines()[-1] == \
+            f"manifest: table {name} property {MANIFEST_PROPERTY} (the figure: in the MLflow run)"
+        with pytest.raises(ConfigError) as err:
+            conf("incremental")
+        assert str(err.value) == ("shadow.yml: output.mode: got 'incremental'; allowed: overwrite, append, error, "
+                                  "errorifexists, ignore (a shadow job's diff table)")
+    finally:
+        spark.sql(f"DROP DATABASE IF EXISTS {schema} CASCADE")

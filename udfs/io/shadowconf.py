@@ -53,11 +53,14 @@ class ShadowConf(Section):
             raise ConfigError("input.id_column", None, "a column name (the diff table is keyed by it)")
         if self.input.stream is not None:
             raise ConfigError("input.stream", "(a stream)", "no stream: a shadow job scores a table once")
-        if self.output.table is not None:
-            raise ConfigError("output.table", self.output.table, "output.path (a shadow job writes a folder)")
-        if self.output.mode not in ("overwrite", "error", "errorifexists", "ignore"):
+        if self.output.table is not None and self.output.mode not in ("overwrite", "append", "error", "errorifexists",
+                                                                       "ignore"):
+            raise ConfigError("output.mode", self.output.mode, "overwrite, append, error, errorifexists, ignore (a "
+                              "shadow job's diff table)")
+        if self.output.table is None and self.output.mode not in ("overwrite", "error", "errorifexists", "ignore"):
             raise ConfigError("output.mode", self.output.mode, "overwrite, error, errorifexists, ignore")
-        if self.input.format != "table" and overlaps(self.input.path, self.output.path):
+        if self.output.path is not None and self.input.format != "table" and \
+                overlaps(self.input.path, self.output.path):
             raise ConfigError("output.path", self.output.path, f"a folder that is neither input.path "
                               f"({self.input.path}), nor inside it, nor holding it (the commit replaces the folder)")
         return self
