@@ -156,24 +156,14 @@ class TableOutput:
         Reused rows are not written by the MERGE, so they keep their run id and scored_at."""
         from pyspark.sql import functions as F
 
-        why = [f"__ts_why_{i}" for i in range(len(inc.planned))]
-        saved = inc._df_columns
-        inc._df_columns = [*saved, *why]  # the output keeps the reasons, for the flag
-        try:
-            out = inc.output(counts)
-        finally:
-            inc._df_columns = saved
-        changed = F.coalesce(*[F.col(w) for w in why]).isNotNull()
-        return out.select(*[F.col(quoted(c)) for c in out.columns if c not in why], F.lit(run_id).alias(RUN_ID),
-                          F.current_timestamp().alias(SCORED_AT), changed.alias(CHANGED))
+        out = inc.output(counts, changed=CHANGED)
+        return out.select(*[F.col(quoted(c)) for c in out.columns if c != CHANGED], F.lit(run_id).alias(RUN_ID),
+                          F.current_timestamp().alias(SCORED_AT), F.col(CHANGED))
 
     @staticmethod
     def changed_rows(inc: Incremental) -> int:
         """The rows an incremental run computes for at least one task (counted on the join: no model runs)."""
-        from pyspark.sql import functions as F
-
-        why = [F.col(f"__ts_why_{i}") for i in range(len(inc.planned))]
-        return inc.joined.filter(F.coalesce(*why).isNotNull()).count()
+        return inc.joined.filter(inc.computed()).count()
 
     def check(self, out, df) -> None:
         """append and incremental on an existing table: the rows' columns must be the table's (names, order,

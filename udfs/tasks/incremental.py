@@ -119,8 +119,15 @@ class Incremental:
             why = why.when(F.coalesce(error.rlike(MODEL_FAILURE), F.lit(False)), F.lit("retry"))
         return why
 
-    def output(self, counts: dict | None = None):
-        """The complete new output: ``df``'s columns, each task's column(s), then the bookkeeping columns.
+    def computed(self):
+        """A boolean Column of :attr:`joined`: the row is computed for at least one task."""
+        from pyspark.sql import functions as F
+
+        return F.coalesce(*[F.col(f"__ts_why_{i}") for i in range(len(self.planned))]).isNotNull()
+
+    def output(self, counts: dict | None = None, *, changed: str | None = None):
+        """The complete new output: ``df``'s columns, each task's column(s), then the bookkeeping columns
+        (and, with ``changed``, a boolean column of that name: the row is computed for at least one task).
 
         With this run's :meth:`counts`, a task that computes no row is not run at all (no Spark stage, no
         model load); with none of them to run, the output is the join of the input with the previous output."""
@@ -143,7 +150,8 @@ class Incremental:
                     new = F.when(F.col(f"__ts_why_{i}").isNull(), F.col(f"`__ts_prev_{i}_{c}`")).otherwise(new)
                 cols.append(new.alias(c))
         keys = F.create_map(*[x for t in self.planned for x in (F.lit(t.column), F.lit(self.keys[t.column]))])
-        return computed.select(*cols, F.col("__ts_hash").alias(TEXT_HASH), keys.alias(TASK_KEYS))
+        flag = [self.computed().alias(changed)] if changed else []
+        return computed.select(*cols, F.col("__ts_hash").alias(TEXT_HASH), keys.alias(TASK_KEYS), *flag)
 
     def _check_previous(self) -> int:
         """The previous output's row count, once its ids are known to be unique and present (a duplicate there
