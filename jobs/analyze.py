@@ -131,9 +131,9 @@ def _run_table(conf: JobConf, planned, table: TableOutput, spark, clock: dict, r
     row, dists = tally(spark.table(conf.output.table) if incremental is not None else wrote, planned)
     written = wrote.count() if incremental is not None else row["rows"]
     table.row_check(written, computed)
-    summary = _summary(
+    summary = _summary(  # an incremental run tallied the whole table: its rows are the table's
         conf, planned, spark, row, output=conf.output.table, input_rows=input_rows, rows=written,
-        output_rows=table.count(), started=started, inference_seconds=round(inferred - inferring, 1),
+        output_rows=row["rows"] if incremental is not None else table.count(), started=started, inference_seconds=round(inferred - inferring, 1),
         partitions=partitions, gpu_stage=use_profile, run_id=run_id,
         table={"name": conf.output.table, "format": table.format, "delete_missing": conf.output.delete_missing})
     _add_costs(summary, incremental, meter, spark, partitions, clock, inferring, inferred)
