@@ -160,7 +160,8 @@ def domains(spark, conf: str) -> dict[str, pd.DataFrame]:
     held = prepare(read_table(spark, job), job.settings).df.filter("split = 'test'").toPandas()
     column = "domain" if "domain" in held else None
     out = {}
-    for name, domain in (("tweets held-out", "tweets"), ("drug train held-out", "drug_reviews:train")):
+    for name, domain in (("tweets held-out", "tweets"), ("drug train held-out", "drug_reviews:train"),
+                         ("hand-written reviews held-out", "handwritten_reviews")):  # 6 languages (udfs/data)
         rows = held[held[column] == domain] if column else (held if domain == "tweets" else held.iloc[:0])
         if len(rows):
             out[name] = rows[["text", "label"]].reset_index(drop=True)

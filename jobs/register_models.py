@@ -125,7 +125,7 @@ def packages_needed(entry: CatalogEntry) -> list[tuple[str, str]]:
                          label_map=entry.params.get("label_map"))
     inputs = job.input.datasets if isinstance(job.input, DatasetsInput) else [job.input]
     return [(PACKAGES[one.dataset], f"{entry.name} (trained from the {one.dataset} dataset of {entry.source['train']})")
-            for one in inputs if isinstance(one, DatasetInput)]
+            for one in inputs if isinstance(one, DatasetInput) and one.dataset in PACKAGES]  # else shipped here
 
 
 def main(argv: list[str] | None = None) -> int:

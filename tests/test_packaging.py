@@ -27,7 +27,8 @@ from tests.helpers import assert_frame_equal, build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"udfs/conf/models.yml", "udfs/conf/spark/local.yml", "udfs/conf/spark/gpu.yml",
-           "udfs/conf/spark/databricks.yml", "udfs/conf/spark/gpu_discovery.sh", "udfs/conf/jobs/sample.yml"}
+           "udfs/conf/spark/databricks.yml", "udfs/conf/spark/gpu_discovery.sh", "udfs/conf/jobs/sample.yml",
+           "udfs/data/handwritten_reviews.csv"}  # the sentiment default trains on it from the wheel too
 PROJECT_SITE = Path(sysconfig.get_paths()["purelib"])  # the project venv's third-party packages
 TEXTS = ["the match and the goal", "shares and profits fell", None, "a new phone with a faster chip"]
 # Variables of the test session that would point a child at the checkout or at this interpreter.

