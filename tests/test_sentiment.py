@@ -52,6 +52,31 @@ def test_head_labels_map_to_canonical_and_equal_the_model(spark, tiny_sentiment)
     assert_frame_equal(out, expected, atol=1e-5)
 
 
+def test_min_score_nulls_the_labels_scored_below_it_and_keeps_their_scores(spark, tiny_sentiment):
+    """A best label scored below ``min_score`` gives a null label and the reason; its score and scores stay,
+    and the rows above it are untouched."""
+    m = load_direct(tiny_sentiment)
+    proba = forward(m.layers, m.encoder.embed(TEXTS))
+    best = sorted(float(p.max()) for p in proba)
+    floor = round((best[0] + best[1]) / 2, 6)  # the least sure row falls below it, the others do not
+    assert best[0] < floor < best[1]
+    df = spark.createDataFrame(list(enumerate(TEXTS)), "id int, text string")
+    out = df.withColumn("s", sentiment("text", model=tiny_sentiment, min_score=floor))
+    canon = ["negative", "neutral", "positive"]
+    model = tiny_sentiment.removeprefix("models:/")
+    rows = []
+    for i, (t, p) in enumerate(zip(TEXTS, proba)):
+        label, score = canon[int(p.argmax())], float(p.max())
+        unclear = score < floor
+        rows.append((i, t, (None if unclear else label, score, dict(zip(canon, map(float, p))), model,
+                            f"sentiment unclear: best guess {label!r} at {score:.2f} < min_score {floor}"
+                            if unclear else None)))
+    assert sum(r[2][0] is None for r in rows) == 1
+    assert_frame_equal(out, spark.createDataFrame(rows, f"id int, text string, s {RESULT}"), atol=1e-5)
+    with pytest.raises(ConfigError, match="min_score: got 1.5; allowed: a number between 0 and 1"):
+        sentiment("text", model=tiny_sentiment, min_score=1.5)
+
+
 def test_five_star_model_scores_merge_into_three_labels(spark, tiny_stars):
     out = spark.createDataFrame([(t,) for t in TEXTS], "text string") \
         .select("text", sentiment("text", model=tiny_stars).alias("s"))

@@ -1,10 +1,12 @@
 """``sentiment``: struct<label, score, scores, model, error> with canonical labels negative/neutral/positive.
 
 Any classifier registered for the ``sentiment`` task works: a head on frozen embeddings (the default,
-trained on labeled tweets and drug reviews), or a Hugging Face sequence classifier. A model's own labels ("POSITIVE",
+trained on labeled tweets, drug reviews, film snippets and hand-written reviews in six languages), or a Hugging
+Face sequence classifier. A model's own labels ("POSITIVE",
 "LABEL_1", "5 stars") reach the canonical ones through ``label_map`` (stored in the catalog entry's /
 registered version's params, or given per call). Labels that already are canonical, in any case, map to
-themselves. Several model labels may map to one canonical label: their probabilities add up.
+themselves. Several model labels may map to one canonical label: their probabilities add up. ``min_score``
+trades labels for nulls: a best label scored below it gives a null label and a reason.
 """
 from __future__ import annotations
 
@@ -29,8 +31,13 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
         raise FloatingPointError("model produced non-finite scores")
     targets, scores = canonical_scores(proba, model.labels, options.get("label_map"))
     top = scores.argmax(axis=1)
-    return {"label": [targets[j] for j in top], "score": [float(s[j]) for s, j in zip(scores, top)],
-            "scores": [dict(zip(targets, map(float, s))) for s in scores]}
+    best = [float(s[j]) for s, j in zip(scores, top)]
+    floor = options.get("min_score", 0.0)
+    unclear = [score < floor for score in best]  # a null label with the reason; score and scores stay
+    return {"label": [None if low else targets[j] for j, low in zip(top, unclear)], "score": best,
+            "scores": [dict(zip(targets, map(float, s))) for s in scores],
+            "error": [f"sentiment unclear: best guess {targets[j]!r} at {score:.2f} < min_score {floor}" if low
+                      else None for j, score, low in zip(top, best, unclear)]}
 
 
 def checked_label_map(label_map: Any) -> dict[str, str]:
@@ -53,6 +60,8 @@ class SentimentOptions(Section):
 
     label_map: Annotated[dict[str, str] | None, Allowed(LABEL_MAP_ALLOWED), Field(
         description="model label -> negative | neutral | positive; None: the model's ``label_map`` param")] = None
+    min_score: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1"), Field(
+        description="0 to 1; a best label scored below it gives a null label and a reason")] = 0.0
 
     @field_validator("label_map", mode="before")
     @classmethod
@@ -72,22 +81,25 @@ def sentiment_plan(*, model: str | None = None, device: str = "auto", precision:
             canonical_map(p.model.params["labels"], chosen)
         except ValueError as exc:
             raise ConfigError("label_map", chosen, f"{exc} (model {p.model.label})") from None
-    return replace(p, options={"label_map": chosen})
+    return replace(p, options={"label_map": chosen, "min_score": o.min_score})
 
 
 def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] | None = None,
-              device: str = "auto", precision: str | None = None, fail_on_error: bool = False, languages=None):
+              min_score: float = 0.0, device: str = "auto", precision: str | None = None,
+              fail_on_error: bool = False, languages=None):
     """``df.withColumn("s", sentiment("text"))`` -> ``struct<label, score, scores, model, error>``.
 
     ``label``: negative | neutral | positive; ``score``: its probability; ``scores``: every canonical
     label the model covers -> probability; ``model``: the version that produced the row; ``error``: why a
-    row got no result (null/empty input, a failure), else null.
+    row got no label (null/empty input, a language the model does not read, a best label scored below
+    ``min_score``, a failure), else null. A row below ``min_score`` keeps its ``score`` and ``scores``.
 
     Args:
         column: the text column, a name or a Column.
         model: ``models:/name@alias``, ``models:/name/N`` or a name (@champion); default: catalog ``defaults.sentiment``.
         label_map: model label -> negative | neutral | positive; None: the model's ``label_map`` param;
             default None.
+        min_score: 0 to 1; a best label scored below it gives a null label and a reason; default 0.0.
         device: ``auto`` (the GPU Spark gave the task, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; default auto.
         precision: ``auto`` (bf16 where native), ``fp32``, ``bf16``, ``fp16``; default: the model's param, else fp32.
         fail_on_error: True raises at the first row left without a result; default False: null result + reason.
@@ -120,6 +132,6 @@ def sentiment(column, *, model: str | None = None, label_map: Mapping[str, str] 
         ...
         udfs.errors.ConfigError: label_map: got {'NEG': 'bad'}; allowed: values among negative, neutral, positive
     """
-    p = sentiment_plan(model=model, label_map=label_map, device=device, precision=precision,
+    p = sentiment_plan(model=model, label_map=label_map, min_score=min_score, device=device, precision=precision,
                        fail_on_error=fail_on_error, languages=languages)
     return driver.make_udf(p)(column)
