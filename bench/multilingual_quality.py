@@ -18,9 +18,9 @@ them: classify runs with its default prompts and temperature, the cluster job wi
    fr it pt), 15 per class) and bench/data/multilingual_reviews_2.csv (288 reviews, 48 per language, 16 per
    class; written later, without sight of the first set or of the hand-written training reviews in udfs/data,
    which were written after the first set was in use: the second set is the check of record for a model
-   trained on them; bench/data/README.md). Methods: the multilingual sentiment default (language guard on: it reads de en es fr it pt); the
-   previous English default with its guard (rows it does not read get a null label and a reason); the same
-   model with ``languages="any"`` (guard off: what it would answer, the "confident, wrong" labels of the
+   trained on them; bench/data/README.md). Methods: the multilingual sentiment default (language guard on: it
+   reads de en es fr it pt); the previous English default with its guard (rows it does not read get a null
+   label and a reason); the same model with ``languages="any"`` (guard off: what it would answer, the "confident, wrong" labels of the
    issue); the majority class (a constant; the classes tie, so the first label in order, ``negative``).
    Per method, overall and per language:
      answered          rows with a non-null label
@@ -246,7 +246,8 @@ def section_reviews(spark, args, targets: Targets, review_set: str) -> None:
         per[["rows", "answered"]] = per[["rows", "answered"]].astype(int)
         print(f"\n[{name}] per language")
         print(table(per))
-    print(f"\nOpposite labels per language (gold negative labelled positive / gold positive labelled negative, of {per_class}),"
+    print("\nOpposite labels per language (gold negative labelled positive / gold positive labelled negative, "
+          f"of {per_class}),"
           "\nand the model's median score (confidence) on its opposite labels and on its right ones:")
     gold = reviews["label"].values
     for name, p in preds.items():

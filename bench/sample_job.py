@@ -1,7 +1,8 @@
 """The sample job (`make run`: embed, sentiment, zero-shot classify, language, summarize, translate) before
 and after: the same job, the same table, this working tree against an earlier commit of the project.
 
-    .venv/bin/python bench/sample_job.py [--baseline 16893c8] [--articles 60] [--tweets 140] [--repeats 2] [--each] [--work DIR]
+    .venv/bin/python bench/sample_job.py [--baseline 16893c8] [--articles 60] [--tweets 140] [--repeats 2] [--each]
+        [--work DIR]
 
 The baseline (default 16893c8: the last commit before issue 17's work, where the job ran one Arrow UDF per
 task) is exported with ``git archive`` into a temp folder. One table is built once (jobs.make_sample with
@@ -11,7 +12,9 @@ and the same Python, the runs of the two trees alternating, ``--repeats`` each. 
 its runs: the job's rows/s over its whole run (the manifest's ``seconds``: Spark session, model resolution,
 inference, writing, MLflow logging) and over the inference write alone (``inference_seconds``), and the
 ratio this tree / baseline. A process of its own per run: each starts cold (JVM, Python workers, models).
-``--baseline none`` runs this tree only. ``--work DIR`` keeps each tree's registry in DIR and reuses it on the next run with the same baseline (delete DIR when a catalog changes). ``--each`` then also runs this tree's job with one task at a time (one cold run each): where the time goes.
+``--baseline none`` runs this tree only. ``--work DIR`` keeps each tree's registry in DIR and reuses it on the
+next run with the same baseline (delete DIR when a catalog changes). ``--each`` then also runs this tree's job
+with one task at a time (one cold run each): where the time goes.
 """
 from __future__ import annotations
 

@@ -43,7 +43,8 @@ INPUT_ALLOWED = "a mapping: {path, format, text_column}, {dataset} or {datasets:
 
 
 class DatasetInput(Section):
-    """``input: {dataset: ...}``: real labeled text shipped by installed packages (udfs/io/datasets.py)."""
+    """``input: {dataset: ...}``: real labeled text shipped by installed packages or by textspark itself
+    (udfs/io/datasets.py)."""
 
     dataset: Literal["tweets", "bbc_news", "drug_reviews", "rotten_tomatoes", "handwritten_reviews"]
     split: str | None = None                    # the reader's split, e.g. test (drug_reviews)
