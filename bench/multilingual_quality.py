@@ -20,8 +20,8 @@ them: classify runs with its default prompts and temperature, the cluster job wi
    which were written after the first set was in use: the second set is the check of record for a model
    trained on them; bench/data/README.md). Methods: the multilingual sentiment default (language guard on: it
    reads de en es fr it pt); the previous English default with its guard (rows it does not read get a null
-   label and a reason); the same model with ``languages="any"`` (guard off: what it would answer, the "confident, wrong" labels of the
-   issue); the majority class (a constant; the classes tie, so the first label in order, ``negative``).
+   label and a reason); the same model with ``languages="any"`` (guard off: what it would answer, the
+   "confident, wrong" labels of the issue); the majority class (a constant; the classes tie, so the first label in order, ``negative``).
    Per method, overall and per language:
      answered          rows with a non-null label
      3-class           correct labels / all rows (a null is not correct); "ans." = over answered rows
