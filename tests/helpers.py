@@ -82,8 +82,13 @@ def build_wheel(out: Path) -> Path:
     """textspark's wheel, built into ``out`` from a copy of the checkout (links kept): no build/ is left in
     the checkout and no stale build/ of the checkout's ends up in the wheel."""
     source = out / "source"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "output", "data", "mlruns", "spark-warehouse"))
+    anywhere = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__")
+    at_root = {"output", "data", "mlruns", "spark-warehouse"}  # a run's folders; udfs/data ships in the wheel
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return set(anywhere(folder, names)) | (at_root & set(names) if Path(folder) == ROOT else set())
+
+    shutil.copytree(ROOT, source, symlinks=True, ignore=ignore)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
                     str(source)], check=True, cwd=out)
     return next(out.glob("textspark-*.whl"))

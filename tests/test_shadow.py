@@ -264,7 +264,7 @@ def test_config_errors_are_one_line_before_spark(tmp_path, heads, capsys):
         job.run(shadow_conf(tmp_path, inp, champion=heads["positive"], challenger=heads["negative"],
                             settings={"label_map": {"negative": "bad"}}))
     with pytest.raises(ConfigError, match=r"^settings.labels: got \['a'\]; allowed: keys device, precision, "
-                                          "fail_on_error, label_map, languages$"):
+                                          "fail_on_error, label_map, min_score, languages$"):
         job.run(shadow_conf(tmp_path, inp, champion=heads["positive"], challenger=heads["negative"],
                             settings={"labels": ["a"]}))
 
