@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from types import UnionType
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from udfs.errors import ConfigError
 
@@ -26,6 +26,10 @@ class Allowed:
     """What a field allows, in words: the ``allowed:`` part of its error message."""
 
     text: str
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1")]
+"""A number from 0 to 1: a score floor, a cut-off, a rate."""
 
 
 class Section(BaseModel):
@@ -139,16 +143,6 @@ def _field_info(model: type[Section], loc: tuple) -> tuple[Any, str | None]:
         allowed = next((m.text for m in info.metadata if isinstance(m, Allowed)), None)
         model = _section_type(annotation)
     return annotation, allowed
-
-
-def _literal_values(annotation: Any) -> tuple:
-    if get_origin(annotation) is Literal:
-        return get_args(annotation)
-    for arg in get_args(annotation) or ():
-        values = _literal_values(arg)
-        if values:
-            return values
-    return ()
 
 
 # -- the keys of a section, for a job's --help (jobs.*.main) and the docs' configuration reference --------------

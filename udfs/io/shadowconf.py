@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from udfs.config import Allowed, Section, validate
+from udfs.config import Allowed, Fraction, Section, validate
 from udfs.errors import ConfigError
 from udfs.io.sections import (JOB_EXPERIMENT, InputConf, Name, OutputConf, PositiveInt, SparkSection, is_remote,
                               overlaps, resolve_path)
@@ -82,7 +82,7 @@ class GateSection(Section):
     report's flip rate is at most ``max_flip_rate``."""
 
     shadow_report: Annotated[Name, Allowed("a shadow job's output folder or its _textspark_manifest.json")]
-    max_flip_rate: Annotated[float, Field(ge=0, le=1), Allowed("a number between 0 and 1")] = 0.05
+    max_flip_rate: Fraction = 0.05
 
     @field_validator("shadow_report")
     @classmethod

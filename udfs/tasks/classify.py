@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from udfs.config import Allowed, Section, validate
+from udfs.config import Allowed, Fraction, Section, validate
 from udfs.errors import ConfigError
 from udfs.models import model_cache
 from udfs.models.backends.heads import matmul_in_chunks
@@ -143,7 +143,7 @@ class ClassifyOptions(Section):
         description="zero-shot: label -> text standing for it, or a list of one per label")] = None
     multi_label: Annotated[bool, Allowed("true, false"), Field(
         description="True lists every label whose score reaches ``threshold`` in ``labels``")] = False
-    threshold: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1"), Field(
+    threshold: Annotated[Fraction, Field(
         description="0 to 1, the multi-label cut-off (a cosine similarity for embedding)")] = 0.5
     method: Annotated[Method, Field(
         description="``auto`` (from the model's kind), ``supervised``, ``embedding`` or ``nli``")] = "auto"

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from udfs.config import Allowed, Section, validate
+from udfs.config import Allowed, Fraction, Section, validate
 from udfs.runtime import driver
 
 FIELDS = [("language", "string"), ("confidence", "float")]
@@ -30,7 +30,7 @@ def predict(model, texts: list[str], options: dict[str, Any]) -> dict[str, Any]:
 class LanguageOptions(Section):
     """detect_language's own keys (``model``, ``device``, ``precision``, ``fail_on_error`` are every task's)."""
 
-    min_confidence: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1"), Field(
+    min_confidence: Annotated[Fraction, Field(
         description="0 to 1; a best guess below it gives a null language and a reason")] = 0.0
 
 

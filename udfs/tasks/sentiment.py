@@ -2,9 +2,8 @@
 
 Any classifier registered for the ``sentiment`` task works: a head on frozen embeddings (the default,
 trained on labeled tweets, drug reviews, film snippets and hand-written reviews in six languages), or a Hugging
-Face sequence classifier. A model's own labels ("POSITIVE",
-"LABEL_1", "5 stars") reach the canonical ones through ``label_map`` (stored in the catalog entry's /
-registered version's params, or given per call). Labels that already are canonical, in any case, map to
+Face sequence classifier. A model's own labels ("POSITIVE", "LABEL_1", "5 stars") reach the canonical ones
+through ``label_map`` (stored in the catalog entry's / registered version's params, or given per call). Labels that already are canonical, in any case, map to
 themselves. Several model labels may map to one canonical label: their probabilities add up. ``min_score``
 trades labels for nulls: a best label scored below it gives a null label and a reason.
 """
@@ -16,7 +15,7 @@ from typing import Annotated, Any, Mapping
 import numpy as np
 from pydantic import Field, field_validator
 
-from udfs.config import Allowed, Section, validate
+from udfs.config import Allowed, Fraction, Section, validate
 from udfs.errors import ConfigError
 from udfs.models.labels import CANONICAL, canonical_map, canonical_scores  # noqa: F401 - CANONICAL: re-exported
 from udfs.runtime import driver
@@ -60,7 +59,7 @@ class SentimentOptions(Section):
 
     label_map: Annotated[dict[str, str] | None, Allowed(LABEL_MAP_ALLOWED), Field(
         description="model label -> negative | neutral | positive; None: the model's ``label_map`` param")] = None
-    min_score: Annotated[float, Field(ge=0.0, le=1.0), Allowed("a number between 0 and 1"), Field(
+    min_score: Annotated[Fraction, Field(
         description="0 to 1; a best label scored below it gives a null label and a reason")] = 0.0
 
     @field_validator("label_map", mode="before")
