@@ -163,7 +163,7 @@ def table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 def polarity(scores: pd.Series) -> pd.Series:
     """Per row, ``positive`` or ``negative``: whichever of the two the model's scores favour (None for a null)."""
-    return scores.map(lambda s: None if s is None or not isinstance(s, dict) else
+    return scores.map(lambda s: None if not isinstance(s, dict) else
                       ("positive" if s.get("positive", 0.0) > s.get("negative", 0.0) else "negative"))
 
 
@@ -274,9 +274,10 @@ def section_reviews(spark, args, targets: Targets, review_set: str) -> None:
     if name in preds:
         print(f"\n[{name}] with min_score (a best label scored below it: a null label and a reason; not a target, "
               "no default: the trade a user can choose):")
-        for floor in MIN_SCORES:
-            out = sentiment_rows(spark, reviews["text"].tolist(), methods[name][0], min_score=floor)
-            got = review_metrics(reviews["label"], out["label"].where(out["label"].notna(), None))
+        for floor in MIN_SCORES:  # 0.0 is the run above
+            labels = preds[name] if floor == 0.0 else \
+                sentiment_rows(spark, reviews["text"].tolist(), methods[name][0], min_score=floor)["label"]
+            got = review_metrics(reviews["label"], labels.where(labels.notna(), None))
             print(f"  min_score {floor:.1f}: answered {got['answered']}/{n}, 3-class over answered "
                   f"{got['3-class ans.']:.3f}, any wrong label {got['any wrong']:.3f}, polarity errors "
                   f"{got['polarity err']:.3f} of all rows", flush=True)
